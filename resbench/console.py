@@ -1,0 +1,109 @@
+"""What a run looks like in the terminal: a live progress bar (or plain lines) and the per-block table."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+BAR_WIDTH = 20
+_EIGHTHS = " ▏▎▍▌▋▊▉"
+
+
+def bar(value: float, maximum: float, width: int = BAR_WIDTH) -> str:
+    """An inline bar of `value / maximum` of `width` cells, in eighths of a cell."""
+    if not (math.isfinite(value) and maximum > 0):
+        return ""
+    eighths = round(min(value / maximum, 1.0) * width * 8)
+    return "█" * (eighths // 8) + (_EIGHTHS[eighths % 8] if eighths % 8 else "")
+
+
+def fmt(value: float | None, digits: int = 4) -> str:
+    return "—" if value is None else f"{value:.{digits}g}"
+
+
+def grad_profile_table(profile: Any, title: str = "gradient norm per block") -> Table:
+    """One row per block: grad norm at init and at the last logged step, each with a bar across rows."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("block", justify="right")
+    table.add_column("init", justify="right")
+    table.add_column("", no_wrap=True, style="cyan")
+    table.add_column(f"step {profile.last_step}", justify="right")
+    table.add_column("", no_wrap=True, style="magenta")
+    init_max = max((v for v in profile.init if math.isfinite(v)), default=0.0)
+    last_max = max((v for v in profile.last if math.isfinite(v)), default=0.0)
+    for block, (first, last) in enumerate(zip(profile.init, profile.last)):
+        table.add_row(str(block), fmt(first), bar(first, init_max), fmt(last), bar(last, last_max))
+    return table
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    colour = {"completed": "green", "diverged": "yellow"}.get(summary["status"], "red")
+    parts = [f"[{colour}]{summary['status']}[/{colour}]", f"{summary['steps_done']} steps",
+             f"loss {fmt(summary['final_loss'])}", f"val loss {fmt(summary['final_val_loss'])}"]
+    if summary.get("final_val_acc") is not None:
+        parts.append(f"val acc {summary['final_val_acc']:.3f}")
+    parts.append(f"{summary['wall_s']:.1f} s")
+    line = " · ".join(parts)
+    if summary.get("error"):
+        line += f"\n[red]error:[/red] {escape(summary['error'])}"
+    return line
+
+
+class RunDisplay:
+    """The trainer's Progress for `resbench train`: a rich bar on a TTY, plain lines otherwise."""
+
+    def __init__(self, console: Console, quiet: bool = False):
+        self.console = console
+        self.quiet = quiet
+        self.live = console.is_terminal and not quiet
+        self._bar: Progress | None = None
+        self._last_line = 0.0
+
+    def run_started(self, config: dict[str, Any], run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.total = max(config["train"]["steps"], 1)
+        self.val_loss: float | None = None
+        if self.quiet:
+            return
+        model = config["model"]
+        self.console.print(
+            f"[bold]resbench train[/bold] {model['name']} depth={model['depth']} norm={model['norm']} "
+            f"norm_type={model['norm_type']} residual={model['residual']} task={config['task']['name']}"
+        )
+        if self.live:
+            self._bar = Progress(
+                TextColumn("[bold blue]train"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]} · val {task.fields[val]} · {task.fields[speed]} steps/s"),
+                TimeElapsedColumn(), console=self.console, transient=True,
+            )
+            self._task = self._bar.add_task("train", total=self.total, loss="—", val="—", speed="—")
+            self._bar.start()
+
+    def step(self, step: int, total: int, loss: float, val_loss: float | None, steps_per_s: float) -> None:
+        if val_loss is not None:
+            self.val_loss = val_loss
+        if self._bar is not None:
+            self._bar.update(self._task, completed=step + 1, loss=fmt(loss), val=fmt(self.val_loss),
+                             speed=f"{steps_per_s:.1f}")
+        elif not self.quiet and (val_loss is not None or time.monotonic() - self._last_line > 5):
+            self._last_line = time.monotonic()
+            self.console.print(f"step {step + 1}/{self.total} loss {fmt(loss)} val {fmt(self.val_loss)} "
+                               f"{steps_per_s:.1f} steps/s")
+
+    def run_finished(self, summary: dict[str, Any], profile: Any) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+        if self.quiet:
+            return
+        if profile.init:
+            self.console.print(grad_profile_table(profile))
+        self.console.print(summary_line(summary))
+        self.console.print(f"run dir: {escape(str(self.run_dir))}")

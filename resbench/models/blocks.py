@@ -1,0 +1,97 @@
+"""The pieces every residual block is made of: branches (attention, FFN) and the glue around them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .norms import make_norm
+from .placements import PLACEMENTS, deepnorm_alpha
+from .residuals import RESIDUALS, residual_name
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """The switches a block is built from (every model family shares them)."""
+
+    width: int
+    depth: int  # the stack's depth L (DeepNorm's constants depend on it)
+    norm: str = "pre"  # placement: a key of PLACEMENTS
+    norm_type: str = "layernorm"  # a key of NORMS
+    residual: str = "true"  # a key of RESIDUALS
+    residual_scale: float = 1.0
+
+    @property
+    def skip_scale(self) -> float:
+        return deepnorm_alpha(self.depth) if self.norm == "deepnorm" else self.residual_scale
+
+    def sublayer(self) -> tuple[nn.Module, nn.Module, nn.Module]:
+        """(norm, norm_out, skip) for one residual sublayer."""
+        has_norm = self.norm != "none"
+        norm = make_norm(self.norm_type, self.width) if has_norm else nn.Identity()
+        norm_out = make_norm(self.norm_type, self.width) if self.norm == "sandwich" else nn.Identity()
+        skip = RESIDUALS[residual_name(self.residual)](self.skip_scale)
+        return norm, norm_out, skip
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with a fused qkv projection (q, k, v stacked like nn.MultiheadAttention)."""
+
+    def __init__(self, width: int, heads: int, causal: bool):
+        super().__init__()
+        self.heads = heads
+        self.causal = causal
+        self.qkv = nn.Linear(width, 3 * width)
+        self.out = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, tokens, width = x.shape
+        q, k, v = self.qkv(x).split(width, dim=-1)  # 3 × (B, T, C)
+        q, k, v = (t.view(batch, tokens, self.heads, -1).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)  # (B, nh, T, hs)
+        return self.out(y.transpose(1, 2).reshape(batch, tokens, width))
+
+
+class FeedForward(nn.Module):
+    """fc1 → activation → fc2."""
+
+    def __init__(self, width: int, hidden: int, activation: nn.Module):
+        super().__init__()
+        self.fc1 = nn.Linear(width, hidden)
+        self.act = activation
+        self.fc2 = nn.Linear(hidden, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class TransformerBlock(nn.Module):
+    """Attention sublayer then FFN sublayer, each wrapped by the chosen placement."""
+
+    def __init__(self, spec: BlockSpec, heads: int, ffn_mult: int, causal: bool):
+        super().__init__()
+        self.place = PLACEMENTS[spec.norm]
+        self.attn = SelfAttention(spec.width, heads, causal)
+        self.ffn = FeedForward(spec.width, ffn_mult * spec.width, nn.GELU())
+        self.norm1, self.norm1_out, self.res1 = spec.sublayer()
+        self.norm2, self.norm2_out, self.res2 = spec.sublayer()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.place(x, self.attn, self.norm1, self.norm1_out, self.res1)
+        return self.place(x, self.ffn, self.norm2, self.norm2_out, self.res2)
+
+
+class MLPBlock(nn.Module):
+    """One FFN sublayer (fc1 → ReLU → fc2) wrapped by the chosen placement."""
+
+    def __init__(self, spec: BlockSpec, ffn_mult: int):
+        super().__init__()
+        self.place = PLACEMENTS[spec.norm]
+        self.ffn = FeedForward(spec.width, ffn_mult * spec.width, nn.ReLU())
+        self.norm1, self.norm1_out, self.res1 = spec.sublayer()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.place(x, self.ffn, self.norm1, self.norm1_out, self.res1)

@@ -1,0 +1,39 @@
+"""What every task gives the trainer: a TaskSpec for the model builder, training batches, fixed val batches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+Batch = tuple[torch.Tensor, torch.Tensor]  # (inputs, targets)
+
+
+class TaskError(ValueError):
+    """A task cannot be built from its config (missing file, bad encoding, ...): bad input."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Shapes a model needs to fit a task."""
+
+    n_outputs: int  # classes (or vocabulary size for language modelling)
+    seq_len: int  # tokens per example (rows of an image, characters, ...)
+    vocab_size: int | None = None  # token-id inputs; None for continuous features
+    in_features: int | None = None  # features per token when inputs are continuous
+    causal: bool = False  # attention may only look back (language modelling)
+    per_token: bool = True  # one target per token (else one label per example)
+    accuracy: bool = False  # log val_acc
+
+
+class Task(Protocol):
+    spec: TaskSpec
+
+    def batch(self, generator: torch.Generator, batch_size: int) -> Batch:
+        """A random training batch drawn with `generator` (so the data order follows the seed)."""
+        ...
+
+    def val_batches(self) -> list[Batch]:
+        """The fixed validation set, the same on every call."""
+        ...

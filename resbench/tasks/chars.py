@@ -1,0 +1,77 @@
+"""Character-level language modelling on any UTF-8 text; by default CPython's own documentation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .base import Batch, TaskError, TaskSpec
+
+VAL_SEED = 1234  # the validation batches are the same for every run and seed
+
+
+def default_corpus() -> str:
+    """The documentation topics that ship inside CPython (~465k characters): no download needed."""
+    from pydoc_data.topics import topics
+
+    return "\n\n".join(topics[key] for key in sorted(topics))
+
+
+def read_corpus(path: str | None) -> str:
+    if path is None:
+        return default_corpus()
+    try:
+        return Path(path).expanduser().read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TaskError(f"task.path: no such file: {path}") from None
+    except IsADirectoryError:
+        raise TaskError(f"task.path: is a directory, not a text file: {path}") from None
+    except UnicodeDecodeError as err:
+        raise TaskError(f"task.path: not UTF-8 text: {path} (byte {err.start})") from None
+    except OSError as err:
+        raise TaskError(f"task.path: cannot read {path}: {err.strerror}") from None
+
+
+def encode(text: str) -> tuple[torch.Tensor, list[str]]:
+    """Text → (token ids, vocabulary), vectorised: one id per Unicode code point."""
+    codepoints = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    vocab_codes, ids = np.unique(codepoints, return_inverse=True)
+    return torch.from_numpy(ids.astype(np.int64)), [chr(c) for c in vocab_codes]
+
+
+class Chars:
+    def __init__(self, path: str | None, seq_len: int, val_fraction: float, val_batches: int,
+                 batch_size: int):
+        text = read_corpus(path)
+        data, self.vocab = encode(text)
+        n_val = int(len(data) * val_fraction)
+        self.train_data, self.val_data = data[: len(data) - n_val], data[len(data) - n_val :]
+        for name, part in (("training", self.train_data), ("validation", self.val_data)):
+            if len(part) <= seq_len + 1:
+                raise TaskError(
+                    f"task.path: the {name} part of the text has {len(part)} characters; "
+                    f"need more than task.seq_len + 1 = {seq_len + 1}"
+                )
+        self.seq_len = seq_len
+        self.spec = TaskSpec(n_outputs=len(self.vocab), seq_len=seq_len, vocab_size=len(self.vocab),
+                             causal=True, per_token=True)
+        generator = torch.Generator().manual_seed(VAL_SEED)
+        self._val = [self._sample(self.val_data, generator, batch_size) for _ in range(val_batches)]
+
+    def _sample(self, data: torch.Tensor, generator: torch.Generator, batch_size: int) -> Batch:
+        starts = torch.randint(len(data) - self.seq_len - 1, (batch_size,), generator=generator)
+        offsets = starts[:, None] + torch.arange(self.seq_len + 1)  # (B, T+1)
+        window = data[offsets]
+        return window[:, :-1], window[:, 1:]  # inputs and next characters, (B, T) each
+
+    def batch(self, generator: torch.Generator, batch_size: int) -> Batch:
+        return self._sample(self.train_data, generator, batch_size)
+
+    def val_batches(self) -> list[Batch]:
+        return self._val
+
+
+def build(cfg: dict, batch_size: int) -> Chars:
+    return Chars(cfg["path"], cfg["seq_len"], cfg["val_fraction"], cfg["val_batches"], batch_size)
