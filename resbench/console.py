@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 BAR_WIDTH = 20
+PROFILE_BAR_WIDTH = 10  # four bars side by side in the end-of-run table
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 
 
@@ -28,18 +29,28 @@ def fmt(value: float | None, digits: int = 4) -> str:
     return "—" if value is None else f"{value:.{digits}g}"
 
 
-def grad_profile_table(profile: Any, title: str = "gradient norm per block") -> Table:
-    """One row per block: grad norm at init and at the last logged step, each with a bar across rows."""
+def grad_profile_table(profile: Any, title: str = "gradient norm and signal per block") -> Table:
+    """One row per block: grad norm at init and at the last logged step, then that step's hidden_rms and
+    act_grad_norm; each number has a bar scaled across the rows, so the profile over depth shows."""
     table = Table(title=title, title_justify="left")
     table.add_column("block", justify="right")
-    table.add_column("init", justify="right")
-    table.add_column("", no_wrap=True, style="cyan")
-    table.add_column(f"step {profile.last_step}", justify="right")
-    table.add_column("", no_wrap=True, style="magenta")
-    init_max = max((v for v in profile.init if math.isfinite(v)), default=0.0)
-    last_max = max((v for v in profile.last if math.isfinite(v)), default=0.0)
-    for block, (first, last) in enumerate(zip(profile.init, profile.last)):
-        table.add_row(str(block), fmt(first), bar(first, init_max), fmt(last), bar(last, last_max))
+    last = f"step {profile.last_step}"
+    columns = [("grad_norm\ninit", profile.init, "cyan"),
+               (f"grad_norm\n{last}", profile.last, "magenta"),
+               (f"hidden_rms\n{last}", profile.hidden_rms, "green"),
+               (f"act_grad_norm\n{last}", profile.act_grad_norm, "yellow")]
+    columns = [(name, values, style) for name, values, style in columns if values]
+    for name, _, style in columns:
+        table.add_column(name, justify="right")
+        table.add_column("", no_wrap=True, style=style)
+    maxima = [max((v for v in values if v is not None and math.isfinite(v)), default=0.0)
+              for _, values, _ in columns]
+    for block in range(len(profile.init)):
+        cells = [str(block)]
+        for (_, values, _), maximum in zip(columns, maxima):
+            value = values[block]
+            cells += [fmt(value), bar(value, maximum, PROFILE_BAR_WIDTH) if value is not None else ""]
+        table.add_row(*cells)
     return table
 
 

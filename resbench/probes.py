@@ -1,17 +1,29 @@
 """Probes: pure functions over tensors, and the thin layer that decides when they run.
 
-All numbers of a logged step are computed on the device and brought to the host in one copy.
+The pure functions take stacked block outputs `(..., B, T, C)` (leading dims are kept, so one call
+measures every block) and return `(...)`. The hook layer — `capture` around forward and backward,
+`track_update` around the optimizer step — exists only on logged steps; other steps pay nothing.
+All numbers of a logged step stay on the device until `step_stats` brings them to the host in one copy.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 _BLOCK_PARAM = re.compile(r"^blocks\.(\d+)\.(.+)$")
+
+# The per-block columns of layers.csv after step and layer, in order.
+BLOCK_PROBES = ("grad_norm", "hidden_rms", "act_grad_norm", "update_ratio", "rank_residual")
+
+
+# ---- pure functions ---------------------------------------------------------------------------------
 
 
 def grad_norms(grads: list[torch.Tensor]) -> torch.Tensor:
@@ -23,6 +35,42 @@ def group_norms(norms: torch.Tensor, group: torch.Tensor, n_groups: int) -> torc
     """L2 norm over the members of each group, from the members' norms: (n_groups,)."""
     squares = torch.zeros(n_groups, dtype=norms.dtype, device=norms.device)
     return squares.index_add_(0, group, norms.square()).sqrt()
+
+
+def hidden_rms(h: torch.Tensor) -> torch.Tensor:
+    """Root-mean-square of the residual stream h: (..., B, T, C) → (...)."""
+    return torch.linalg.vector_norm(h, dim=(-3, -2, -1)) / math.sqrt(h.shape[-3:].numel())
+
+
+def act_grad_norm(grad: torch.Tensor) -> torch.Tensor:
+    """Mean over examples i of ‖∂ℓ_i/∂h_i‖, from grad = ∂L/∂h with L the batch-mean loss: (..., B, T, C) → (...).
+
+    L = mean_i ℓ_i and h_i only reaches ℓ_i, so ∂ℓ_i/∂h_i = B·∂L/∂h_i and the mean over i of its norm is
+    the sum over i of ‖∂L/∂h_i‖: a per-example size that does not depend on the batch size.
+    """
+    return torch.linalg.vector_norm(grad, dim=(-2, -1)).sum(-1)
+
+
+def rank_residual(x: torch.Tensor) -> torch.Tensor:
+    """Mean over sequences of ‖X − 1·x̄ᵀ‖_F / ‖X‖_F, X one sequence's tokens, x̄ its mean token: (..., B, T, C) → (...).
+
+    1 for well-spread tokens, 0 when every token is the same vector (rank collapse, Dong et al. 2021).
+    The mean token is the x̄ that minimises the Frobenius residual.
+    """
+    residual = torch.linalg.vector_norm(x - x.mean(dim=-2, keepdim=True), dim=(-2, -1))  # (..., B)
+    size = torch.linalg.vector_norm(x, dim=(-2, -1))
+    return (residual / size.clamp_min(torch.finfo(x.dtype).tiny)).mean(-1)
+
+
+def update_ratio(before: list[torch.Tensor], after: list[torch.Tensor], group: torch.Tensor,
+                 n_groups: int) -> torch.Tensor:
+    """‖θ_after − θ_before‖ / ‖θ_before‖ over the tensors of each group: (n_groups,)."""
+    size = group_norms(grad_norms(before), group, n_groups)
+    change = group_norms(grad_norms(torch._foreach_sub(after, before)), group, n_groups)
+    return change / size
+
+
+# ---- which parameter belongs to which block ------------------------------------------------------------
 
 
 class ParamLayout:
@@ -42,9 +90,114 @@ class ParamLayout:
         device = self.params[0].device
         self.group = torch.tensor([self.n_blocks if layer is None else layer for layer in self.layers],
                                   device=device)
+        self.block_params = [p for p, layer in zip(self.params, self.layers) if layer is not None]
+        self.block_group = torch.tensor([layer for layer in self.layers if layer is not None],
+                                        dtype=torch.long, device=device)
 
     def grads(self) -> list[torch.Tensor]:
         return [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+
+
+# ---- hooks: only on logged steps ---------------------------------------------------------------------
+
+
+class BlockCapture:
+    """Block outputs and their gradients over one or more forward/backward passes, reduced on the device.
+
+    A pass is complete when every block's output gradient has arrived; it is then reduced to one
+    (3, n_blocks) tensor of hidden_rms, act_grad_norm, rank_residual, and the stored tensors are freed.
+    """
+
+    def __init__(self, n_blocks: int):
+        self.n_blocks = n_blocks
+        self._outputs: list[torch.Tensor | None] = [None] * n_blocks
+        self._grads: list[torch.Tensor | None] = [None] * n_blocks
+        self._received = 0
+        self._sum: torch.Tensor | None = None
+        self._passes = 0
+        self._examples_are_tokens = False
+
+    def forward_hook(self, index: int):
+        def hook(module: nn.Module, args, output: torch.Tensor) -> None:
+            if output.dim() == 2:  # an MLP's (B, C): each example one token
+                self._examples_are_tokens = True
+            self._outputs[index] = output.detach()
+            if output.requires_grad:
+                output.register_hook(lambda grad: self._on_grad(index, grad))
+        return hook
+
+    def _on_grad(self, index: int, grad: torch.Tensor) -> None:
+        self._grads[index] = grad
+        self._received += 1
+        if self._received == self.n_blocks:
+            self._reduce_pass()
+
+    @torch.no_grad()
+    def _reduce_pass(self) -> None:
+        outputs = torch.stack(self._outputs)  # (L, B, T, C) or (L, B, C)
+        grads = torch.stack(self._grads)
+        if self._examples_are_tokens:
+            outputs, grads = outputs[:, :, None], grads[:, :, None]  # (L, B, 1, C)
+        # For the MLP the rank is over the batch: one "sequence" whose tokens are the examples.
+        tokens = outputs.transpose(-3, -2) if self._examples_are_tokens else outputs
+        values = torch.stack([hidden_rms(outputs), act_grad_norm(grads), rank_residual(tokens)])  # (3, L)
+        self._sum = values if self._sum is None else self._sum + values
+        self._passes += 1
+        self._outputs = [None] * self.n_blocks
+        self._grads = [None] * self.n_blocks
+        self._received = 0
+
+    def values(self) -> dict[str, torch.Tensor]:
+        """Per-block probes averaged over the captured passes, on the device: name → (n_blocks,)."""
+        if self._sum is None:
+            return {}
+        mean = self._sum / self._passes
+        return {"hidden_rms": mean[0], "act_grad_norm": mean[1], "rank_residual": mean[2]}
+
+
+@contextmanager
+def capture(model: nn.Module, active: bool = True) -> Iterator[BlockCapture]:
+    """Hooks on `model.blocks` while the block runs forward and backward; none when not `active`."""
+    blocks = BlockCapture(len(model.blocks))
+    if not active:
+        yield blocks
+        return
+    handles = [block.register_forward_hook(blocks.forward_hook(i)) for i, block in enumerate(model.blocks)]
+    try:
+        yield blocks
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+class UpdateTracker:
+    """The block parameters before an optimizer step, to measure the step after it."""
+
+    def __init__(self, layout: ParamLayout, active: bool):
+        self.layout = layout
+        self.before: list[torch.Tensor] | None = None
+        self.ratio: torch.Tensor | None = None  # (n_blocks,), set when an update was tracked
+        if active:
+            with torch.no_grad():
+                self.before = torch._foreach_mul(layout.block_params, 1.0)  # one batched copy
+
+    @torch.no_grad()
+    def finish(self) -> None:
+        if self.before is not None:
+            self.ratio = update_ratio(self.before, [p.detach() for p in self.layout.block_params],
+                                      self.layout.block_group, self.layout.n_blocks)
+            self.before = None
+
+
+@contextmanager
+def track_update(layout: ParamLayout, active: bool = True) -> Iterator[UpdateTracker]:
+    """Around `optimizer.step()`: per-block ‖Δθ‖/‖θ‖ in `.ratio` afterwards (None when not active)."""
+    tracker = UpdateTracker(layout, active)
+    yield tracker
+    tracker.finish()
+
+
+# ---- the host side -------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -52,15 +205,43 @@ class StepStats:
     """The host-side numbers of one logged step."""
 
     param_grad_norms: list[float]  # one per parameter tensor, in ParamLayout order
-    block_grad_norms: list[float]  # one per block
+    blocks: dict[str, list[float | None]]  # BLOCK_PROBES name → one value per block (None: not measured)
     grad_norm: float  # over all parameters
+
+    @property
+    def block_grad_norms(self) -> list[float]:
+        return self.blocks["grad_norm"]
+
+    def block_rows(self) -> list[tuple[float | None, ...]]:
+        """One tuple of BLOCK_PROBES values per block."""
+        return list(zip(*(self.blocks[name] for name in BLOCK_PROBES)))
+
+
+def step_stats(layout: ParamLayout, param_grad_norms: torch.Tensor,
+               block_values: dict[str, torch.Tensor | None] | None = None) -> StepStats:
+    """Gradient norms (per parameter, per block, total) and the block probes with a single device-to-host copy.
+
+    `param_grad_norms` is `grad_norms(grads)`, taken before clipping or the optimizer touch the gradients;
+    `block_values` maps probe names to (n_blocks,) device tensors; missing probes are None.
+    An update ratio is dropped when the gradient is not finite: no update was taken from it.
+    """
+    measured = {name: value for name, value in (block_values or {}).items() if value is not None}
+    block_grad_norms = group_norms(param_grad_norms, layout.group, layout.n_blocks + 1)[: layout.n_blocks]
+    total = param_grad_norms.square().sum().sqrt()
+    parts = [param_grad_norms, total[None], block_grad_norms, *measured.values()]
+    host = torch.cat([part.float() for part in parts]).tolist()  # the one copy
+    n_params, n_blocks = len(layout.params), layout.n_blocks
+    grad_norm = host[n_params]
+    blocks: dict[str, list[float | None]] = {name: [None] * n_blocks for name in BLOCK_PROBES}
+    offset = n_params + 1
+    for name in ("grad_norm", *measured):
+        blocks[name] = host[offset : offset + n_blocks]
+        offset += n_blocks
+    if not math.isfinite(grad_norm):
+        blocks["update_ratio"] = [None] * n_blocks
+    return StepStats(host[:n_params], blocks, grad_norm)
 
 
 def gradient_stats(layout: ParamLayout, grads: list[torch.Tensor]) -> StepStats:
     """Per-parameter, per-block and total gradient norms with a single device-to-host copy."""
-    param_norms = grad_norms(grads)
-    block_norms = group_norms(param_norms, layout.group, layout.n_blocks + 1)[: layout.n_blocks]
-    total = param_norms.square().sum().sqrt()
-    host = torch.cat([param_norms, block_norms, total[None]]).tolist()  # the one copy
-    n_params = len(layout.params)
-    return StepStats(host[:n_params], host[n_params:-1], host[-1])
+    return step_stats(layout, grad_norms(grads))

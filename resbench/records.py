@@ -18,7 +18,7 @@ import yaml
 
 METRIC_COLUMNS = ["step", "loss", "val_loss", "lr", "grad_norm", "elapsed_s"]
 GRAD_NORM_COLUMNS = ["step", "layer", "param", "grad_norm"]
-LAYER_COLUMNS = ["step", "layer", "grad_norm"]
+LAYER_COLUMNS = ["step", "layer", "grad_norm", "hidden_rms", "act_grad_norm", "update_ratio", "rank_residual"]
 
 
 def _cell(value: Any) -> Any:

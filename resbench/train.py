@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -17,6 +18,7 @@ from . import models, probes, tasks
 from .records import LAYER_COLUMNS, METRIC_COLUMNS, RunRecorder, config_hash
 
 FINAL_LOSS_WINDOW = 10  # final_loss is the mean training loss of the last 10 steps
+INIT_BATCHES_STREAM = 1  # SeedSequence key of the init_batches data stream (training data: the seed itself)
 
 
 class Progress(Protocol):
@@ -39,11 +41,14 @@ class Silent:
 
 @dataclass
 class GradProfile:
-    """Per-block gradient norms at initialization and at the last logged step (for the end table)."""
+    """Per-block gradient norms at initialization and at the last logged step, with that step's
+    hidden_rms and act_grad_norm (for the end table)."""
 
     init: list[float] = field(default_factory=list)
     last: list[float] = field(default_factory=list)
     last_step: int = 0
+    hidden_rms: list[float | None] = field(default_factory=list)  # at last_step
+    act_grad_norm: list[float | None] = field(default_factory=list)  # at last_step
 
 
 def pick_device(device: str) -> torch.device:
@@ -162,16 +167,24 @@ class Trainer:
         for step in range(max(steps, 1)):  # steps=0 still measures the gradient at init (step 0)
             lr = self.train_cfg["lr"] * warmup_factor(step, self.train_cfg["warmup"])
             x, y = (t.to(self.device) for t in self.task.batch(self.data_generator, batch_size))
-            logits = self.model(x)
-            loss = cross_entropy(logits, y)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            logged = is_logged(step, steps, self.config["log_every"])
+            with probes.capture(self.model, active=logged) as blocks:  # block hooks on logged steps only
+                logits = self.model(x)
+                loss = cross_entropy(logits, y)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                # Norms of the unclipped gradient, on the device, before clipping or the update touch it.
+                param_grad_norms = probes.grad_norms(self.logged_gradient(step)) if logged else None
             loss_value = loss.item()
             recent_losses.append(loss_value)
-            stats = self.measure_gradients(step) if is_logged(step, steps, self.config["log_every"]) else None
+            # A gradient's finiteness is known only after the step's one host copy, which follows the update.
+            update_taken = steps > 0 and math.isfinite(loss_value)
+            with probes.track_update(self.layout, active=logged and update_taken) as update:
+                if update_taken:
+                    self.update(lr)
+            stats = self.measure(step, param_grad_norms, blocks, update) if logged else None
             diverged = not math.isfinite(loss_value) or (stats is not None and not math.isfinite(stats.grad_norm))
-            if steps > 0 and not diverged:
-                self.update(lr)
+            if update_taken and not diverged:
                 self.summary["steps_done"] = step + 1
             val_loss = val_acc = None
             if not diverged and is_evaluated(step, steps, self.train_cfg["eval_every"]):
@@ -196,12 +209,35 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train_cfg["clip"])
         self.optimizer.step()
 
-    def measure_gradients(self, step: int) -> probes.StepStats:
-        stats = probes.gradient_stats(self.layout, self.layout.grads())
+    def logged_gradient(self, step: int) -> list[torch.Tensor]:
+        """The gradient a logged step reports: its own, or at step 0 the mean over `init_batches` batches.
+
+        The extra batches come from their own generator and their gradients go into a separate sum, so
+        the training data order and the first update (step 0's own batch) are those of init_batches=1.
+        """
+        grads = self.layout.grads()
+        extra = self.config["init_batches"] - 1 if step == 0 else 0
+        if extra == 0:
+            return grads
+        generator = torch.Generator().manual_seed(init_batches_seed(self.config["seed"]))
+        total = torch._foreach_mul(grads, 1.0)
+        for _ in range(extra):
+            x, y = (t.to(self.device) for t in self.task.batch(generator, self.train_cfg["batch_size"]))
+            loss = cross_entropy(self.model(x), y)
+            torch._foreach_add_(total, torch.autograd.grad(loss, self.layout.params, allow_unused=True,
+                                                           materialize_grads=True))
+        return torch._foreach_div(total, float(extra + 1))
+
+    def measure(self, step: int, param_grad_norms: torch.Tensor, blocks: probes.BlockCapture,
+                update: probes.UpdateTracker) -> probes.StepStats:
+        """The logged step's probes, brought to the host in one copy; keeps the end-of-run profile."""
+        stats = probes.step_stats(self.layout, param_grad_norms, {**blocks.values(), "update_ratio": update.ratio})
         if step == 0:
             self.profile.init = stats.block_grad_norms
             self.summary["init_grad_ratio"] = _ratio(stats.block_grad_norms)
         self.profile.last, self.profile.last_step = stats.block_grad_norms, step
+        self.profile.hidden_rms = stats.blocks["hidden_rms"]
+        self.profile.act_grad_norm = stats.blocks["act_grad_norm"]
         return stats
 
     def record(self, step, loss, val_loss, val_acc, lr, stats, start) -> None:
@@ -213,7 +249,7 @@ class Trainer:
         if stats is not None:
             grad_rows = [(step, layer, name, norm) for layer, name, norm in
                          zip(self.layout.layers, self.layout.names, stats.param_grad_norms)]
-            layer_rows = [(step, layer, norm) for layer, norm in enumerate(stats.block_grad_norms)]
+            layer_rows = [(step, layer, *values) for layer, values in enumerate(stats.block_rows())]
         self.recorder.log(row, grad_rows, layer_rows)
 
 
@@ -222,6 +258,11 @@ def _ratio(block_norms: list[float]) -> float | None:
     if not block_norms or block_norms[0] == 0 or not math.isfinite(block_norms[0]):
         return None
     return block_norms[-1] / block_norms[0]
+
+
+def init_batches_seed(seed: int) -> int:
+    """Seed of the extra init_batches batches: a stream of its own, apart from every seed's training data."""
+    return int(np.random.SeedSequence([seed, INIT_BATCHES_STREAM]).generate_state(1)[0])
 
 
 def run(config: dict[str, Any], run_dir: Path | str, progress: Progress | None = None,
