@@ -62,11 +62,13 @@ def rank_residual(x: torch.Tensor) -> torch.Tensor:
     return (residual / size.clamp_min(torch.finfo(x.dtype).tiny)).mean(-1)
 
 
-def update_ratio(before: list[torch.Tensor], after: list[torch.Tensor], group: torch.Tensor,
-                 n_groups: int) -> torch.Tensor:
-    """‖θ_after − θ_before‖ / ‖θ_before‖ over the tensors of each group: (n_groups,)."""
-    size = group_norms(grad_norms(before), group, n_groups)
-    change = group_norms(grad_norms(torch._foreach_sub(after, before)), group, n_groups)
+def update_ratio(before: torch.Tensor, after: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """‖θ_after − θ_before‖ / ‖θ_before‖ over each segment of `sizes` elements of flat parameter vectors.
+
+    before, after: (N,) with N = sum(sizes) → (len(sizes),).
+    """
+    size = torch.stack(torch._foreach_norm(before.split(sizes)))
+    change = torch.stack(torch._foreach_norm((after - before).split(sizes)))
     return change / size
 
 
@@ -90,9 +92,17 @@ class ParamLayout:
         device = self.params[0].device
         self.group = torch.tensor([self.n_blocks if layer is None else layer for layer in self.layers],
                                   device=device)
-        self.block_params = [p for p, layer in zip(self.params, self.layers) if layer is not None]
-        self.block_group = torch.tensor([layer for layer in self.layers if layer is not None],
-                                        dtype=torch.long, device=device)
+        # The block parameters block by block, so that one flat copy of them is a run of per-block segments.
+        in_blocks = sorted((layer, i) for i, layer in enumerate(self.layers) if layer is not None)
+        self.block_params = [self.params[i] for _, i in in_blocks]
+        self.block_sizes = [0] * self.n_blocks
+        for layer, i in in_blocks:
+            self.block_sizes[layer] += self.params[i].numel()
+
+    def flat_block_params(self) -> torch.Tensor:
+        """Every block parameter in one flat copy, block after block: (sum(block_sizes),)."""
+        with torch.no_grad():
+            return torch.cat([p.reshape(-1) for p in self.block_params])
 
     def grads(self) -> list[torch.Tensor]:
         return [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
@@ -171,21 +181,17 @@ def capture(model: nn.Module, active: bool = True) -> Iterator[BlockCapture]:
 
 
 class UpdateTracker:
-    """The block parameters before an optimizer step, to measure the step after it."""
+    """The block parameters before an optimizer step (one flat copy), to measure the step after it."""
 
     def __init__(self, layout: ParamLayout, active: bool):
         self.layout = layout
-        self.before: list[torch.Tensor] | None = None
+        self.before = layout.flat_block_params() if active else None
         self.ratio: torch.Tensor | None = None  # (n_blocks,), set when an update was tracked
-        if active:
-            with torch.no_grad():
-                self.before = torch._foreach_mul(layout.block_params, 1.0)  # one batched copy
 
     @torch.no_grad()
     def finish(self) -> None:
         if self.before is not None:
-            self.ratio = update_ratio(self.before, [p.detach() for p in self.layout.block_params],
-                                      self.layout.block_group, self.layout.n_blocks)
+            self.ratio = update_ratio(self.before, self.layout.flat_block_params(), self.layout.block_sizes)
             self.before = None
 
 

@@ -95,10 +95,9 @@ def test_hidden_rms_and_act_grad_norm_written_out():
 
 
 def test_update_ratio_written_out():
-    before = [torch.ones(2, 2), torch.full((3,), 2.0), torch.ones(1)]
-    after = [torch.ones(2, 2) * 1.5, torch.full((3,), 2.0), torch.zeros(1)]
-    group = torch.tensor([0, 0, 1])
-    ratio = probes.update_ratio(before, after, group, 2)
+    before = torch.tensor([1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 1.0])  # block 0: 7 values, block 1: 1
+    after = torch.tensor([1.5, 1.5, 1.5, 1.5, 2.0, 2.0, 2.0, 0.0])
+    ratio = probes.update_ratio(before, after, [7, 1])
     assert ratio[0].item() == pytest.approx(math.sqrt(4 * 0.25) / math.sqrt(4 + 12))
     assert ratio[1].item() == pytest.approx(1.0)
 
