@@ -15,6 +15,20 @@ class TaskError(ValueError):
 
 
 @dataclass(frozen=True)
+class TaskKind:
+    """What a task feeds a model, known from the task's name alone (before any data is loaded), so
+    that a model/task pair that cannot fit is refused before anything runs."""
+
+    token_ids: bool  # inputs are integer token ids (else real-valued features per token)
+    per_token: bool  # one target per token (else one label per example)
+
+    def __str__(self) -> str:
+        inputs = "token ids" if self.token_ids else "real-valued rows"
+        targets = "one target per token" if self.per_token else "one label per example"
+        return f"{inputs}, {targets}"
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """Shapes a model needs to fit a task."""
 
@@ -25,6 +39,10 @@ class TaskSpec:
     causal: bool = False  # attention may only look back (language modelling)
     per_token: bool = True  # one target per token (else one label per example)
     accuracy: bool = False  # log val_acc
+
+    @property
+    def kind(self) -> TaskKind:
+        return TaskKind(token_ids=self.vocab_size is not None, per_token=self.per_token)
 
 
 class Task(Protocol):

@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import Batch, TaskError, TaskSpec
+from .base import Batch, TaskError, TaskKind, TaskSpec
+
+KIND = TaskKind(token_ids=True, per_token=True)  # next-character prediction at every position
 
 VAL_SEED = 1234  # the validation batches are the same for every run and seed
 
