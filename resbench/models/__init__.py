@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 
-from ..tasks.base import TaskSpec
+from ..tasks.base import TaskKind, TaskSpec
 from .blocks import BlockSpec
 from .init import INITS, resolve_init
 from .mlp import MLP
@@ -30,7 +31,28 @@ MODELS: dict[str, Callable[[BlockSpec, dict[str, Any], TaskSpec], nn.Module]] = 
 }
 
 
+# What each model can read. The MLP flattens real-valued rows into one vector and predicts one label.
+ACCEPTS: dict[str, Callable[[TaskKind], bool]] = {
+    "transformer": lambda kind: True,
+    "mlp": lambda kind: not kind.token_ids and not kind.per_token,
+}
+
+
+def fits(model_name: str, kind: TaskKind) -> bool:
+    """Whether model `model_name` can be built for a task of this kind."""
+    return ACCEPTS[model_name](kind)
+
+
+def _known(table: dict[str, Any], key: str, name: str) -> str:
+    if name not in table:
+        raise ValueError(f"{key}: bad choice {name!r}; valid choices: {', '.join(table)}")
+    return name
+
+
 def block_spec(cfg: dict[str, Any]) -> BlockSpec:
+    _known(PLACEMENTS, "norm", cfg["norm"])
+    _known(NORMS, "norm_type", cfg["norm_type"])
+    _known(RESIDUALS, "residual", residual_name(cfg["residual"]))
     return BlockSpec(
         width=cfg["width"],
         depth=cfg["depth"],
@@ -43,9 +65,23 @@ def block_spec(cfg: dict[str, Any]) -> BlockSpec:
 
 def build(cfg: dict[str, Any], task: TaskSpec) -> nn.Module:
     """Build and initialise the model of `cfg` (the `model` config node) for `task`."""
+    _known(MODELS, "model", cfg["name"])
+    if not fits(cfg["name"], task.kind):
+        raise ValueError(f"model={cfg['name']} cannot read this task's data ({task.kind})")
     model = MODELS[cfg["name"]](block_spec(cfg), cfg, task)
-    INITS[resolve_init(cfg["init"], cfg["norm"])](model, cfg["depth"])
+    INITS[_known(INITS, "init", resolve_init(cfg["init"], cfg["norm"]))](model, cfg["depth"])
     return model
 
 
-__all__ = ["build", "block_spec", "MODELS", "NORMS", "PLACEMENTS", "RESIDUALS", "INITS", "BlockSpec"]
+__all__ = [
+    "ACCEPTS",
+    "INITS",
+    "MODELS",
+    "NORMS",
+    "PLACEMENTS",
+    "RESIDUALS",
+    "BlockSpec",
+    "block_spec",
+    "build",
+    "fits",
+]

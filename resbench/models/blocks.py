@@ -42,6 +42,8 @@ class SelfAttention(nn.Module):
 
     def __init__(self, width: int, heads: int, causal: bool):
         super().__init__()
+        if width % heads:
+            raise ValueError(f"width ({width}) must be divisible by heads ({heads})")
         self.heads = heads
         self.causal = causal
         self.qkv = nn.Linear(width, 3 * width)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -70,7 +70,15 @@ INITS: dict[str, Callable[[nn.Module, int], None]] = {
 
 
 def resolve_init(init: str, norm: str) -> str:
-    """`auto` means deepnorm's own init under norm=deepnorm, the library defaults otherwise."""
+    """`auto` means deepnorm's own init under norm=deepnorm, the library defaults otherwise.
+
+    DeepNorm's skip scale and its init belong together: any other pairing is refused.
+    """
     if init == "auto":
         return "deepnorm" if norm == "deepnorm" else "pytorch"
+    if (init == "deepnorm") != (norm == "deepnorm"):
+        raise ValueError(
+            f"init={init} contradicts norm={norm}: DeepNorm's residual scaling and its init belong "
+            "together (norm=deepnorm with init=auto or init=deepnorm)"
+        )
     return init

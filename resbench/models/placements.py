@@ -6,7 +6,7 @@ norm that only the sandwich placement has, `skip(x, y)` the residual form (x + y
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
