@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .models import INITS, MODELS, NORMS, PLACEMENTS, RESIDUALS
+from .models import INITS, MODELS, NORMS, PLACEMENTS, RESIDUALS, fits
+from .models.init import resolve_init
 from .models.residuals import residual_name
-from .tasks import TASKS
+from .tasks import KINDS, TASKS
 
 
 class ConfigError(ValueError):
@@ -79,6 +80,15 @@ CHECKS: dict[str, Callable[[str, Any], None]] = {
     "device": _choice(DEVICES),
     "threads": _optional(_integer(1)),
     "model.name": _choice(list(MODELS)),
+    # the model's own keys, for overrides that bypass the short top-level keys (model.norm=...)
+    "model.depth": _integer(1),
+    "model.width": _integer(1),
+    "model.heads": _integer(1),
+    "model.norm": _choice(list(PLACEMENTS)),
+    "model.norm_type": _choice(list(NORMS)),
+    "model.residual": _choice(list(RESIDUALS), residual_name),
+    "model.residual_scale": _positive_number,
+    "model.init": _choice(["auto", *INITS]),
     "model.ffn_mult": _integer(1),
     "task.name": _choice(list(TASKS)),
     "task.seq_len": _integer(1),
@@ -108,9 +118,14 @@ def validate(config: dict[str, Any]) -> None:
     model = config["model"]
     if model["name"] == "transformer" and model["width"] % model["heads"]:
         raise ConfigError(f"width ({model['width']}) must be divisible by heads ({model['heads']})")
-    deepnorm_pair = (model["norm"] == "deepnorm", model["init"] == "deepnorm")
-    if model["init"] != "auto" and deepnorm_pair[0] != deepnorm_pair[1]:
+    try:
+        resolve_init(model["init"], model["norm"])
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    task_name = config["task"]["name"]
+    if not fits(model["name"], KINDS[task_name]):
+        fitting = [name for name, kind in KINDS.items() if fits(model["name"], kind)]
         raise ConfigError(
-            f"init={model['init']} contradicts norm={model['norm']}: DeepNorm's residual scaling and its "
-            "init belong together (norm=deepnorm with init=auto or init=deepnorm)"
+            f"model={model['name']} does not fit task={task_name} ({KINDS[task_name]}); "
+            f"tasks that fit model={model['name']}: {', '.join(fitting)}"
         )
