@@ -1,0 +1,62 @@
+"""How long `build_report` takes over a big sweep: 500 runs × 24 blocks × 200 logged steps.
+
+Synthesises the sweep in a temporary dir (not timed), then times one `build_report` call, plots
+included, and prints the seconds. Target: ≤ 10 s on 2 cores.
+
+    python benchmarks/report_speed.py [--runs 500] [--depth 24] [--steps 200] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # report_fixtures
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from report_fixtures import Knobs, grid, write_sweep
+
+from resbench.report import build_report
+
+LOG_EVERY = 10
+
+
+def synthesise(sweep_dir: Path, n_runs: int, depth: int, logged_steps: int) -> int:
+    """A norm × residual × warmup × seed sweep of `n_runs` runs; returns the number of groups."""
+    settings = grid(norm=["post", "pre", "sandwich", "deepnorm", "none"], residual=["true", "rezero"],
+                    **{"train.warmup": [0, 100]})
+    seeds = -(-n_runs // len(settings))
+    runs = [
+        {**setting, "depth": depth, "seed": seed, "log_every": LOG_EVERY, "train.steps": logged_steps * LOG_EVERY}
+        for seed in range(seeds)
+        for setting in settings
+    ][:n_runs]
+    # The report never opens grad_norms.csv when layers.csv has grad norms; step-0 rows keep the dir small.
+    write_sweep(sweep_dir, runs, swept_keys=["norm", "residual", "train.warmup"], knobs=Knobs(grad_norms="init"))
+    return len(settings)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=500)
+    parser.add_argument("--depth", type=int, default=24)
+    parser.add_argument("--steps", type=int, default=200, help="logged steps after step 0")
+    parser.add_argument("--keep", type=Path, help="synthesise here and keep it (default: a temp dir)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        sweep_dir = (args.keep or Path(scratch)) / "sweep"
+        start = time.perf_counter()
+        n_groups = synthesise(sweep_dir, args.runs, args.depth, args.steps)
+        print(f"synthesised {args.runs} runs ({n_groups} groups) in {time.perf_counter() - start:.1f} s")
+        start, cpu_start = time.perf_counter(), time.process_time()
+        result = build_report([sweep_dir])
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    print(f"build_report: {seconds:.2f} s wall ({cpu_seconds:.2f} s CPU) for {result.n_runs} runs, "
+          f"{len(result.paths)} files")
+
+
+if __name__ == "__main__":
+    main()

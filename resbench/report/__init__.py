@@ -1,0 +1,70 @@
+"""`resbench report`: tables, plots and report.md from run and sweep directories.
+
+Reads only files (never the trainer, torch or Hydra). Importing this package is cheap: pandas and
+matplotlib load when `build_report` runs, so the CLI can import it at start-up.
+
+    from resbench.report import build_report, latest_sweep
+    result = build_report([latest_sweep()])
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import rich.console
+
+__all__ = ["ReportInputError", "ReportResult", "build_report", "latest_sweep"]
+
+# `${now:%Y-%m-%d_%H-%M-%S_%f}`: names of this shape sort by time.
+SWEEP_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}(_\d{1,6})?$")
+
+
+class ReportInputError(ValueError):
+    """A directory to report on is missing or holds no runs (the CLI exits 2 with this one line)."""
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """What `build_report` wrote and what it saw."""
+
+    out_dir: Path  # where report.md, summary.csv and the PNGs are
+    paths: list[Path]  # every file written, report.md first
+    n_runs: int  # runs read (both sides of a comparison together)
+    warnings: list[str] = field(default_factory=list)  # failed, interrupted, running, corrupt runs
+    findings: list[str] = field(default_factory=list)  # one line per computed finding
+
+    @property
+    def report_md(self) -> Path:
+        return self.out_dir / "report.md"
+
+
+def latest_sweep(results_root: Path = Path("results")) -> Path:
+    """The newest sweep under `results_root/sweeps/` (names are timestamps, so newest = last by name)."""
+    sweeps_root = Path(results_root) / "sweeps"
+    if not sweeps_root.is_dir():
+        raise ReportInputError(f"no sweeps yet: {sweeps_root} does not exist (run `resbench sweep` first)")
+    sweeps = sorted(p for p in sweeps_root.iterdir() if p.is_dir() and SWEEP_NAME.match(p.name))
+    if not sweeps:
+        raise ReportInputError(f"no sweeps in {sweeps_root} (run `resbench sweep` first)")
+    return sweeps[-1]
+
+
+def build_report(
+    dirs: list[Path],
+    console: rich.console.Console | None = None,
+    out_dir: Path | None = None,
+) -> ReportResult:
+    """Report on sweep or run dirs; write `report.md`, `summary.csv` and PNGs; print tables to `console`.
+
+    One dir: a report of its runs in `DIR/report/`. Two dirs A B: a comparison, groups side by side
+    with both values and the delta B − A, in `A/report/`. Three or more: their runs pooled into one
+    report in the first dir's `report/`. `out_dir` overrides where files go; `console=None` prints
+    nothing. Raises ReportInputError, before writing anything, for a missing dir or one with no runs.
+    """
+    from resbench.report.build import build  # pandas takes most of a second to import
+
+    return build([Path(d) for d in dirs], console=console, out_dir=out_dir)

@@ -1,0 +1,245 @@
+"""The report, end to end: load → per-run frame → group summaries → tables, plots, findings → files.
+
+`resbench.report.build_report` is the public door; this module does the work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+from rich.text import Text
+
+from resbench.report import ReportResult, aggregate, load, plots
+from resbench.report.findings import Finding, compute_findings
+from resbench.report.markdown import Section, document, findings_lines
+from resbench.report.tables import Table, compare_tables, report_tables, to_rich
+
+REPORT_MD = "report.md"
+SUMMARY_CSV = "summary.csv"
+PLOT_FILES = (  # every PNG a report may write; stale ones from an earlier report are removed
+    "grad_norm_init.png",
+    "grad_norm_heatmap.png",
+    "loss_curves.png",
+    "final_loss_vs_depth.png",
+    "hidden_rms.png",
+    "rank_residual.png",
+)
+PROBE_PLOTS = {  # probe column → (file, title, y label)
+    "hidden_rms": ("hidden_rms.png", "Hidden-state RMS per block", "hidden-state RMS"),
+    "rank_residual": ("rank_residual.png", "Rank residual per block (cf. Dong et al. 2021)",
+                      "rank residual ‖X − 1·x̄ᵀ‖ / ‖X‖"),
+}
+KNOWN_STATUSES = ("completed", "diverged", "interrupted", "failed", "running")
+
+
+@dataclass
+class Side:
+    """One side of a report (the only one, or A / B of a comparison)."""
+
+    name: str  # "" or "A" / "B"
+    dirs: list[Path]
+    runs: pd.DataFrame  # per-run frame of this side
+    summary: pd.DataFrame
+    findings: list[Finding]
+    warnings: list[str]
+
+
+def build(dirs: list[Path], console: Console | None = None, out_dir: Path | None = None) -> ReportResult:
+    found = load.check_dirs(dirs)  # raises ReportInputError before anything is written
+    comparing = len(dirs) == 2
+    if comparing:
+        run_sets = {"A": load.load(dirs[:1], found[:1]), "B": load.load(dirs[1:], found[1:])}
+        keys = list(dict.fromkeys(key for rs in run_sets.values() for key in aggregate.group_keys(rs)))
+        keys.sort(key=aggregate._key_rank)
+        run_set = load.concat(run_sets)
+        side_dirs = {"A": dirs[:1], "B": dirs[1:]}
+    else:
+        run_set = load.load(dirs, found)
+        keys = aggregate.group_keys(run_set)
+        side_dirs = {"": dirs}
+    runs = aggregate.per_run(run_set, keys)
+    sides = []
+    for name, source in side_dirs.items():
+        side_runs = runs[runs["side"].eq(name)]
+        side_issues = {run: run_set.issues[run] for run in side_runs["run"] if run in run_set.issues}
+        sides.append(Side(
+            name,
+            source,
+            side_runs,
+            aggregate.group_summary(side_runs, keys),
+            compute_findings(side_runs, keys),
+            run_warnings(side_runs, side_issues),
+        ))
+    warnings = [f"{s.name}: {w}" if s.name else w for s in sides for w in s.warnings] + run_set.notes
+
+    target = out_dir if out_dir is not None else dirs[0] / "report"
+    target.mkdir(parents=True, exist_ok=True)
+    if comparing:
+        merged = aggregate.compare_summaries(sides[0].summary, sides[1].summary, keys)
+        tables = compare_tables(merged)
+        merged.to_csv(target / SUMMARY_CSV, index=False)
+    else:
+        tables = report_tables(sides[0].summary)
+        sides[0].summary.to_csv(target / SUMMARY_CSV, index=False)
+    images = draw_plots(runs, run_set, keys, target)
+    markdown = report_markdown(sides, keys, tables, images, warnings, comparing)
+    (target / REPORT_MD).write_text(markdown)
+    findings = [f"{s.name}: {f.text()}" if s.name else f.text() for s in sides for f in s.findings]
+    if console is not None:
+        print_report(console, sides, tables, warnings, target)
+    paths = [target / REPORT_MD, target / SUMMARY_CSV] + [target / name for name in images]
+    return ReportResult(out_dir=target, paths=paths, n_runs=len(runs), warnings=warnings, findings=findings)
+
+
+# ---------------------------------------------------------------------------------------------
+# warnings
+
+
+def run_warnings(runs: pd.DataFrame, issues: dict[int, list[str]]) -> list[str]:
+    """Failed, interrupted, unfinished and partly unreadable runs, counted and named."""
+    names = dict(zip(runs["run"], runs["name"]))
+    warnings = []
+    if issues:
+        described = [f"{names[run]} ({'; '.join(found)})" for run, found in issues.items()]
+        warnings.append(f"{len(described)} run(s) partly unreadable, the rest of each used: "
+                        + load.name_list(described))
+    failed = runs[runs["status"].eq("failed")]
+    if len(failed):
+        described = [f"{name} ({str(error).strip().splitlines()[0][:120]})" if isinstance(error, str) and error.strip()
+                     else name for name, error in zip(failed["name"], failed["error"])]
+        warnings.append(f"{len(failed)} run(s) failed: " + load.name_list(described))
+    for status, text in (("interrupted", "interrupted"), ("running", "without a final summary (still running, or killed)")):
+        rows = runs[runs["status"].eq(status)]
+        if len(rows):
+            warnings.append(f"{len(rows)} run(s) {text}: " + load.name_list(list(rows["name"])))
+    odd = runs[~runs["status"].isin(KNOWN_STATUSES + (load.BAD_SUMMARY,))]  # a broken summary is named above
+    if len(odd):
+        described = [f"{name} ({status})" for name, status in zip(odd["name"], odd["status"])]
+        warnings.append(f"{len(odd)} run(s) with an unknown status: " + load.name_list(described))
+    return warnings
+
+
+# ---------------------------------------------------------------------------------------------
+# plots
+
+
+def _panels(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Stack curves measured at several moments (init, end; train, val) as side-by-side panels.
+
+    Each frame's panels (one per facet value, or one) get the moment as a suffix; for every facet the
+    moments sit next to each other, so a two-column figure reads facet by facet.
+    """
+    frames = {name: frame for name, frame in frames.items() if len(frame)}
+    if not frames:
+        return pd.DataFrame()
+    facets = list(dict.fromkeys(panel for frame in frames.values() for panel in frame["panel"]))
+    pieces = []
+    for facet in facets:
+        for name, frame in frames.items():
+            piece = frame[frame["panel"].eq(facet)]
+            pieces.append(piece.assign(panel=f"{facet} · {name}" if facet else name))
+    return pd.concat(pieces, ignore_index=True)
+
+
+def draw_plots(runs: pd.DataFrame, run_set: load.RunSet, keys: list[str], target: Path) -> dict[str, str]:
+    """Write each plot whose data exist; return {file name: alt text}. Stale PNGs are removed."""
+    layers, images = run_set.layers, {}
+    for name in PLOT_FILES:
+        (target / name).unlink(missing_ok=True)
+    has = {column: column in layers and layers[column].notna().any() for column in ("grad_norm",) + aggregate.PROBES}
+
+    if has["grad_norm"]:
+        curve = aggregate.block_curve(layers, runs, "grad_norm", "init")
+        if len(curve):
+            plots.line_figure(curve, target / "grad_norm_init.png", x_label="block index",
+                              y_label="gradient norm at init (step 0)", log_y=True,
+                              title="Gradient norm per block at initialization (cf. Xiong et al. 2020, Fig. 3)")
+            images["grad_norm_init.png"] = "Gradient norm per block at initialization"
+        grid = aggregate.heatmap_grid(layers, runs)
+        if len(grid):
+            plots.heatmap_figure(grid, target / "grad_norm_heatmap.png", title="Gradient norm per block and step")
+            images["grad_norm_heatmap.png"] = "Gradient norm per block and step"
+
+    losses = aggregate.loss_curves(run_set.metrics, runs)
+    if losses:
+        curve = _panels({{"loss": "train loss", "val_loss": "validation loss"}[k]: v for k, v in losses.items()})
+        plots.line_figure(curve, target / "loss_curves.png", x_label="step", y_label="loss",
+                          ncols=len(losses), title="Loss curves (mean over seeds)")
+        images["loss_curves.png"] = "Loss curves"
+
+    by_depth = aggregate.final_vs_depth(runs, keys)
+    if by_depth is not None and len(by_depth):
+        plots.line_figure(by_depth, target / "final_loss_vs_depth.png", x_label="depth (blocks)",
+                          y_label="final train loss", x_at_values=True, error_bars=True,
+                          title="Final train loss vs depth (mean ± std over seeds)")
+        images["final_loss_vs_depth.png"] = "Final train loss vs depth"
+
+    for probe, (file_name, title, y_label) in PROBE_PLOTS.items():
+        if not has[probe]:
+            continue
+        curve = _panels({"at init": aggregate.block_curve(layers, runs, probe, "init"),
+                         "at end": aggregate.block_curve(layers, runs, probe, "end")})
+        if len(curve):
+            plots.line_figure(curve, target / file_name, x_label="block index", y_label=y_label, ncols=2, title=title)
+            images[file_name] = title
+    return images
+
+
+# ---------------------------------------------------------------------------------------------
+# report.md and the terminal
+
+
+def report_markdown(sides: list[Side], keys: list[str], tables: list[Table], images: dict[str, str],
+                    warnings: list[str], comparing: bool) -> str:
+    grouping = ", ".join(f"`{aggregate.display_key(key)}`" for key in keys) or "nothing (one group)"
+    if comparing:
+        title = "resbench comparison"
+        header = [f"- **{s.name}**: {', '.join(f'`{d}`' for d in s.dirs)} — {len(s.runs)} runs" for s in sides]
+        header += ["", f"Groups by {grouping}; seeds aggregated as mean ± std; Δ = B − A."]
+    else:
+        title = "resbench report"
+        side = sides[0]
+        sources = ", ".join(f"`{d}`" for d in side.dirs)
+        header = [f"{len(side.runs)} runs from {sources}, {len(side.summary)} groups by {grouping}; seeds as mean ± std."]
+
+    summary = Section("Summary")
+    gradients = Section("Gradients")
+    training = Section("Training")
+    probes = Section("Probes")
+    for table in tables:
+        section = summary if table.title.startswith(("Runs", "Comparison")) else (
+            gradients if table.title.startswith("Gradient") else probes)
+        section.table(table)
+    for file_name, alt in images.items():
+        section = {"grad": gradients, "loss": training, "fina": training}.get(file_name[:4], probes)
+        section.image(alt, file_name)
+    findings = Section("Findings")
+    for side in sides:
+        lines = findings_lines(side.findings)
+        if lines:
+            findings.blocks.append((f"**{side.name}**\n\n" if side.name else "") + "\n".join(lines))
+    if findings.blocks:
+        findings.blocks.append("*Each line sets a quantity measured in these runs against a claim of the cited "
+                               "paper; verdicts compare medians over seeds within settings that differ only in the "
+                               "variable the claim is about.*")
+    files = Section("Files", ["[summary.csv](summary.csv): one row per group, with every number above."])
+    return document(title, header, warnings, [summary, gradients, training, probes, findings, files])
+
+
+def print_report(console: Console, sides: list[Side], tables: list[Table], warnings: list[str], target: Path) -> None:
+    for table in tables:
+        console.print(to_rich(table))
+    for side in sides:
+        if side.findings:
+            console.print(Text(f"Findings{' ' + side.name if side.name else ''}", style="bold"))
+        for finding in side.findings:
+            line = Text("  ")
+            line.append(finding.verdict, style="green" if finding.agrees else "red")
+            line.append(f" with {finding.source} — {finding.claim}. Measured {finding.measured}: {finding.value}.")
+            console.print(line)
+    for warning in warnings:
+        console.print(Text("warning: " + warning, style="yellow"))
+    console.print(Text(f"report: {target / REPORT_MD}"))

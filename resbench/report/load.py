@@ -1,0 +1,452 @@
+"""Run and sweep directories → tidy pandas frames.
+
+A broken run never stops a report: whatever is readable is used, and what is not becomes an issue
+named in the warnings. CSVs of many runs are parsed in one `read_csv` call per file kind (the bodies
+are concatenated and each row's run is recovered from the per-file line counts), which keeps 500
+runs to about a second.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from resbench.report import ReportInputError
+
+REPORT_DIR = "report"
+MAX_SEARCH_DEPTH = 3  # sweep/<subdir>/... : Hydra's sweep.subdir may hold a slash or two
+
+# Columns the contract fixes; all numeric. Others (future probes) are inferred.
+METRICS_COLUMNS = ("step", "loss", "val_loss", "lr", "grad_norm", "elapsed_s", "val_acc")
+LAYERS_COLUMNS = ("step", "layer", "grad_norm", "hidden_rms", "act_grad_norm", "update_ratio", "rank_residual")
+GRAD_NORMS_NUMERIC = ("step", "layer", "grad_norm")
+SUMMARY_FIELDS = {
+    "status": None,
+    "steps_done": np.nan,
+    "final_loss": np.nan,
+    "final_val_loss": np.nan,
+    "final_val_acc": np.nan,
+    "wall_s": np.nan,
+    "n_params": np.nan,
+    "error": None,
+    "config_hash": None,
+}
+# Summary fields are floats in the frame even when JSON holds null.
+SUMMARY_NUMERIC = ("steps_done", "final_loss", "final_val_loss", "final_val_acc", "wall_s", "n_params")
+NO_SUMMARY = "running"  # a run still going has not written summary.json yet
+BAD_SUMMARY = "unknown"
+
+
+@dataclass
+class RunSet:
+    """Every run found under some dirs, as frames keyed by the integer column `run`."""
+
+    runs: pd.DataFrame  # one row per run: run, name, path, source, summary fields, config leaves
+    metrics: pd.DataFrame  # run, step, loss, val_loss, lr, grad_norm, elapsed_s[, val_acc]
+    layers: pd.DataFrame  # run, step, layer, grad_norm[, hidden_rms, act_grad_norm, update_ratio, ...]
+    config_keys: list[str]  # dotted scalar leaves of config.yaml (`depth`, `train.warmup`, `model.name`)
+    swept_keys: list[str] | None  # from sweep.json / runs.csv; None when no dir said
+    issues: dict[int, list[str]] = field(default_factory=dict)  # run → what was unreadable
+    notes: list[str] = field(default_factory=list)  # sweep-level remarks (runs.csv lagging, …)
+
+
+# ---------------------------------------------------------------------------------------------
+# discovery
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / "config.yaml").is_file() or (path / ".hydra").is_dir()
+
+
+def discover_runs(root: Path) -> list[Path]:
+    """Run dirs under `root` (or `root` itself): dirs holding config.yaml or .hydra/, never runs.csv."""
+    if is_run_dir(root):
+        return [root]
+    found: list[Path] = []
+
+    def walk(directory: Path, depth: int) -> None:
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError:
+            return
+        for entry in entries:
+            if entry.name.startswith(".") or entry.name == REPORT_DIR or not entry.is_dir():
+                continue
+            path = Path(entry.path)
+            if is_run_dir(path):
+                found.append(path)
+            elif depth < MAX_SEARCH_DEPTH:
+                walk(path, depth + 1)
+
+    walk(root, 1)
+    return found
+
+
+def check_dirs(dirs: list[Path]) -> list[list[Path]]:
+    """Run dirs of each input dir; ReportInputError for a missing dir or one without runs."""
+    if not dirs:
+        raise ReportInputError("no directory to report on")
+    found = []
+    for directory in dirs:
+        if not directory.exists():
+            raise ReportInputError(f"no such directory: {directory}")
+        if not directory.is_dir():
+            raise ReportInputError(f"not a directory: {directory}")
+        runs = discover_runs(directory)
+        if not runs:
+            raise ReportInputError(f"no runs in {directory} (no subdirectory holds config.yaml or .hydra/)")
+        found.append(runs)
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# per-run small files
+
+
+def flatten(mapping: dict, prefix: str = "") -> dict[str, object]:
+    """Scalar leaves of a nested mapping under dotted keys; lists are not grouping material, so skipped."""
+    leaves: dict[str, object] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            leaves.update(flatten(value, name + "."))
+        elif value is None or isinstance(value, (str, int, float, bool)):
+            leaves[name] = value
+    return leaves
+
+
+def normalise_config(leaves: dict[str, object]) -> dict[str, object]:
+    """`residual` arrives as YAML bool or the string "rezero": make it one of "true"/"false"/"rezero"."""
+    residual = leaves.get("residual")
+    if isinstance(residual, bool):
+        leaves["residual"] = "true" if residual else "false"
+    elif residual is not None:
+        leaves["residual"] = str(residual).lower()
+    return leaves
+
+
+def _load_yaml(path: Path) -> object:
+    return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def read_config(run_dir: Path, issues: list[str]) -> dict[str, object]:
+    """config.yaml; else Hydra's own .hydra/config.yaml; else the override strings."""
+    for relative in ("config.yaml", ".hydra/config.yaml"):
+        path = run_dir / relative
+        if not path.is_file():
+            continue
+        try:
+            data = _load_yaml(path)
+        except (OSError, yaml.YAMLError):
+            issues.append(f"{relative} unparsable")
+            continue
+        if isinstance(data, dict):
+            if relative != "config.yaml":
+                issues.append("config.yaml missing (used .hydra/config.yaml)")
+            return normalise_config(flatten(data))
+        issues.append(f"{relative} is not a mapping")
+    leaves = read_overrides(run_dir)
+    issues.append("config.yaml missing" + (" (used .hydra/overrides.yaml)" if leaves else ""))
+    return normalise_config(leaves)
+
+
+def read_overrides(run_dir: Path) -> dict[str, object]:
+    """`.hydra/overrides.yaml` (`- depth=6`) as {key: YAML scalar}; {} when absent or unreadable."""
+    try:
+        overrides = _load_yaml(run_dir / ".hydra" / "overrides.yaml")
+    except (OSError, yaml.YAMLError):
+        return {}
+    leaves: dict[str, object] = {}
+    for item in overrides if isinstance(overrides, list) else []:
+        key, sep, value = str(item).partition("=")
+        if sep:
+            try:
+                leaves[key.lstrip("+~")] = yaml.safe_load(value)
+            except yaml.YAMLError:
+                leaves[key.lstrip("+~")] = value
+    return leaves
+
+
+def read_summary(run_dir: Path, issues: list[str]) -> dict[str, object]:
+    summary = dict(SUMMARY_FIELDS)
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        summary["status"] = NO_SUMMARY
+        return summary
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        data = None
+    if not isinstance(data, dict):
+        issues.append("summary.json unparsable")
+        summary["status"] = BAD_SUMMARY
+        return summary
+    summary.update({key: data[key] for key in SUMMARY_FIELDS if key in data})
+    summary["status"] = str(summary["status"] or BAD_SUMMARY)
+    for key in SUMMARY_NUMERIC:
+        try:
+            summary[key] = float(summary[key]) if summary[key] is not None else np.nan
+        except (TypeError, ValueError):
+            summary[key] = np.nan
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------
+# CSVs, many runs per parse
+
+
+@dataclass
+class _CsvPart:
+    run: int
+    name: str  # file name, for issues
+    header: bytes
+    body: bytes  # complete lines only, each ending in \n
+    n_rows: int
+
+
+def _split_csv(run: int, path: Path, issues: list[str], *, quiet_truncation: bool) -> _CsvPart | None:
+    """A CSV's header and complete rows; a last line without its newline was cut mid-write: dropped."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if data and not data.endswith(b"\n"):
+        data = data[: data.rfind(b"\n") + 1]
+        if not quiet_truncation:
+            issues.append(f"{path.name}: incomplete last line dropped")
+    header_end = data.find(b"\n")
+    if header_end < 0:
+        issues.append(f"{path.name} empty")
+        return None
+    header, body = data[:header_end].rstrip(b"\r"), data[header_end + 1 :]
+    if b"\n\n" in body or body.startswith(b"\n"):  # read_csv skips blank lines: keep counts honest
+        body = b"".join(line + b"\n" for line in body.split(b"\n") if line.strip())
+    return _CsvPart(run, path.name, header, body, body.count(b"\n"))
+
+
+def _dtypes(header: bytes, numeric: tuple[str, ...]) -> dict[str, str]:
+    names = header.decode(errors="replace").split(",")
+    return {name: "float64" for name in names if name in numeric}
+
+
+def _parse_one(part: _CsvPart, numeric: tuple[str, ...], issues: list[str]) -> pd.DataFrame | None:
+    """One file, leniently: skip malformed lines, coerce junk numbers to NaN, note it."""
+    try:
+        frame = pd.read_csv(io.BytesIO(part.header + b"\n" + part.body), on_bad_lines="skip", dtype=str)
+    except (ValueError, pd.errors.ParserError):
+        issues.append(f"{part.name} unparsable")
+        return None
+    skipped = part.n_rows - len(frame)
+    junk = pd.Series(False, index=frame.index)  # rows with text where a number belongs
+    for column in frame.columns.intersection(list(numeric)):
+        values = pd.to_numeric(frame[column], errors="coerce")
+        junk |= values.isna() & frame[column].notna()
+        frame[column] = values
+    if skipped + junk.sum():
+        issues.append(f"{part.name}: {skipped + int(junk.sum())} malformed rows skipped")
+    return frame.loc[~junk].assign(run=part.run)
+
+
+def _parse_parts(parts: list[_CsvPart], numeric: tuple[str, ...], issues: dict[int, list[str]]) -> pd.DataFrame:
+    """All parts of one file kind → one frame with a `run` column; a bad file falls back to its own parse."""
+    by_header: dict[bytes, list[_CsvPart]] = defaultdict(list)
+    for part in parts:
+        by_header[part.header].append(part)
+    frames = []
+    for header, group in by_header.items():
+        blob = header + b"\n" + b"".join(part.body for part in group)
+        counts = [part.n_rows for part in group]
+        try:
+            frame = pd.read_csv(io.BytesIO(blob), dtype=_dtypes(header, numeric))
+            if len(frame) != sum(counts):
+                raise ValueError("row count mismatch")
+        except (ValueError, pd.errors.ParserError):
+            frames.extend(f for part in group if (f := _parse_one(part, numeric, issues[part.run])) is not None)
+            continue
+        frame["run"] = np.repeat(np.array([part.run for part in group], dtype=np.int32), counts)
+        frames.append(frame)
+    frames = [frame for frame in frames if len(frame) and "step" in frame]
+    if not frames:
+        return pd.DataFrame({"run": pd.Series(dtype=np.int32), "step": pd.Series(dtype=np.int64)})
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    frame = frame.dropna(subset=["step"])
+    return frame.assign(step=frame["step"].astype(np.int64), run=frame["run"].astype(np.int32))
+
+
+def _block_norms_from_params(grad_norms: pd.DataFrame) -> pd.DataFrame:
+    """Per-block gradient norm from per-tensor norms: √Σ‖g_p‖² over the block's tensors."""
+    blocks = grad_norms.dropna(subset=["layer", "grad_norm"])
+    squared = blocks.assign(grad_norm=blocks["grad_norm"] ** 2)
+    summed = squared.groupby(["run", "step", "layer"], as_index=False)["grad_norm"].sum()
+    return summed.assign(grad_norm=np.sqrt(summed["grad_norm"]), layer=summed["layer"].astype(np.int64))
+
+
+# ---------------------------------------------------------------------------------------------
+# sweep metadata
+
+
+def read_swept_keys(sweep_dir: Path) -> list[str] | None:
+    """Swept keys from sweep.json, else the per-key columns of runs.csv's header; None if neither says."""
+    try:
+        data = json.loads((sweep_dir / "sweep.json").read_text())
+        keys = data.get("swept_keys") if isinstance(data, dict) else None
+        if isinstance(keys, list):
+            return [str(key) for key in keys]
+    except (OSError, ValueError):
+        pass
+    try:
+        with open(sweep_dir / "runs.csv") as handle:
+            header = handle.readline().strip().split(",")
+    except OSError:
+        return None
+    fixed = {"run", "status", "final_loss", "final_val_loss", "final_val_acc", "wall_s"}
+    return [name for name in header if name and name not in fixed] if "run" in header else None
+
+
+def runs_csv_lag(sweep_dir: Path, run_names: set[str]) -> str | None:
+    """A note when runs.csv names runs that have no run dir (runs.csv is written as runs end)."""
+    try:
+        listed = pd.read_csv(sweep_dir / "runs.csv", usecols=["run"], dtype=str)["run"].dropna()
+    except (OSError, ValueError, pd.errors.ParserError):
+        return None
+    missing = sorted(set(listed) - run_names)
+    if not missing:
+        return None
+    return f"{sweep_dir}/runs.csv lists {len(missing)} run(s) with no run dir: {name_list(missing)}"
+
+
+def name_list(names: list[str], limit: int = 8) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", … and {len(names) - limit} more" if len(names) > limit else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# everything
+
+
+def load(dirs: list[Path], found: list[list[Path]] | None = None) -> RunSet:
+    """Read every run under `dirs` (pooled; `found` = `check_dirs(dirs)` when already computed)."""
+    found = found if found is not None else check_dirs(dirs)
+    records: list[dict[str, object]] = []
+    issues: dict[int, list[str]] = defaultdict(list)
+    parts: dict[str, list[_CsvPart]] = defaultdict(list)
+    config_keys: dict[str, None] = {}
+    swept: dict[str, None] = {}
+    any_swept = False
+    notes = []
+    for source, run_dirs in zip(dirs, found):
+        keys = read_swept_keys(source) if run_dirs != [source] else None
+        if keys is not None:
+            any_swept = True
+            swept.update(dict.fromkeys(keys))
+        names = set()
+        for run_dir in run_dirs:
+            run = len(records)
+            name = run_dir.name if run_dir == source else run_dir.relative_to(source).as_posix()
+            names.add(name)
+            config = read_config(run_dir, issues[run])
+            config_keys.update(dict.fromkeys(config))
+            summary = read_summary(run_dir, issues[run])
+            record = {"run": run, "name": name, "path": str(run_dir), "source": str(source)}
+            record.update(summary)
+            record.update({key: value for key, value in config.items() if key not in record})
+            records.append(record)
+            running = summary["status"] == NO_SUMMARY or summary["status"] == "running"
+            for kind in ("metrics.csv", "layers.csv"):
+                part = _split_csv(run, run_dir / kind, issues[run], quiet_truncation=running)
+                if part is not None:
+                    parts[kind].append(part)
+                elif summary["status"] == "completed":
+                    issues[run].append(f"{kind} missing")
+        if run_dirs != [source]:
+            note = runs_csv_lag(source, names)
+            if note:
+                notes.append(note)
+
+    runs = pd.DataFrame.from_records(records)
+    for key in SUMMARY_NUMERIC:
+        runs[key] = pd.to_numeric(runs[key], errors="coerce")
+    metrics = _parse_parts(parts["metrics.csv"], METRICS_COLUMNS, issues)
+    layers = _parse_parts(parts["layers.csv"], LAYERS_COLUMNS, issues)
+    layers = _fill_block_norms(runs, layers, issues)
+    if "layer" in layers:
+        layers = layers.dropna(subset=["layer"])
+        layers = layers.assign(layer=layers["layer"].astype(np.int64))
+    runs = _fill_final_losses(runs, metrics)
+    keys = [key for key in config_keys if key in runs.columns and key not in SUMMARY_FIELDS]
+    return RunSet(
+        runs=runs,
+        metrics=metrics,
+        layers=layers,
+        config_keys=keys,
+        swept_keys=list(swept) if any_swept else None,
+        issues={run: found_issues for run, found_issues in issues.items() if found_issues},
+        notes=notes,
+    )
+
+
+def _fill_block_norms(runs: pd.DataFrame, layers: pd.DataFrame, issues: dict[int, list[str]]) -> pd.DataFrame:
+    """Runs without layers.csv grad norms get them from grad_norms.csv (rare: read only for those)."""
+    have = set(layers.loc[layers["grad_norm"].notna(), "run"].unique()) if "grad_norm" in layers else set()
+    parts = []
+    for run, path in zip(runs["run"], runs["path"]):
+        if run not in have and (Path(path) / "grad_norms.csv").is_file():
+            part = _split_csv(run, Path(path) / "grad_norms.csv", issues[run], quiet_truncation=True)
+            if part is not None:
+                parts.append(part)
+    if not parts:
+        return layers
+    grad_norms = _parse_parts(parts, GRAD_NORMS_NUMERIC, issues)
+    if not {"layer", "grad_norm"} <= set(grad_norms.columns):
+        return layers
+    from_params = _block_norms_from_params(grad_norms)
+    if "grad_norm" not in layers:
+        layers = layers.assign(grad_norm=np.nan)
+    missing = layers.loc[~layers["run"].isin(from_params["run"].unique())]
+    probes = layers.loc[layers["run"].isin(from_params["run"].unique())].drop(columns="grad_norm")
+    if len(probes) and "layer" in probes:  # keep a run's probe columns, take grad norms from the params
+        from_params = from_params.merge(probes, on=["run", "step", "layer"], how="left")
+    return pd.concat([missing, from_params], ignore_index=True)
+
+
+def _fill_final_losses(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
+    """A run without summary values (still running, killed, broken summary) shows its latest logged ones."""
+    for column, source in (("final_loss", "loss"), ("final_val_loss", "val_loss"), ("final_val_acc", "val_acc")):
+        if source not in metrics:
+            continue
+        latest = metrics.dropna(subset=[source]).sort_values(["run", "step"]).groupby("run")[source].last()
+        gaps = runs[column].isna() & ~runs["status"].isin(["completed", "diverged", "failed"])
+        runs.loc[gaps, column] = runs.loc[gaps, "run"].map(latest)
+    return runs
+
+
+def concat(run_sets: dict[str, RunSet]) -> RunSet:
+    """Run sets side by side ({"A": …, "B": …}) as one, runs renumbered and tagged in `runs.side`."""
+    runs, metrics, layers, issues, notes = [], [], [], {}, []
+    offset = 0
+    for side, run_set in run_sets.items():
+        runs.append(run_set.runs.assign(run=run_set.runs["run"] + offset, side=side))
+        metrics.append(run_set.metrics.assign(run=run_set.metrics["run"] + offset))
+        layers.append(run_set.layers.assign(run=run_set.layers["run"] + offset))
+        issues.update({run + offset: found for run, found in run_set.issues.items()})
+        notes += run_set.notes
+        offset += len(run_set.runs)
+    config_keys = list(dict.fromkeys(key for run_set in run_sets.values() for key in run_set.config_keys))
+    swept = [run_set.swept_keys for run_set in run_sets.values() if run_set.swept_keys is not None]
+    return RunSet(
+        runs=pd.concat(runs, ignore_index=True),
+        metrics=pd.concat(metrics, ignore_index=True),
+        layers=pd.concat(layers, ignore_index=True),
+        config_keys=config_keys,
+        swept_keys=list(dict.fromkeys(key for keys in swept for key in keys)) if swept else None,
+        issues=issues,
+        notes=notes,
+    )
