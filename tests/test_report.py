@@ -229,3 +229,25 @@ def test_residual_is_normalised_to_strings(tmp_path):
         write_run(tmp_path / "sweep" / name, {**SMALL, "residual": value})
     runs = load.load([tmp_path / "sweep"]).runs
     assert list(runs["residual"]) == ["true", "false", "rezero"]
+
+
+@pytest.mark.slow
+def test_report_over_a_real_tiny_sweep(tmp_path):
+    """End to end through the real trainer, when it is there: `resbench sweep` then the report."""
+    pytest.importorskip("resbench.hydra_app")
+    sweep = tmp_path / "sweep"
+    command = [sys.executable, "-m", "resbench.cli", "sweep", "depth=2,3", "norm=post,pre", "width=16", "heads=2",
+               "train.steps=4", "task.seq_len=8", "train.batch_size=4", "train.eval_every=2", "log_every=2",
+               "threads=1", f"hydra.sweep.dir={sweep}"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300, check=False,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    if done.returncode != 0:
+        pytest.skip(f"the sweep itself did not run: {done.stderr.strip().splitlines()[-1:]}")
+
+    result = build_report([sweep])
+
+    assert result.n_runs == 4 and result.warnings == []
+    summary = pd.read_csv(result.out_dir / "summary.csv")
+    assert len(summary) == 4 and summary["grad_ratio_init"].notna().all()
+    assert (result.out_dir / "grad_norm_init.png").stat().st_size > 0
+    assert any("Xiong et al. 2020" in line for line in result.findings)

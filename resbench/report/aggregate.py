@@ -51,7 +51,8 @@ def config_column(key: str, columns: list[str]) -> str | None:
     return None
 
 
-def _key_rank(key: str) -> tuple:
+def key_rank(key: str) -> tuple:
+    """Sort key for grouping keys: the known ones in KEY_ORDER, then top-level before nested, then by name."""
     known = KEY_ORDER.index(key) if key in KEY_ORDER else len(KEY_ORDER)
     return (known, key.count("."), key)
 
@@ -70,14 +71,14 @@ def varying_keys(runs: pd.DataFrame, config_keys: list[str]) -> list[str]:
         values = runs[key].astype(str)
         if values.nunique() > 1:
             candidates.append(key)
-    preference = sorted(candidates, key=lambda k: (k.count(".") - k.endswith(".name") * 0.5, _key_rank(k)))
+    preference = sorted(candidates, key=lambda k: (k.count(".") - k.endswith(".name") * 0.5, key_rank(k)))
     partitions, kept = set(), []
     for key in preference:
         partition = pd.factorize(runs[key].astype(str))[0].tobytes()
         if partition not in partitions:
             partitions.add(partition)
             kept.append(key)
-    return sorted(kept, key=_key_rank)
+    return sorted(kept, key=key_rank)
 
 
 def group_keys(run_set: RunSet) -> list[str]:
@@ -88,7 +89,7 @@ def group_keys(run_set: RunSet) -> list[str]:
         keys = [key for key in dict.fromkeys(keys) if key is not None and key not in NOT_GROUPING]
         # Pooled dirs may also differ in keys no single sweep swept.
         extra = [key for key in varying_keys(run_set.runs, columns) if key not in keys]
-        return sorted(keys + extra, key=_key_rank)
+        return sorted(keys + extra, key=key_rank)
     return varying_keys(run_set.runs, columns)
 
 

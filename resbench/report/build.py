@@ -53,7 +53,7 @@ def build(dirs: list[Path], console: Console | None = None, out_dir: Path | None
     if comparing:
         run_sets = {"A": load.load(dirs[:1], found[:1]), "B": load.load(dirs[1:], found[1:])}
         keys = list(dict.fromkeys(key for rs in run_sets.values() for key in aggregate.group_keys(rs)))
-        keys.sort(key=aggregate._key_rank)
+        keys.sort(key=aggregate.key_rank)
         run_set = load.concat(run_sets)
         side_dirs = {"A": dirs[:1], "B": dirs[1:]}
     else:
@@ -225,8 +225,8 @@ def report_markdown(sides: list[Side], keys: list[str], tables: list[Table], ima
         findings.blocks.append("*Each line sets a quantity measured in these runs against a claim of the cited "
                                "paper; verdicts compare medians over seeds within settings that differ only in the "
                                "variable the claim is about.*")
-    files = Section("Files", ["[summary.csv](summary.csv): one row per group, with every number above."])
-    return document(title, header, warnings, [summary, gradients, training, probes, findings, files])
+    header += ["", "Every number below, one row per group: [summary.csv](summary.csv)."]
+    return document(title, header, warnings, [summary, gradients, training, probes, findings])
 
 
 def print_report(console: Console, sides: list[Side], tables: list[Table], warnings: list[str], target: Path) -> None:

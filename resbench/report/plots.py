@@ -85,17 +85,29 @@ def _legend(figure, axes, handles: dict[str, object], inside: bool) -> None:
                   ncols=max(1, math.ceil(len(handles) / 32)), bbox_to_anchor=(1.0, 0.5))
 
 
-def _few_ticks(axis, log_y: bool) -> None:
-    """Fewer tick objects: each costs milliseconds to build, and a report draws hundreds."""
-    from matplotlib.ticker import LogLocator, MaxNLocator
+def _few_ticks(axis, log_y: bool, y: pd.Series) -> None:
+    """Fewer tick objects (each costs milliseconds to build, and a report draws hundreds), all labelled.
+
+    A log axis spanning two decades or less gets 1-2-5 ticks in plain numbers (0.2, 0.5, 1): with
+    powers of ten alone it would show one label or none.
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, NullLocator
 
     axis.xaxis.set_major_locator(MaxNLocator(6, integer=True))  # x is a block index, a step or a depth
-    if log_y:
-        axis.set_yscale("log")
-        axis.yaxis.set_major_locator(LogLocator(numticks=6))
-        axis.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0), numticks=6))
-    else:
+    if not log_y:
         axis.yaxis.set_major_locator(MaxNLocator(6))
+        return
+    axis.set_yscale("log")
+    positive = y[np.isfinite(y) & (y > 0)]
+    decades = math.log10(positive.max() / positive.min()) if len(positive) else 0.0
+    if decades <= 2:
+        axis.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0), numticks=12))
+        axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.yaxis.set_minor_locator(NullLocator())
+    else:
+        axis.yaxis.set_major_locator(LogLocator(numticks=7))
+        axis.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0), numticks=7))
+        axis.yaxis.set_minor_formatter(NullFormatter())
 
 
 def line_figure(
@@ -116,7 +128,7 @@ def line_figure(
     """
     panels = list(dict.fromkeys(curves["panel"]))
     names = list(dict.fromkeys(f"{line} ({side})" if side else line for line, side in zip(curves["line"], curves["side"])))
-    inside = len(panels) == 1 and len(names) <= 8
+    inside = len(panels) == 1 and len(names) <= 4
     figure, axes = _figure(len(panels), ncols or min(len(panels), 3), PANEL_SIZE,
                            right=0.0 if inside else _legend_width(names), sharex=True, sharey=True)
     colors = _colors(list(dict.fromkeys(curves["line"])))
@@ -140,7 +152,7 @@ def line_figure(
     for axis in axes:
         axis.set_xlabel(x_label, fontsize=9)
         axis.set_ylabel(y_label, fontsize=9)
-    _few_ticks(axes[0], log_y)  # the axes share locators: every panel follows
+    _few_ticks(axes[0], log_y, curves["y"])  # the axes share locators: every panel follows
     if x_at_values:  # depths: a tick at each one, on a log2 axis when they span a factor 4 or more
         ticks = sorted(curves["x"].unique())
         if ticks[-1] >= 4 * ticks[0] > 0:

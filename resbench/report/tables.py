@@ -130,19 +130,23 @@ def report_tables(summary: pd.DataFrame) -> list[Table]:
 def compare_tables(merged: pd.DataFrame) -> list[Table]:
     """Group | A | B | Δ for each compared measure, split in two tables to stay readable."""
     present = [(column, heading) for column, heading in COMPARED if f"{column}_A" in merged]
-    splits = [("Comparison: runs and losses", present[:4]), ("Comparison: gradients and probes", present[4:])]
+    losses = [(column, heading) for column, heading in present if column == "n_runs" or column.startswith("final_")]
+    others = [measure for measure in present if measure not in losses]
+    splits = [("Comparison: runs and losses", losses), ("Comparison: gradients and probes", others)]
     tables = []
     for title, measures in splits:
         if not measures:
             continue
         columns = ["group"]
-        for _, heading in measures:
-            columns += [f"{heading} A", f"{heading} B", f"Δ {heading}"]
+        for column, heading in measures:
+            columns += [f"{heading} A", f"{heading} B"] + ([] if column == "n_runs" else [f"Δ {heading}"])
         rows = []
         for _, row in merged.iterrows():
             cells = [row["group"]]
             for column, _ in measures:
-                cells += [number(row[f"{column}_A"]), number(row[f"{column}_B"]), signed(row[f"{column}_delta"])]
+                cells += [number(row[f"{column}_A"]), number(row[f"{column}_B"])]
+                if column != "n_runs":
+                    cells.append(signed(row[f"{column}_delta"]))
             rows.append(cells)
         note = "A and B: means over seeds in each dir; Δ = B − A; — where a group exists on one side only."
         tables.append(Table(title, columns, rows, note, [False] + [True] * (len(columns) - 1)))
