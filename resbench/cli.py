@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import List, Optional
+from typing import Annotated
 
 import typer
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 OVERRIDES_HELP = "Hydra overrides, e.g. depth=12 norm=post train.lr=3e-4 (see README: Config keys)."
+Overrides = Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP)]
+SWEEP_OVERRIDES_HELP = ("Hydra overrides with lists, e.g. depth=6,12,24 seed=range(3) norm=choice(pre,post) "
+                        "hydra/launcher=joblib; with --resume, a SWEEP_DIR may come first.")
 
 app = typer.Typer(
     add_completion=False,
@@ -44,8 +47,8 @@ def _sigterm_as_interrupt() -> None:
 
 @app.command(context_settings=_ARGS)
 def train(
-    overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing; just write the run dir."),
+    overrides: Overrides = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; just write the run dir.")] = False,
 ) -> None:
     """Train one run; write config.yaml, metrics.csv, grad_norms.csv, layers.csv, summary.json."""
     from . import hydra_app
@@ -66,7 +69,61 @@ def train(
 
 
 @app.command(context_settings=_ARGS)
-def config(overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP)) -> None:
+def sweep(
+    overrides: Annotated[list[str] | None, typer.Argument(help=SWEEP_OVERRIDES_HELP)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the expanded runs as a table; run nothing.")]
+    = False,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue a sweep (SWEEP_DIR, default: the latest) with its overrides: runs that "
+        "ended completed or diverged with the same config are skipped, the rest run.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; just write the sweep dir.")] = False,
+) -> None:
+    """Run a grid of runs through Hydra's multirun; write runs.csv and one run dir per run."""
+    from pathlib import Path
+
+    from . import hydra_app
+    from .console import SweepDisplay, plan_header, plan_table, sweep_table
+
+    _sigterm_as_interrupt()
+    args = list(overrides or [])
+    resume_dir = None
+    if resume and args and "=" not in args[0] and not args[0].startswith(("+", "~")):
+        resume_dir = Path(args.pop(0))
+        if not resume_dir.is_dir():
+            fail(f"no sweep to resume at {resume_dir}: no such directory")
+    try:
+        plan = hydra_app.plan_sweep(args, resume=resume, resume_dir=resume_dir)
+    except hydra_app.BadInput as err:
+        fail(str(err))
+    console = _console()
+    if dry_run:
+        console.print(plan_header(plan) + " · dry run: nothing is run", soft_wrap=True)
+        console.print(plan_table(plan))
+        return
+    try:
+        outcome = hydra_app.run_sweep(plan, SweepDisplay(console, quiet=quiet))
+    except KeyboardInterrupt:  # a second Ctrl-C while the sweep was winding down
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if not quiet:
+        from rich.markup import escape
+
+        console.print(sweep_table(outcome))
+        counts = " · ".join(f"{n} {status}" for status in ("completed", "diverged", "failed", "interrupted",
+                                                            "running", "not run") if (n := outcome.count(status)))
+        skipped = sum(r.skipped for r in outcome.runs)
+        console.print(counts + (f" ({skipped} skipped)" if skipped else "")
+                      + f" · runs.csv: {escape(str(plan.sweep_dir / 'runs.csv'))}", soft_wrap=True)
+        if outcome.error:
+            _console(stderr=True).print(f"[bold red]error:[/bold red] {escape(outcome.error)}", soft_wrap=True)
+        if outcome.interrupted:
+            _console(stderr=True).print(
+                f"[yellow]interrupted[/yellow]: ended runs are kept; `resbench sweep --resume "
+                f"{escape(str(plan.sweep_dir))}` runs the rest", soft_wrap=True)
+    raise typer.Exit(outcome.exit_code)
+
+
+@app.command(context_settings=_ARGS)
+def config(overrides: Overrides = None) -> None:
     """Print the composed, resolved config (what `train` would run)."""
     import yaml
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -118,3 +119,134 @@ class RunDisplay:
             self.console.print(grad_profile_table(profile))
         self.console.print(summary_line(summary))
         self.console.print(f"run dir: {escape(str(self.run_dir))}")
+
+
+# ----------------------------------------------------------------------------- sweeps
+STATUS_COLOURS = {"completed": "green", "diverged": "yellow", "running": "red", "not run": "dim"}
+
+
+def status_text(status: str, skipped: bool = False) -> str:
+    colour = STATUS_COLOURS.get(status, "red")
+    return f"[{colour}]{status}[/{colour}]" + (" [dim](skipped: done before)[/dim]" if skipped else "")
+
+
+def run_line(done: int, total: int, label: str, summary: dict[str, Any]) -> str:
+    """One line per finished run: its overrides, status, final losses and wall time."""
+    parts = [escape(f"[{done}/{total}]"), escape(label), status_text(summary.get("status", "?")),
+             f"loss {fmt(summary.get('final_loss'))}", f"val {fmt(summary.get('final_val_loss'))}",
+             f"{summary.get('wall_s') or 0:.1f} s"]
+    line = "  ".join(parts)
+    if summary.get("error"):
+        line += f"  [red]{escape(str(summary['error']))}[/red]"
+    return line
+
+
+def plan_header(plan: Any) -> str:
+    at_once = f" · {plan.parallel_runs} at once" if plan.parallel_runs > 1 else ""
+    return (f"[bold]resbench sweep[/bold] {len(plan.runs)} run(s) · launcher {plan.launcher}{at_once} · "
+            f"{escape(str(plan.sweep_dir))}")
+
+
+def plan_table(plan: Any) -> Table:
+    """--dry-run: the expanded runs, their dirs and (resume) which would be skipped."""
+    table = Table()
+    table.add_column("#", justify="right")
+    for key in plan.swept_keys:
+        table.add_column(escape(key))
+    table.add_column("run dir")
+    if plan.resume:
+        table.add_column("resume")
+    for run in plan.runs:
+        cells = [str(run.index), *(escape(run.swept[key]) for key in plan.swept_keys), escape(run.name)]
+        if plan.resume:
+            cells.append(f"skip ({run.previous['status']})" if run.done_before else "run")
+        table.add_row(*cells)
+    return table
+
+
+def sweep_table(outcome: Any) -> Table:
+    """End of a sweep: one row per run: swept keys, status, final losses, init grad ratio, wall time."""
+    plan = outcome.plan
+    table = Table(title=f"sweep {escape(str(plan.sweep_dir))}", title_justify="left")
+    keys = plan.swept_keys or ["run"]
+    for key in keys:
+        table.add_column(escape(key))
+    table.add_column("status")
+    for name in ("final loss", "val loss", "grad last/first @init", "wall s"):
+        table.add_column(name, justify="right")
+    errors = any(r.summary and r.summary.get("error") and not r.skipped for r in outcome.runs)
+    if errors:
+        table.add_column("error", overflow="fold")
+    for result in outcome.runs:
+        summary = result.summary or {}
+        values = [result.run.swept[key] for key in plan.swept_keys] or [result.run.name]
+        wall = summary.get("wall_s")
+        cells = [*map(escape, values), status_text(result.status, result.skipped),
+                 fmt(summary.get("final_loss")), fmt(summary.get("final_val_loss")),
+                 fmt(summary.get("init_grad_ratio"), 3), "—" if wall is None else f"{wall:.1f}"]
+        if errors:
+            cells.append(escape(str(summary.get("error") or "")))
+        table.add_row(*cells)
+    return table
+
+
+class SweepDisplay:
+    """A sweep in the terminal. Every launcher: one line per run as it ends (the sweep's watcher calls
+    run_ended). In-process launcher on a TTY: a live display of runs done / total and the current run's
+    step (this is then also the trainer's Progress)."""
+
+    def __init__(self, console: Console, quiet: bool = False):
+        self.console = console
+        self.quiet = quiet
+        self.live = console.is_terminal and not quiet
+        self._bar: Progress | None = None
+        self._lock = threading.Lock()
+
+    def start(self, plan: Any) -> None:
+        self.sweep_dir = Path(plan.sweep_dir)
+        self.total, self.done = len(plan.to_run), 0
+        if self.quiet:
+            return
+        skipped = len(plan.runs) - self.total
+        self.console.print(plan_header(plan) + (f" · {skipped} done before: skipped" if skipped else ""),
+                           soft_wrap=True)
+        if self.live:
+            self._bar = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=self.console, transient=True,
+            )
+            self._runs = self._bar.add_task("runs", total=self.total, info="")
+            self._steps = self._bar.add_task("", total=1, visible=False, info="")
+            self._bar.start()
+
+    # train.Progress, called by the trainer when the launcher runs jobs in this process
+    def run_started(self, config: dict[str, Any], run_dir: Path) -> None:
+        if self._bar is not None:
+            name = Path(run_dir).relative_to(self.sweep_dir) if Path(run_dir).is_relative_to(self.sweep_dir) \
+                else Path(run_dir).name
+            self._bar.update(self._steps, description=escape(str(name)), total=max(config["train"]["steps"], 1),
+                             completed=0, visible=True, info="")
+
+    def step(self, step: int, total: int, loss: float, val_loss: float | None, steps_per_s: float) -> None:
+        if self._bar is not None:
+            self._bar.update(self._steps, completed=step + 1,
+                             info=f"loss {fmt(loss)} · {steps_per_s:.1f} steps/s")
+
+    def run_finished(self, summary: dict[str, Any], profile: Any) -> None:
+        if self._bar is not None:
+            self._bar.update(self._steps, visible=False)
+
+    # the sweep's watcher, for every launcher
+    def run_ended(self, run: Any, summary: dict[str, Any]) -> None:
+        with self._lock:
+            self.done += 1
+            if self.quiet:
+                return
+            self.console.print(run_line(self.done, self.total, run.label, summary), soft_wrap=True)
+            if self._bar is not None:
+                self._bar.update(self._runs, completed=self.done)
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

@@ -7,24 +7,34 @@ grammar, per-job output dirs with `.hydra/`, and the job's return value comes ba
 from __future__ import annotations
 
 import difflib
+import importlib.util
+import json
 import os
 import re
 import shutil
+import signal
 import tempfile
+import threading
+from collections import Counter
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_module
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, OverrideParseException
-from omegaconf import DictConfig, OmegaConf
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
-from . import train
+from . import records, train
+from . import sweep as sweeps
 from .tasks import TaskError
 from .tasks import build as build_task
 from .validate import ConfigError, validate
@@ -34,6 +44,17 @@ CONFIG_NAME = "config"
 
 # Whoever watches runs in this process (the terminal); None in launcher workers.
 _progress: train.Progress | None = None
+# The process that called run_train / run_sweep; a job in any other process runs in a launcher's worker.
+_launching_pid: int | None = None
+# A worker that got SIGINT or SIGTERM starts no further run.
+_stopping = False
+
+# Launchers of the optional extras: the plugin module and the extra that installs it.
+LAUNCHER_PLUGINS = {
+    "joblib": ("hydra_plugins.hydra_joblib_launcher", "resbench[joblib]"),
+    "submitit_local": ("hydra_plugins.hydra_submitit_launcher", "resbench[slurm]"),
+    "submitit_slurm": ("hydra_plugins.hydra_submitit_launcher", "resbench[slurm]"),
+}
 
 
 class BadInput(ValueError):
@@ -57,7 +78,7 @@ def compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
         with hydra_instance():
             return hydra_compose(CONFIG_NAME, overrides=overrides, return_hydra_config=with_hydra)
     except (HydraException, OmegaConfBaseException, ValueError) as err:
-        raise BadInput(explain(err)) from None
+        raise BadInput(explain(err, overrides)) from None
 
 
 def to_plain(cfg: DictConfig) -> dict[str, Any]:
@@ -128,19 +149,241 @@ def job_facts() -> dict[str, Any]:
     return facts
 
 
-def set_threads(config: dict[str, Any]) -> None:
+def set_threads(config: dict[str, Any], in_sweep: bool) -> None:
+    """Torch intra-op threads: `threads` when set; inside a SLURM job the CPUs it was given; in a sweep
+    cores // the runs sharing the machine (sweep.thread_budget); a single run keeps torch's default."""
     import torch
 
-    if config.get("threads"):
-        torch.set_num_threads(config["threads"])
+    in_slurm_job = bool(os.environ.get("SLURM_JOB_ID") and os.environ.get("SLURM_CPUS_PER_TASK"))
+    if in_sweep or config.get("threads") or in_slurm_job:
+        torch.set_num_threads(sweeps.thread_budget(config.get("threads")))
 
 
 def train_task(cfg: DictConfig) -> dict[str, Any]:
     """Hydra's task function: one run in Hydra's job dir. Module-level so launchers can pickle it."""
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
     config = to_plain(cfg)
-    set_threads(config)
-    return train.run(config, run_dir, progress=_progress, job=job_facts())
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        set_threads(config, in_sweep=False)
+        return train.run(config, run_dir, progress=_progress, job=job_facts())
+    return sweep_job(config, run_dir, Path(hydra_cfg.sweep.dir))
+
+
+def sweep_job(config: dict[str, Any], run_dir: Path, sweep_dir: Path) -> dict[str, Any]:
+    """One run of a sweep, in whatever process the launcher chose. A run that already ended completed or
+    diverged with this very config is skipped (resume) without touching its files; any exception is
+    recorded as a failed run so the sweep goes on; runs.csv is rebuilt as the run ends."""
+    if os.getpid() != _launching_pid:
+        _stop_once_on_signal()
+    if _stopping:  # this worker was told to stop: start no further run
+        raise KeyboardInterrupt
+    previous = records.read_json(run_dir / records.SUMMARY_JSON)
+    if sweeps.is_done(previous, records.config_hash(config)):
+        return {**previous, "skipped": True}
+    set_threads(config, in_sweep=True)
+    try:
+        summary = train.run(config, run_dir, progress=_progress, job=job_facts())
+    except Exception as err:  # noqa: BLE001 - the trainer broke before it could record it: record it here
+        summary = record_failure(config, run_dir, err)
+    finally:
+        try:
+            records.write_runs_csv(sweep_dir)
+        except OSError:  # runs.csv is rebuilt once more at the end of the sweep
+            pass
+    return summary
+
+
+def record_failure(config: dict[str, Any], run_dir: Path, err: Exception) -> dict[str, Any]:
+    """summary.json of a run that raised outside the trainer's own recording (e.g. while building it)."""
+    summary = records.read_json(run_dir / records.SUMMARY_JSON) or {
+        "steps_done": 0, "final_loss": None, "final_val_loss": None, "wall_s": 0.0}
+    summary.update(status="failed", error=f"{type(err).__name__}: {err}", config_hash=records.config_hash(config),
+                   slurm_job_id=job_facts()["slurm_job_id"], pid=os.getpid())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    records.write_json(run_dir / records.SUMMARY_JSON, summary)
+    return summary
+
+
+def _stop_once_on_signal() -> None:
+    """In a launcher's worker: the first SIGINT or SIGTERM ends the current run as interrupted
+    (KeyboardInterrupt: the trainer flushes and records it); later ones are ignored, so they cannot cut
+    that flush short, and the worker starts no further run. SLURM's scancel sends SIGTERM."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handle(signum: int, frame: Any) -> None:
+        global _stopping
+        if not _stopping:
+            _stopping = True
+            raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handle)
+
+
+# ----------------------------------------------------------------------------- sweeps
+def _quoted(text: str) -> str:
+    """A value for the override grammar that survives commas, spaces and brackets (e.g. a path)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _stored_overrides(sweep_dir: Path) -> list[str]:
+    data = records.read_json(sweep_dir / records.SWEEP_JSON)
+    if data is None:
+        raise BadInput(f"no sweep to resume at {sweep_dir} (it has no {records.SWEEP_JSON})")
+    return list(data.get("overrides") or [])
+
+
+def plan_sweep(overrides: list[str], resume: bool = False, resume_dir: Path | None = None) -> sweeps.SweepPlan:
+    """Expand a sweep exactly as Hydra's basic sweeper will, compose and validate every run's config and
+    name its dir, all before anything is written. Raises BadInput (one line) for anything wrong.
+
+    resume: continue the sweep in `resume_dir` (default: hydra.sweep.dir if given, else the latest),
+    with its stored overrides, any given here replacing those of the same key."""
+    given_dir = override_value(overrides, "hydra.sweep.dir")
+    overrides = [o for o in overrides if records.override_key(o) != "hydra.sweep.dir"]
+    if resume:
+        sweep_dir = resume_dir or (Path(given_dir) if given_dir else sweeps.latest_sweep())
+        if sweep_dir is None:
+            raise BadInput(f"no sweep to resume: none under {sweeps.SWEEPS_ROOT}/ (name one: --resume DIR)")
+        overrides = sweeps.merge_overrides(_stored_overrides(sweep_dir), overrides)
+    _check_launcher_installed(overrides)
+    try:
+        with hydra_instance() as hydra:
+            if not resume:
+                sweep_dir = sweeps.SWEEPS_ROOT / timestamp()
+                if given_dir is not None:  # resolved once here (it may hold ${now:...}), then pinned
+                    base = _compose_sweep(hydra, [*overrides, f"hydra.sweep.dir={given_dir}"])
+                    sweep_dir = Path(str(base.hydra.sweep.dir))
+            return _plan(hydra, overrides, sweep_dir.resolve(), resume)
+    except BadInput:
+        raise
+    except (HydraException, OmegaConfBaseException, ValueError) as err:
+        raise BadInput(explain(err, overrides)) from None
+
+
+def _check_launcher_installed(overrides: list[str]) -> None:
+    launcher = override_value(overrides, "hydra/launcher")
+    if launcher in LAUNCHER_PLUGINS:
+        module, extra = LAUNCHER_PLUGINS[launcher]
+        if importlib.util.find_spec(module) is None:
+            raise BadInput(f"hydra/launcher={launcher} needs its plugin: pip install '{extra}'")
+
+
+def _compose_sweep(hydra: Any, overrides: list[str]) -> DictConfig:
+    """The sweep-level config, as Hydra's multirun composes it (sweep overrides left for the sweeper)."""
+    return hydra.compose_config(CONFIG_NAME, [*overrides, "hydra.mode=MULTIRUN"], run_mode=RunMode.MULTIRUN,
+                                with_log_configuration=False)
+
+
+def _plan(hydra: Any, overrides: list[str], sweep_dir: Path, resume: bool) -> sweeps.SweepPlan:
+    if resume and not (sweep_dir / records.SWEEP_JSON).is_file():
+        raise BadInput(f"no sweep to resume at {sweep_dir} (it has no {records.SWEEP_JSON})")
+    pinned = [*overrides, f"hydra.sweep.dir={_quoted(str(sweep_dir))}"]
+    base = _compose_sweep(hydra, pinned)
+    choices = base.hydra.runtime.choices
+    if choices.get("hydra/sweeper") != "basic":
+        raise BadInput(f"hydra/sweeper={choices.get('hydra/sweeper')}: only Hydra's basic sweeper is supported")
+    launcher = str(choices.get("hydra/launcher"))
+
+    # The sweeper's own expansion: its params (e.g. from an experiment preset) first, then the command line.
+    params = [f"{key}={value}" for key, value in (base.hydra.sweeper.params or {}).items()]
+    arguments = OverridesParser.create(config_loader=hydra.config_loader).parse_overrides(
+        params + list(base.hydra.overrides.task))
+    values: dict[str, list[str]] = {}
+    for override in arguments:
+        values[override.key_or_group] = (list(override.sweep_string_iterator()) if override.is_sweep_override()
+                                         else [override.get_value_element_as_str()])
+    empty = [key for key, listed in values.items() if not listed]
+    if empty:
+        raise BadInput(f"{empty[0]}: the sweep list is empty, so the sweep has no runs")
+    jobs = BasicSweeper.split_arguments(arguments, None)[0]
+    swept_keys = [key for key, listed in values.items() if len(listed) > 1]
+
+    # Run dirs are named by the swept keys only (depth=6,norm=pre): stable across resume; keys that
+    # do not vary (train.steps=3, +experiment=NAME) stay out of the name.
+    if override_value(overrides, "hydra.sweep.subdir") is None:
+        fixed = sorted(set(values) - set(swept_keys))
+        pinned.append(f"hydra.job.config.override_dirname.exclude_keys=[{','.join(map(_quoted, fixed))}]")
+        if not swept_keys:
+            pinned.append("hydra.sweep.subdir=run")
+    sweep_cfg = _compose_sweep(hydra, pinned)
+
+    runs = []
+    checked_tasks: set[str] = set()
+    for index, job in enumerate(jobs):
+        job_cfg = hydra.config_loader.load_sweep_config(sweep_cfg, list(job))
+        name = str(job_cfg.hydra.sweep.subdir)
+        job_values = {records.override_key(o): o.split("=", 1)[1] for o in job}
+        swept = {key: job_values[key] for key in swept_keys}
+        label = " ".join(f"{key}={value}" for key, value in swept.items())
+        with read_write(job_cfg), open_dict(job_cfg):
+            del job_cfg["hydra"]
+        try:
+            config = to_plain(job_cfg)
+            validate(config)
+            task_key = json.dumps([config["task"], config["train"]["batch_size"]], sort_keys=True, default=str)
+            if task_key not in checked_tasks:  # build each distinct task once (it may read a corpus)
+                build_task(config["task"], config["train"]["batch_size"])
+                checked_tasks.add(task_key)
+        except (ConfigError, TaskError) as err:
+            raise BadInput(f"{label}: {err}" if label else str(err)) from None
+        except OmegaConfBaseException as err:
+            raise BadInput(f"{label}: {explain(err)}" if label else explain(err)) from None
+        run_dir = sweep_dir / name
+        if name in ("", ".") or not run_dir.resolve().is_relative_to(sweep_dir):
+            raise BadInput(f"run dir '{name}' of {label or 'the run'} is not inside the sweep dir "
+                           "(check hydra.sweep.subdir)")
+        previous = records.read_json(run_dir / records.SUMMARY_JSON) if resume else None
+        runs.append(sweeps.PlannedRun(index, name, run_dir, list(job), swept, records.config_hash(config), previous))
+
+    shared = [name for name, count in Counter(run.name for run in runs).items() if count > 1]
+    if shared:
+        raise BadInput(f"two runs would share the run dir '{shared[0]}': is a value listed twice?")
+    if not resume:
+        check_writable(sweep_dir)
+
+    launcher_cfg = OmegaConf.to_container(sweep_cfg.hydra.launcher, resolve=True)
+    n_parallel = sweeps.parallel_runs(launcher, launcher_cfg, sweep_cfg.hydra.sweeper.max_batch_size,
+                                      sum(not run.done_before for run in runs))
+    pinned.append(f"++hydra.job.env_set.{sweeps.PARALLEL_RUNS_ENV}={n_parallel}")
+    return sweeps.SweepPlan(
+        sweep_dir=sweep_dir, launcher=launcher, overrides=overrides, hydra_overrides=pinned,
+        swept_keys=swept_keys, runs=runs, parallel_runs=n_parallel, resume=resume,
+        submitit_folder=launcher_cfg.get("submitit_folder"),
+    )
+
+
+def run_sweep(plan: sweeps.SweepPlan, display: Any) -> sweeps.SweepOutcome:
+    """Launch the planned sweep through Hydra's multirun and its launcher; report runs as they end
+    (display.run_ended); return what each run ended as. Ctrl-C or SIGTERM: the runs going on end
+    `interrupted` and no further run starts (SweepOutcome.interrupted)."""
+    global _progress, _launching_pid
+    sweeps.write_sweep_json(plan)
+    watcher = sweeps.Watcher(plan.runs, display.run_ended)
+    submitted_before = sweeps.submitit_job_dirs(plan)
+    interrupted, error = False, None
+    display.start(plan)
+    _progress = display if plan.launcher == "basic" else None  # in-process: the current run's steps
+    _launching_pid = os.getpid()
+    watcher.start()
+    try:
+        with sweeps.stop_workers_on_interrupt(plan, watcher), hydra_instance() as hydra:
+            hydra.multirun(CONFIG_NAME, train_task, [*plan.hydra_overrides, "hydra.mode=MULTIRUN"])
+    except KeyboardInterrupt:
+        interrupted = True
+        if plan.launcher == "submitit_slurm" and sweeps.cancel_slurm_jobs(plan, submitted_before):
+            sweeps.wait_for_flush(plan.runs, watcher, None)
+    except Exception as err:  # noqa: BLE001 - the sweep broke (a worker killed, a job lost): report it
+        lines = [line for line in str(err).splitlines() if line.strip()]
+        error = f"{type(err).__name__}: {lines[0][:300] if lines else ''}"
+    finally:
+        _progress, _launching_pid = None, None
+        watcher.stop()
+        display.stop()
+        records.write_runs_csv(plan.sweep_dir)
+    return sweeps.collect(plan, watcher, interrupted, error)
 
 
 # ----------------------------------------------------------------------------- error messages
@@ -149,22 +392,33 @@ _MISSING_GROUP = re.compile(r"Could not find '([^']+)/([^']+)'")
 _AVAILABLE = re.compile(r"Available options in '[^']+':\n((?:\t.*\n?)*)")
 
 
-def _valid_keys(key: str) -> list[str]:
+def _valid_keys(key: str, overrides: list[str] = ()) -> list[str]:
+    """The keys beside `key`, in the config that `overrides`' group choices select (model=mlp,
+    hydra/launcher=joblib, ...; lists are left out)."""
     parent = key.rsplit(".", 1)[0] if "." in key else None
-    with hydra_instance():
-        base = hydra_compose(CONFIG_NAME)
+    groups = [o for o in overrides if "=" in o and not re.search(r"[,(]", o.split("=", 1)[1])
+              and ("/" in records.override_key(o) or records.override_key(o) in ("model", "task", "experiment"))]
+    try:
+        with hydra_instance():
+            base = hydra_compose(CONFIG_NAME, overrides=groups, return_hydra_config=key.startswith("hydra."))
+    except (HydraException, OmegaConfBaseException):
+        with hydra_instance():
+            base = hydra_compose(CONFIG_NAME, return_hydra_config=key.startswith("hydra."))
     node = OmegaConf.select(base, parent) if parent else base
-    return sorted(node.keys()) if isinstance(node, DictConfig) else []
+    return sorted(k for k in node if k != "_target_") if isinstance(node, DictConfig) else []
 
 
-def explain(err: Exception) -> str:
+def explain(err: Exception, overrides: list[str] = ()) -> str:
     """One line for a Hydra/OmegaConf error: what is wrong and what would be valid."""
     text = str(err)
     if isinstance(err, OverrideParseException):
         return f"cannot parse override '{err.override}': {text.splitlines()[0]}"
     if match := _NOT_IN_STRUCT.search(text):
         key = match.group(1)
-        valid = _valid_keys(key)
+        valid = _valid_keys(key, list(overrides))
+        if not valid and key.startswith("hydra.launcher."):
+            return (f"unknown key '{key}': this launcher has no settings; choose one that has them first "
+                    "(hydra/launcher=joblib, submitit_local or submitit_slurm)")
         leaf = key.rsplit(".", 1)[-1]
         close = difflib.get_close_matches(leaf, valid, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""

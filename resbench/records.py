@@ -8,16 +8,23 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import math
 import os
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import yaml
 
 METRIC_COLUMNS = ["step", "loss", "val_loss", "lr", "grad_norm", "elapsed_s"]
 GRAD_NORM_COLUMNS = ["step", "layer", "param", "grad_norm"]
+RUNS_CSV = "runs.csv"  # at a sweep's root: one row per run
+SWEEP_JSON = "sweep.json"  # at a sweep's root: what was swept (written before any run starts)
+SUMMARY_JSON = "summary.json"
+RUN_RESULT_COLUMNS = ["final_loss", "final_val_loss", "wall_s"]
 LAYER_COLUMNS = ["step", "layer", "grad_norm", "hidden_rms", "act_grad_norm", "update_ratio", "rank_residual"]
 
 
@@ -35,7 +42,7 @@ class CsvWriter:
 
     def __init__(self, path: Path, columns: Sequence[str]):
         self.columns = list(columns)
-        self._file = open(path, "w", newline="", encoding="utf-8")
+        self._file = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115 - open until close()
         self._writer = csv.writer(self._file)
         self._writer.writerow(self.columns)
 
@@ -52,7 +59,10 @@ class CsvWriter:
 def write_atomic(path: Path, text: str) -> None:
     """Write via a temporary file and rename: the old or the new content, never a mix."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())  # the rename must not outrun the data, even on a machine crash
     os.replace(tmp, path)
 
 
@@ -103,3 +113,78 @@ class RunRecorder:
         for f in self._files:
             f.close()
         self.write_summary(summary)
+
+
+# ----------------------------------------------------------------------------- sweeps
+def override_key(override: str) -> str:
+    """`+experiment=x` -> `experiment`: the key of a command-line override, without its +/++/~ prefix."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def read_overrides(run_dir: Path) -> dict[str, str]:
+    """A run's command-line overrides (Hydra's .hydra/overrides.yaml) as key -> value text."""
+    try:
+        lines = yaml.safe_load((Path(run_dir) / ".hydra" / "overrides.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return {override_key(line): line.split("=", 1)[1] for line in lines or [] if "=" in str(line)}
+
+
+def find_runs(sweep_dir: Path) -> list[Path]:
+    """Run dirs under a sweep dir: every folder with a summary.json, hidden folders (.submitit) skipped."""
+    found = []
+    for root, dirs, files in os.walk(sweep_dir):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if SUMMARY_JSON in files and Path(root) != Path(sweep_dir):
+            found.append(Path(root))
+    return found
+
+
+@contextmanager
+def locked(lock_path: Path) -> Iterator[None]:
+    """An exclusive lock on `lock_path` (fcntl) for writers in several processes; no-op where unsupported."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: one process per sweep dir there
+        yield
+        return
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def runs_rows(sweep_dir: Path, swept_keys: Sequence[str], order: Sequence[str] = ()) -> list[list[Any]]:
+    """runs.csv's rows: run dirs in `order` (the sweep's expansion order) first, then any others by name."""
+    sweep_dir = Path(sweep_dir)
+    names = [run.relative_to(sweep_dir).as_posix() for run in find_runs(sweep_dir)]
+    rank = {name: i for i, name in enumerate(order)}
+    names.sort(key=lambda name: (rank.get(name, len(rank)), name))
+    rows = []
+    for name in names:
+        summary = read_json(sweep_dir / name / SUMMARY_JSON)
+        if summary is None:  # unreadable: skip rather than break the table
+            continue
+        overrides = read_overrides(sweep_dir / name)
+        rows.append([name, summary.get("status"), *(overrides.get(key) for key in swept_keys),
+                     *(summary.get(column) for column in RUN_RESULT_COLUMNS)])
+    return rows
+
+
+def write_runs_csv(sweep_dir: Path) -> Path:
+    """Rebuild runs.csv from every run dir's summary.json and replace it atomically, under a lock:
+    each run calls this as it ends (from whatever process or node it ran on), the sweep once more at
+    the end, and a reader always sees a whole file."""
+    sweep_dir = Path(sweep_dir)
+    sweep = read_json(sweep_dir / SWEEP_JSON) or {}
+    swept_keys = list(sweep.get("swept_keys") or [])
+    with locked(sweep_dir / f".{RUNS_CSV}.lock"):
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["run", "status", *swept_keys, *RUN_RESULT_COLUMNS])
+        writer.writerows([_cell(v) for v in row]
+                         for row in runs_rows(sweep_dir, swept_keys, sweep.get("runs") or ()))
+        write_atomic(sweep_dir / RUNS_CSV, buffer.getvalue())
+    return sweep_dir / RUNS_CSV

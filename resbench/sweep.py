@@ -1,0 +1,328 @@
+"""Sweeps, the plain-Python half: the plan of a multirun (its runs, their dirs and config hashes), what
+resume skips, how many torch threads a run may use, the watcher that reports runs as they end, and the
+outcome. hydra_app builds the plan with Hydra and launches it; nothing here imports Hydra or torch.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import records
+
+SWEEPS_ROOT = Path("results/sweeps")
+SWEEP_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}(_\d{1,6})?$")  # hydra_app.timestamp()
+DONE = ("completed", "diverged")  # a run that ended with a result: resume keeps it
+FINAL = (*DONE, "failed", "interrupted")  # a run that ended
+PARALLEL_RUNS_ENV = "RESBENCH_PARALLEL_RUNS"  # set for each job: runs sharing its machine at once
+LOCAL_WORKER_LAUNCHERS = ("joblib", "submitit_local")  # runs in child processes of the sweep
+FLUSH_WAIT_S = 10.0  # after Ctrl-C: how long runs elsewhere get to write their `interrupted` status
+
+
+# ----------------------------------------------------------------------------- the plan
+@dataclass
+class PlannedRun:
+    """One job of the sweep, as Hydra will run it."""
+
+    index: int
+    name: str  # run dir relative to the sweep dir (Hydra's hydra.sweep.subdir)
+    dir: Path
+    overrides: list[str]  # this job's task overrides
+    swept: dict[str, str]  # swept key -> this run's value (as typed)
+    config_hash: str  # records.config_hash of the resolved config
+    previous: dict[str, Any] | None = None  # summary.json found before launching (resume)
+
+    @property
+    def done_before(self) -> bool:
+        """Resume skips it: it already ended completed or diverged with this very config."""
+        return is_done(self.previous, self.config_hash)
+
+    @property
+    def label(self) -> str:
+        return ",".join(f"{key}={value}" for key, value in self.swept.items()) or self.name
+
+
+@dataclass
+class SweepPlan:
+    sweep_dir: Path
+    launcher: str  # hydra/launcher choice: basic, joblib, submitit_local, submitit_slurm
+    overrides: list[str]  # as the user gave them (sweep.json; what --resume reuses)
+    hydra_overrides: list[str]  # the full list handed to Hydra's multirun
+    swept_keys: list[str]  # keys with more than one value
+    runs: list[PlannedRun]
+    parallel_runs: int  # runs sharing this machine at once (1 for SLURM: each job has its own CPUs)
+    resume: bool = False
+    submitit_folder: str | None = None  # submitit launchers: where job folders go (%j = job id)
+
+    @property
+    def to_run(self) -> list[PlannedRun]:
+        return [run for run in self.runs if not run.done_before]
+
+
+def is_done(summary: dict[str, Any] | None, config_hash: str) -> bool:
+    return bool(summary) and summary.get("status") in DONE and summary.get("config_hash") == config_hash
+
+
+def usable_cores() -> int:
+    """CPUs this process may run on (affinity and cpusets respected where the OS tells)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def parallel_runs(launcher: str, launcher_cfg: dict[str, Any], max_batch_size: int | None, n_runs: int,
+                  cores: int | None = None) -> int:
+    """How many runs of this sweep execute on this machine at once."""
+    cores = cores or usable_cores()
+    if launcher == "joblib":
+        n_jobs = launcher_cfg.get("n_jobs") or 1
+        workers = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib: -1 all, -2 all but one
+    elif launcher == "submitit_local":
+        workers = n_runs  # submitit_local starts a whole batch at once
+    else:  # basic (in-process, sequential), submitit_slurm (jobs get their own CPUs)
+        return 1
+    batch = max_batch_size if max_batch_size and max_batch_size > 0 else n_runs
+    return max(1, min(workers, n_runs, batch))
+
+
+def thread_budget(threads: int | None, environ: dict[str, str] | os._Environ = os.environ,
+                  cores: int | None = None) -> int:
+    """Torch intra-op threads for one run of a sweep: `threads` when set; inside a SLURM job the CPUs it
+    was given; else cores // the runs sharing this machine, so a parallel sweep does not oversubscribe."""
+    if threads:
+        return threads
+    if environ.get("SLURM_JOB_ID") and environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
+        return max(1, int(environ["SLURM_CPUS_PER_TASK"]))
+    sharing = environ.get(PARALLEL_RUNS_ENV, "1")
+    return max(1, (cores or usable_cores()) // max(1, int(sharing) if sharing.isdigit() else 1))
+
+
+def latest_sweep(root: Path = SWEEPS_ROOT) -> Path | None:
+    """The newest sweep under `root` (names are timestamps, so the last by name) that has a sweep.json."""
+    if not root.is_dir():
+        return None
+    sweeps = sorted(p for p in root.iterdir() if SWEEP_NAME.match(p.name) and (p / records.SWEEP_JSON).is_file())
+    return sweeps[-1] if sweeps else None
+
+
+def merge_overrides(stored: list[str], given: list[str]) -> list[str]:
+    """The overrides of a resumed sweep: the stored ones, with any key given again replaced."""
+    given_keys = {records.override_key(o) for o in given}
+    return [o for o in stored if records.override_key(o) not in given_keys] + list(given)
+
+
+def write_sweep_json(plan: SweepPlan) -> None:
+    """sweep.json at the sweep root, before any run starts (the report and runs.csv read it)."""
+    plan.sweep_dir.mkdir(parents=True, exist_ok=True)
+    records.write_json(plan.sweep_dir / records.SWEEP_JSON, {
+        "swept_keys": plan.swept_keys,
+        "overrides": plan.overrides,
+        "n_runs": len(plan.runs),
+        "launcher": plan.launcher,
+        "runs": [run.name for run in plan.runs],
+    })
+
+
+# ----------------------------------------------------------------------------- watching runs end
+def _signature(path: Path) -> tuple[int, int, int] | None:
+    """Changes whenever the file is replaced (records.write_atomic makes a new inode)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
+class Watcher:
+    """Polls the planned runs' summary.json and calls `on_end(run, summary)` once for each run that ends
+    during this sweep, whatever launcher runs it and wherever (the sweep dir is all it needs)."""
+
+    def __init__(self, runs: list[PlannedRun], on_end: Callable[[PlannedRun, dict[str, Any]], None],
+                 interval: float = 0.5):
+        self.runs = runs
+        self.on_end = on_end
+        self.interval = interval
+        self.initial = {run.name: _signature(run.dir / records.SUMMARY_JSON) for run in runs}
+        self.reported: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="resbench-sweep-watcher", daemon=True)
+
+    def changed(self, run: PlannedRun) -> bool:
+        """Its summary.json was written during this sweep."""
+        return _signature(run.dir / records.SUMMARY_JSON) not in (None, self.initial[run.name])
+
+    def poll(self) -> None:
+        for run in self.runs:
+            if run.name in self.reported or not self.changed(run):
+                continue
+            summary = records.read_json(run.dir / records.SUMMARY_JSON)
+            if summary and summary.get("status") in FINAL:
+                self.reported.add(run.name)
+                self.on_end(run, summary)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.poll()
+
+    def start(self) -> Watcher:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self.poll()  # the last runs, so that every line is printed before the table
+
+
+# ----------------------------------------------------------------------------- Ctrl-C and SIGTERM
+def _process_tree() -> tuple[set[int], set[int]]:
+    """This process's children and all its descendants: multiprocessing's children (joblib's loky
+    workers) everywhere; every process, e.g. submitit_local's job controllers and their tasks, where
+    /proc tells the parent of each."""
+    children = {child.pid for child in multiprocessing.active_children() if child.pid}
+    parent_of: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent_of[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    me = os.getpid()
+    children |= {pid for pid, parent in parent_of.items() if parent == me}
+    descendants, frontier = set(children), set(children)
+    while frontier:
+        frontier = {pid for pid, parent in parent_of.items() if parent in frontier} - descendants
+        descendants |= frontier
+    return children, descendants
+
+
+def _pid_alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, TypeError, ValueError):
+        return False
+    return True
+
+
+def wait_for_flush(runs: list[PlannedRun], watcher: Watcher, pids: set[int] | None,
+                   timeout: float = FLUSH_WAIT_S) -> None:
+    """Wait (at most `timeout`) until the runs of this sweep that are `running` have written their end.
+    `pids`: only runs in these processes count (local workers); None: every run started (SLURM)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        busy = []
+        for run in runs:
+            summary = records.read_json(run.dir / records.SUMMARY_JSON) if watcher.changed(run) else None
+            running = bool(summary) and summary.get("status") == "running"
+            if running and (pids is None or (summary.get("pid") in pids and _pid_alive(summary["pid"]))):
+                busy.append(run)
+        if not busy:
+            return
+        time.sleep(0.1)
+
+
+@contextmanager
+def stop_workers_on_interrupt(plan: SweepPlan, watcher: Watcher) -> Iterator[None]:
+    """While a local parallel sweep runs: on SIGINT or SIGTERM, first pass SIGINT to the worker processes
+    and wait for their runs to write `interrupted` (joblib would SIGKILL them at once), then raise
+    KeyboardInterrupt here. A second signal raises at once."""
+    if plan.launcher not in LOCAL_WORKER_LAUNCHERS or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = (signal.SIGINT, signal.SIGTERM)
+
+    def handle(signum: int, frame: Any) -> None:
+        for sig in signals:
+            signal.signal(sig, signal.default_int_handler)
+        children, descendants = _process_tree()
+        for pid in children:  # workers; submitit's controllers pass it on to their job
+            try:
+                os.kill(pid, signal.SIGINT)
+            except OSError:
+                pass
+        wait_for_flush(plan.runs, watcher, descendants)
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, handle) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def cancel_slurm_jobs(plan: SweepPlan, before: set[str]) -> list[str]:
+    """scancel the SLURM array jobs this sweep submitted (their submitit folders appeared since
+    `before`); their runs get SIGTERM and end `interrupted`. Returns the job ids cancelled."""
+    job_ids = sorted({name.split("_")[0] for name in submitit_job_dirs(plan) - before})
+    if job_ids:
+        try:
+            subprocess.run(["scancel", *job_ids], check=False, capture_output=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return []
+    return job_ids
+
+
+def submitit_job_dirs(plan: SweepPlan) -> set[str]:
+    """Names of the job folders under the submitit folder (submitit names them by job id, `%j`)."""
+    if not plan.submitit_folder or "%j" not in plan.submitit_folder:
+        return set()
+    parent = Path(plan.submitit_folder.split("%j")[0])
+    try:
+        return {entry.name for entry in parent.iterdir() if entry.is_dir()}
+    except OSError:
+        return set()
+
+
+# ----------------------------------------------------------------------------- the outcome
+@dataclass
+class RunOutcome:
+    run: PlannedRun
+    status: str  # completed, diverged, failed, interrupted, running (killed), not run
+    summary: dict[str, Any] | None
+    skipped: bool = False  # resume: it had ended before with this config, so it was not rerun
+
+
+@dataclass
+class SweepOutcome:
+    plan: SweepPlan
+    runs: list[RunOutcome] = field(default_factory=list)
+    interrupted: bool = False
+    error: str | None = None  # the sweep itself broke (a worker killed, a SLURM job lost, ...)
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
+        if self.error or any(r.status == "failed" and not r.skipped for r in self.runs):
+            return 1
+        return 0
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.runs)
+
+
+def collect(plan: SweepPlan, watcher: Watcher, interrupted: bool = False, error: str | None = None) -> SweepOutcome:
+    """What each planned run ended as, read from its dir."""
+    outcome = SweepOutcome(plan, interrupted=interrupted, error=error)
+    for run in plan.runs:
+        summary = records.read_json(run.dir / records.SUMMARY_JSON)
+        if watcher.changed(run) and summary:
+            outcome.runs.append(RunOutcome(run, summary.get("status", "running"), summary))
+        elif run.done_before:
+            outcome.runs.append(RunOutcome(run, run.previous["status"], run.previous, skipped=True))
+        else:
+            outcome.runs.append(RunOutcome(run, "not run", None))
+    return outcome
+
