@@ -1,0 +1,97 @@
+"""Bad input: exit 2, one line on stderr, no traceback, nothing written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BAD_TEXT = b"caf\xe9 is Latin-1, not UTF-8\n" * 20
+
+# id → (overrides, a piece of the one error line). {tmp} is the test's temporary directory.
+BAD_INPUTS = {
+    "unknown key": (["bogus=1"], "unknown key 'bogus'"),
+    "typo'd key": (["dpeth=3"], "did you mean 'depth'"),
+    "typo'd nested key": (["train.stpes=3"], "did you mean 'steps'"),
+    "wrong type": (["depth=abc"], "depth must be an integer"),
+    "bad norm": (["norm=bogus"], "valid choices"),
+    "bad norm_type": (["norm_type=bogus"], "valid choices"),
+    "bad model": (["model=bogus"], "valid choices"),
+    "bad task": (["task=bogus"], "valid choices"),
+    "bad model.norm": (["model.norm=bogus"], "valid choices"),
+    "depth 0": (["depth=0"], "depth must be an integer >= 1"),
+    "model.depth 0": (["model.depth=0"], "depth must be an integer >= 1"),
+    "lr 0": (["train.lr=0"], "train.lr"),
+    "lr negative": (["train.lr=-1e-3"], "train.lr"),
+    "lr nan": (["train.lr=nan"], "train.lr"),
+    "steps negative": (["train.steps=-1"], "train.steps"),
+    "group replaced": (["train=3"], "train"),
+    "heads do not divide width": (["width=15"], "divisible"),
+    "task.path missing": (["task.path={tmp}/missing.txt"], "no such file"),
+    "task.path not UTF-8": (["task.path={tmp}/latin1.txt"], "not UTF-8"),
+    "task.path a directory": (["task.path={tmp}"], "directory"),
+    "task.path too short": (["task.path={tmp}/short.txt"], "task.seq_len"),
+    "unparsable override": (["depth=[1,2"], "cannot parse override"),
+    "no equals sign": (["depth"], "depth"),
+    "output dir under a file": (["hydra.run.dir={tmp}/a_file/run"], "not writable"),
+    "output dir in /proc": (["hydra.run.dir=/proc/resbench-test/run"], "not writable"),
+    "output dir not empty": (["hydra.run.dir={tmp}/full"], "not empty"),
+}
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    (tmp_path / "latin1.txt").write_bytes(BAD_TEXT)
+    (tmp_path / "short.txt").write_text("too short\n", encoding="utf-8")
+    (tmp_path / "a_file").write_text("a regular file\n", encoding="utf-8")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("another run's file\n", encoding="utf-8")
+    return tmp_path
+
+
+def listing(root: Path) -> set[Path]:
+    return {path.relative_to(root) for path in root.rglob("*")}
+
+
+def assert_one_clean_line(stderr: str, expected: str) -> None:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error:"), lines[0]
+    assert expected in lines[0], lines[0]
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("overrides, expected", BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
+def test_bad_input_exits_2_with_one_line(cli, tiny, workdir: Path, overrides: list[str], expected: str) -> None:
+    overrides = [o.format(tmp=workdir) for o in overrides]
+    # The run dir goes first: an override of hydra.run.dir in the case wins (the last value counts).
+    args = ["train", f"hydra.run.dir={workdir}/run", *tiny, *overrides]
+    before = listing(workdir)
+    result = cli(*args)
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert isinstance(result.exception, SystemExit), result.exception  # not an escaped exception
+    assert_one_clean_line(result.stderr, expected)
+    assert result.stdout == ""
+    assert listing(workdir) == before, "bad input wrote something"
+    assert not Path("/proc/resbench-test").exists()
+
+
+@pytest.mark.parametrize("args", [["config", "bogus=1"], ["config", "norm=bogus"]], ids=["key", "choice"])
+def test_config_command_refuses_bad_input(cli, args: list[str]) -> None:
+    result = cli(*args)
+    assert result.exit_code == 2, result.output
+    assert_one_clean_line(result.stderr, "bogus")
+
+
+def test_bad_input_in_a_real_terminal(tmp_path: Path) -> None:
+    """What a user sees: from a real process, no traceback on the terminal, exit 2, nothing written."""
+    done = subprocess.run(
+        [sys.executable, "-m", "resbench.cli", "train", "depth=0", "train=3", f"hydra.run.dir={tmp_path}/run"],
+        check=False, capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert_one_clean_line(done.stderr, "must be")
+    assert done.stdout == ""
+    assert list(tmp_path.iterdir()) == []
