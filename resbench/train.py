@@ -192,7 +192,7 @@ class Trainer:
                 self.summary["final_val_loss"] = val_loss
                 if self.task.spec.accuracy:
                     self.summary["final_val_acc"] = val_acc
-            if stats is not None or val_loss is not None:
+            if stats is not None or val_loss is not None or diverged:  # the step that diverged is kept
                 self.record(step, loss_value, val_loss, val_acc, lr, stats, start)
             finite = [v for v in recent_losses if math.isfinite(v)]
             self.summary["final_loss"] = sum(finite) / len(finite) if finite else None
