@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 from .models import INITS, MODELS, NORMS, PLACEMENTS, RESIDUALS, fits
@@ -30,7 +31,8 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float (not a bool, NaN or infinity)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _integer(minimum: int) -> Callable[[str, Any], None]:
@@ -48,6 +50,11 @@ def _positive_number(key: str, value: Any) -> None:
 def _non_negative_number(key: str, value: Any) -> None:
     if not _is_number(value) or value < 0:
         raise ConfigError(f"{key} must be a number >= 0, got {value!r}")
+
+
+def _path(key: str, value: Any) -> None:
+    if not isinstance(value, str):
+        raise ConfigError(f"{key} must be a file path, got {value!r}")
 
 
 def _optional(check: Callable[[str, Any], None]) -> Callable[[str, Any], None]:
@@ -93,6 +100,7 @@ CHECKS: dict[str, Callable[[str, Any], None]] = {
     "task.name": _choice(list(TASKS)),
     "task.seq_len": _integer(1),
     "task.val_batches": _integer(1),
+    "task.path": _optional(_path),
     "train.steps": _integer(0),
     "train.batch_size": _integer(1),
     "train.lr": _positive_number,
@@ -106,6 +114,9 @@ CHECKS: dict[str, Callable[[str, Any], None]] = {
 
 def validate(config: dict[str, Any]) -> None:
     """Raise ConfigError for the first bad value of a resolved config."""
+    for group in ("model", "task", "train"):  # e.g. `train=3` replaces the whole group
+        if not isinstance(config.get(group), dict):
+            raise ConfigError(f"{group} must be a config group ({group}.KEY=VALUE), got {config.get(group)!r}")
     for key, check in CHECKS.items():
         try:
             value = _get(config, key)
