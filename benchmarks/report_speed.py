@@ -4,11 +4,15 @@ Synthesises the sweep in a temporary dir (not timed), then times one `build_repo
 included, and prints the seconds. Target: ≤ 10 s on 2 cores.
 
     python benchmarks/report_speed.py [--runs 500] [--depth 24] [--steps 200] [--keep DIR]
+    python benchmarks/report_speed.py --reuse DIR/sweep [--one-process]   # time again, no synthesis
+
+`--one-process` draws every figure in this process (no helper): the one-core baseline.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 import tempfile
 import time
@@ -19,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from report_fixtures import Knobs, grid, write_sweep
 
-from resbench.report import build_report
+from resbench.report import build_report, render
 
 LOG_EVERY = 10
 
@@ -45,17 +49,31 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=24)
     parser.add_argument("--steps", type=int, default=200, help="logged steps after step 0")
     parser.add_argument("--keep", type=Path, help="synthesise here and keep it (default: a temp dir)")
+    parser.add_argument("--reuse", type=Path, help="time a report over this existing sweep dir instead")
+    parser.add_argument("--one-process", action="store_true", help="draw every figure here, no helper process")
     args = parser.parse_args()
+    if args.one_process:
+        render.HELPER_MIN_RUNS = sys.maxsize
+    if args.reuse:
+        time_report(args.reuse)
+        return
     with tempfile.TemporaryDirectory() as scratch:
         sweep_dir = (args.keep or Path(scratch)) / "sweep"
         start = time.perf_counter()
         n_groups = synthesise(sweep_dir, args.runs, args.depth, args.steps)
         print(f"synthesised {args.runs} runs ({n_groups} groups) in {time.perf_counter() - start:.1f} s")
-        start, cpu_start = time.perf_counter(), time.process_time()
-        result = build_report([sweep_dir])
-        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    print(f"build_report: {seconds:.2f} s wall ({cpu_seconds:.2f} s CPU) for {result.n_runs} runs, "
-          f"{len(result.paths)} files")
+        time_report(sweep_dir)
+
+
+def time_report(sweep_dir: Path) -> None:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    result = build_report([sweep_dir])
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    helper = resource.getrusage(resource.RUSAGE_CHILDREN)
+    helper_seconds = helper.ru_utime + helper.ru_stime - children.ru_utime - children.ru_stime
+    print(f"build_report: {seconds:.2f} s wall for {result.n_runs} runs, {len(result.paths)} files "
+          f"(CPU: {cpu_seconds:.2f} s here, {helper_seconds:.2f} s in the drawing helper)")
 
 
 if __name__ == "__main__":

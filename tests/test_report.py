@@ -15,7 +15,7 @@ import pytest
 from report_fixtures import break_summary, grid, truncate_last_line, write_run, write_sweep
 from rich.console import Console
 
-from resbench.report import ReportInputError, aggregate, build_report, latest_sweep, load
+from resbench.report import ReportInputError, aggregate, build_report, latest_sweep, load, render
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {"train.steps": 20, "log_every": 5, "train.eval_every": 10, "width": 8}  # 5 logged steps after init
@@ -251,3 +251,33 @@ def test_report_over_a_real_tiny_sweep(tmp_path):
     assert len(summary) == 4 and summary["grad_ratio_init"].notna().all()
     assert (result.out_dir / "grad_norm_init.png").stat().st_size > 0
     assert any("Xiong et al. 2020" in line for line in result.findings)
+
+
+def tiny_line_jobs(tmp_path: Path, n: int) -> list[render.PlotJob]:
+    curve = pd.DataFrame({"panel": "", "line": ["a", "a", "b", "b"], "side": "", "x": [0, 1, 0, 1],
+                          "y": [1.0, 2.0, 1.5, 0.5]})
+    return [render.PlotJob("line_figure", curve, tmp_path / f"plot{i}.png",
+                           {"title": "t", "x_label": "x", "y_label": "y"}) for i in range(n)]
+
+
+def test_a_helper_process_draws_its_share(tmp_path):
+    jobs = tiny_line_jobs(tmp_path, 4)
+    helper = render.Helper()
+    try:
+        render.draw_all(jobs, helper)
+        assert helper.process.returncode == 0  # it drew what it was sent; nothing was redrawn here
+    finally:
+        helper.close()
+    assert all(job.path.stat().st_size > 0 for job in jobs)
+
+
+def test_a_dead_helper_leaves_its_share_to_this_process(tmp_path):
+    jobs = tiny_line_jobs(tmp_path, 3)
+    helper = render.Helper()
+    helper.process.kill()
+    helper.process.wait()
+    try:
+        render.draw_all(jobs, helper)
+    finally:
+        helper.close()
+    assert all(job.path.stat().st_size > 0 for job in jobs)

@@ -12,21 +12,23 @@ import pandas as pd
 from rich.console import Console
 from rich.text import Text
 
-from resbench.report import ReportResult, aggregate, load, plots
+from resbench.report import ReportResult, aggregate, load
 from resbench.report.findings import Finding, compute_findings
 from resbench.report.markdown import Section, document, findings_lines
+from resbench.report.render import Helper, PlotJob, draw_all
 from resbench.report.tables import Table, compare_tables, report_tables, to_rich
 
 REPORT_MD = "report.md"
 SUMMARY_CSV = "summary.csv"
-PLOT_FILES = (  # every PNG a report may write; stale ones from an earlier report are removed
-    "grad_norm_init.png",
-    "grad_norm_heatmap.png",
-    "loss_curves.png",
-    "final_loss_vs_depth.png",
-    "hidden_rms.png",
-    "rank_residual.png",
-)
+IMAGE_ALT = {  # every PNG a report may write (in report.md's order) → its alt text
+    "grad_norm_init.png": "Gradient norm per block at initialization",
+    "grad_norm_heatmap.png": "Gradient norm per block and step",
+    "loss_curves.png": "Loss curves",
+    "final_loss_vs_depth.png": "Final train loss vs depth",
+    "hidden_rms.png": "Hidden-state RMS per block",
+    "rank_residual.png": "Rank residual per block",
+}
+PLOT_FILES = tuple(IMAGE_ALT)
 PROBE_PLOTS = {  # probe column → (file, title, y label)
     "hidden_rms": ("hidden_rms.png", "Hidden-state RMS per block", "hidden-state RMS"),
     "rank_residual": ("rank_residual.png", "Rank residual per block (cf. Dong et al. 2021)",
@@ -49,6 +51,16 @@ class Side:
 
 def build(dirs: list[Path], console: Console | None = None, out_dir: Path | None = None) -> ReportResult:
     found = load.check_dirs(dirs)  # raises ReportInputError before anything is written
+    helper = Helper.start(sum(map(len, found)))  # imports the drawing stack while the runs load
+    try:
+        return _build(dirs, found, console, out_dir, helper)
+    finally:
+        if helper is not None:
+            helper.close()
+
+
+def _build(dirs: list[Path], found: list[list[Path]], console: Console | None, out_dir: Path | None,
+           helper: Helper | None) -> ReportResult:
     comparing = len(dirs) == 2
     if comparing:
         run_sets = {"A": load.load(dirs[:1], found[:1]), "B": load.load(dirs[1:], found[1:])}
@@ -84,9 +96,12 @@ def build(dirs: list[Path], console: Console | None = None, out_dir: Path | None
     else:
         tables = report_tables(sides[0].summary)
         sides[0].summary.to_csv(target / SUMMARY_CSV, index=False)
-    images = draw_plots(runs, run_set, keys, target)
-    markdown = report_markdown(sides, keys, tables, images, warnings, comparing)
-    (target / REPORT_MD).write_text(markdown)
+    for name in PLOT_FILES:  # a plot whose data are gone this time must not linger from an earlier report
+        (target / name).unlink(missing_ok=True)
+    jobs = plot_jobs(runs, run_set, keys, target)
+    draw_all(list(jobs.values()), helper)
+    images = {name: IMAGE_ALT[name] for name in PLOT_FILES if name in jobs}
+    (target / REPORT_MD).write_text(report_markdown(sides, keys, tables, images, warnings, comparing))
     findings = [f"{s.name}: {f.text()}" if s.name else f.text() for s in sides for f in s.findings]
     if console is not None:
         print_report(console, sides, tables, warnings, target)
@@ -144,48 +159,36 @@ def _panels(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(pieces, ignore_index=True)
 
 
-def draw_plots(runs: pd.DataFrame, run_set: load.RunSet, keys: list[str], target: Path) -> dict[str, str]:
-    """Write each plot whose data exist; return {file name: alt text}. Stale PNGs are removed."""
-    layers, images = run_set.layers, {}
-    for name in PLOT_FILES:
-        (target / name).unlink(missing_ok=True)
+def plot_jobs(runs: pd.DataFrame, run_set: load.RunSet, keys: list[str], target: Path) -> dict[str, PlotJob]:
+    """The figures whose data exist, as {file name: job}; a plot without data is simply not made."""
+    layers, jobs = run_set.layers, {}
     has = {column: column in layers and layers[column].notna().any() for column in ("grad_norm",) + aggregate.PROBES}
 
-    if has["grad_norm"]:
-        curve = aggregate.block_curve(layers, runs, "grad_norm", "init")
-        if len(curve):
-            plots.line_figure(curve, target / "grad_norm_init.png", x_label="block index",
-                              y_label="gradient norm at init (step 0)", log_y=True,
-                              title="Gradient norm per block at initialization (cf. Xiong et al. 2020, Fig. 3)")
-            images["grad_norm_init.png"] = "Gradient norm per block at initialization"
-        grid = aggregate.heatmap_grid(layers, runs)
-        if len(grid):
-            plots.heatmap_figure(grid, target / "grad_norm_heatmap.png", title="Gradient norm per block and step")
-            images["grad_norm_heatmap.png"] = "Gradient norm per block and step"
+    def add(file_name: str, figure: str, data: pd.DataFrame, **options: object) -> None:
+        if len(data):
+            jobs[file_name] = PlotJob(figure, data, target / file_name, options)
 
+    if has["grad_norm"]:
+        add("grad_norm_init.png", "line_figure", aggregate.block_curve(layers, runs, "grad_norm", "init"),
+            x_label="block index", y_label="gradient norm at init (step 0)", log_y=True,
+            title="Gradient norm per block at initialization (cf. Xiong et al. 2020, Fig. 3)")
+        add("grad_norm_heatmap.png", "heatmap_figure", aggregate.heatmap_grid(layers, runs),
+            title="Gradient norm per block and step")
     losses = aggregate.loss_curves(run_set.metrics, runs)
     if losses:
-        curve = _panels({{"loss": "train loss", "val_loss": "validation loss"}[k]: v for k, v in losses.items()})
-        plots.line_figure(curve, target / "loss_curves.png", x_label="step", y_label="loss",
-                          ncols=len(losses), title="Loss curves (mean over seeds)")
-        images["loss_curves.png"] = "Loss curves"
-
+        add("loss_curves.png", "line_figure",
+            _panels({{"loss": "train loss", "val_loss": "validation loss"}[k]: v for k, v in losses.items()}),
+            x_label="step", y_label="loss", ncols=len(losses), title="Loss curves (mean over seeds)")
     by_depth = aggregate.final_vs_depth(runs, keys)
-    if by_depth is not None and len(by_depth):
-        plots.line_figure(by_depth, target / "final_loss_vs_depth.png", x_label="depth (blocks)",
-                          y_label="final train loss", x_at_values=True, error_bars=True,
-                          title="Final train loss vs depth (mean ± std over seeds)")
-        images["final_loss_vs_depth.png"] = "Final train loss vs depth"
-
+    if by_depth is not None:
+        add("final_loss_vs_depth.png", "line_figure", by_depth, x_label="depth (blocks)", y_label="final train loss",
+            x_at_values=True, error_bars=True, title="Final train loss vs depth (mean ± std over seeds)")
     for probe, (file_name, title, y_label) in PROBE_PLOTS.items():
-        if not has[probe]:
-            continue
-        curve = _panels({"at init": aggregate.block_curve(layers, runs, probe, "init"),
-                         "at end": aggregate.block_curve(layers, runs, probe, "end")})
-        if len(curve):
-            plots.line_figure(curve, target / file_name, x_label="block index", y_label=y_label, ncols=2, title=title)
-            images[file_name] = title
-    return images
+        if has[probe]:
+            add(file_name, "line_figure", _panels({"at init": aggregate.block_curve(layers, runs, probe, "init"),
+                                                  "at end": aggregate.block_curve(layers, runs, probe, "end")}),
+                x_label="block index", y_label=y_label, ncols=2, title=title)
+    return jobs
 
 
 # ---------------------------------------------------------------------------------------------

@@ -265,7 +265,7 @@ def _parse_parts(parts: list[_CsvPart], numeric: tuple[str, ...], issues: dict[i
         blob = header + b"\n" + b"".join(part.body for part in group)
         counts = [part.n_rows for part in group]
         try:
-            frame = pd.read_csv(io.BytesIO(blob), dtype=_dtypes(header, numeric))
+            frame = pd.read_csv(io.BytesIO(blob), dtype=_dtypes(header, numeric), low_memory=False)  # one chunk
             if len(frame) != sum(counts):
                 raise ValueError("row count mismatch")
         except (ValueError, pd.errors.ParserError):

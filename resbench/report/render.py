@@ -1,0 +1,132 @@
+"""Draw the report's figures, on two cores when there are two.
+
+Drawing is most of a big report's time and it is single-threaded matplotlib, so a helper process
+(`python -m resbench.report.render`, started before the runs are read, so its imports overlap the
+loading) draws about half the figures while this process draws the rest. The helper is a plain
+subprocess of a module, not multiprocessing: nothing of the caller's `__main__` is ever re-run. Any
+trouble with it (cannot start, crashes) and this process draws its share too: same files either way.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+HELPER_MIN_RUNS = 50  # below this a report draws in well under a second per figure: no helper
+HELPER_TIMEOUT_S = 300
+
+
+@dataclass(frozen=True)
+class PlotJob:
+    """One figure: `plots.<figure>(data, path, **options)`."""
+
+    figure: str  # "line_figure" | "heatmap_figure"
+    data: pd.DataFrame
+    path: Path
+    options: dict = field(default_factory=dict)
+
+    @property
+    def cost(self) -> int:
+        """Panels to draw: what a figure's time is about proportional to."""
+        column = "panel" if self.figure == "line_figure" else "group"
+        return max(1, self.data[column].nunique())
+
+    def draw(self) -> Path:
+        from resbench.report import plots
+
+        return getattr(plots, self.figure)(self.data, self.path, **self.options)
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+class Helper:
+    """A second process that draws the PlotJobs it is sent, once, then exits."""
+
+    def __init__(self) -> None:
+        package_root = Path(__file__).resolve().parents[2]  # so the helper imports this very resbench
+        path = os.pathsep.join([str(package_root), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "resbench.report.render"],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": path},
+        )
+
+    @classmethod
+    def start(cls, n_runs: int) -> Helper | None:
+        """A helper when the report is big and there is a second core; else None."""
+        if n_runs < HELPER_MIN_RUNS or _usable_cores() < 2:
+            return None
+        try:
+            return cls()
+        except OSError:
+            return None
+
+    def send(self, jobs: list[PlotJob]) -> bool:
+        try:
+            self.process.stdin.write(pickle.dumps(jobs))
+            self.process.stdin.close()
+            return True
+        except OSError:  # it died already
+            return False
+
+    def finished(self) -> bool:
+        """Wait for it; True when it drew everything it was sent."""
+        try:
+            self.process.wait(timeout=HELPER_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.close()
+            return False
+        return self.process.returncode == 0
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        for stream in (self.process.stdin, self.process.stderr):
+            if stream and not stream.closed:
+                stream.close()
+
+
+def draw_all(jobs: list[PlotJob], helper: Helper | None) -> None:
+    """Draw every job; with a helper, split them by cost so both processes finish about together."""
+    if helper is None:
+        for job in jobs:
+            job.draw()
+        return
+    mine: list[PlotJob] = []
+    theirs: list[PlotJob] = []
+    for job in sorted(jobs, key=lambda j: j.cost, reverse=True):
+        # This process also imports matplotlib while the helper did so during loading: give it less.
+        (mine if sum(j.cost for j in mine) + 2 <= sum(j.cost for j in theirs) else theirs).append(job)
+    sent = helper.send(theirs)
+    for job in mine:
+        job.draw()
+    if not (sent and helper.finished()):
+        for job in theirs:
+            job.draw()
+
+
+def main() -> None:
+    """Helper side: import the drawing stack at once (overlapping the caller's loading), then draw."""
+    import matplotlib.figure  # noqa: F401  (the slow import, done before the jobs arrive)
+
+    from resbench.report import plots  # noqa: F401
+
+    jobs = pickle.load(sys.stdin.buffer)
+    for job in jobs:
+        job.draw()
+
+
+if __name__ == "__main__":
+    main()
