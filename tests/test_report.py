@@ -281,3 +281,13 @@ def test_a_dead_helper_leaves_its_share_to_this_process(tmp_path):
     finally:
         helper.close()
     assert all(job.path.stat().st_size > 0 for job in jobs)
+
+
+def test_block_grad_norms_come_from_grad_norms_csv_when_layers_csv_is_missing(tmp_path):
+    run = write_run(tmp_path / "run", SMALL)
+    expected = pd.read_csv(run / "layers.csv")[["step", "layer", "grad_norm"]]
+    (run / "layers.csv").unlink()
+    run_set = load.load([run])
+    got = run_set.layers.sort_values(["step", "layer"])[["step", "layer", "grad_norm"]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False, rtol=1e-4)
+    assert run_set.issues == {0: ["layers.csv missing"]}

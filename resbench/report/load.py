@@ -359,7 +359,7 @@ def load(dirs: list[Path], found: list[list[Path]] | None = None) -> RunSet:
             record.update(summary)
             record.update({key: value for key, value in config.items() if key not in record})
             records.append(record)
-            running = summary["status"] == NO_SUMMARY or summary["status"] == "running"
+            running = summary["status"] == "running"  # its last line may be mid-write: no note
             for kind in ("metrics.csv", "layers.csv"):
                 part = _split_csv(run, run_dir / kind, issues[run], quiet_truncation=running)
                 if part is not None:
@@ -376,10 +376,10 @@ def load(dirs: list[Path], found: list[list[Path]] | None = None) -> RunSet:
         runs[key] = pd.to_numeric(runs[key], errors="coerce")
     metrics = _parse_parts(parts["metrics.csv"], METRICS_COLUMNS, issues)
     layers = _parse_parts(parts["layers.csv"], LAYERS_COLUMNS, issues)
-    layers = _fill_block_norms(runs, layers, issues)
     if "layer" in layers:
         layers = layers.dropna(subset=["layer"])
         layers = layers.assign(layer=layers["layer"].astype(np.int64))
+    layers = _fill_block_norms(runs, layers, issues)
     runs = _fill_final_losses(runs, metrics)
     keys = [key for key in config_keys if key in runs.columns and key not in SUMMARY_FIELDS]
     return RunSet(
@@ -410,11 +410,11 @@ def _fill_block_norms(runs: pd.DataFrame, layers: pd.DataFrame, issues: dict[int
     from_params = _block_norms_from_params(grad_norms)
     if "grad_norm" not in layers:
         layers = layers.assign(grad_norm=np.nan)
-    missing = layers.loc[~layers["run"].isin(from_params["run"].unique())]
-    probes = layers.loc[layers["run"].isin(from_params["run"].unique())].drop(columns="grad_norm")
+    filled = layers["run"].isin(from_params["run"].unique())
+    probes = layers.loc[filled].drop(columns="grad_norm")
     if len(probes) and "layer" in probes:  # keep a run's probe columns, take grad norms from the params
         from_params = from_params.merge(probes, on=["run", "step", "layer"], how="left")
-    return pd.concat([missing, from_params], ignore_index=True)
+    return pd.concat([layers.loc[~filled], from_params], ignore_index=True)
 
 
 def _fill_final_losses(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
