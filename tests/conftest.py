@@ -79,7 +79,10 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result
     from resbench.cli import app
 
     monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
+    try:
+        runner = CliRunner(mix_stderr=False)  # Click < 8.2 mixes stderr into stdout unless told
+    except TypeError:
+        runner = CliRunner()  # Click >= 8.2 and Typer's own runner keep them apart always
 
     def invoke(*args: str) -> Result:
         handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
