@@ -98,11 +98,16 @@ class ParamLayout:
         self.block_sizes = [0] * self.n_blocks
         for layer, i in in_blocks:
             self.block_sizes[layer] += self.params[i].numel()
+        self._block_views: list[torch.Tensor] = []
 
     def flat_block_params(self) -> torch.Tensor:
         """Every block parameter in one flat copy, block after block: (sum(block_sizes),)."""
-        with torch.no_grad():
-            return torch.cat([p.reshape(-1) for p in self.block_params])
+        # Flat views made once (a reshape per tensor per call is most of this copy's time); made anew
+        # if a parameter's storage was replaced (param.data = ...).
+        if any(v.data_ptr() != p.data_ptr() for v, p in zip(self._block_views, self.block_params)) \
+                or not self._block_views:
+            self._block_views = [p.detach().reshape(-1) for p in self.block_params]
+        return torch.cat(self._block_views)
 
     def grads(self) -> list[torch.Tensor]:
         return [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
@@ -235,7 +240,7 @@ def step_stats(layout: ParamLayout, param_grad_norms: torch.Tensor,
     block_grad_norms = group_norms(param_grad_norms, layout.group, layout.n_blocks + 1)[: layout.n_blocks]
     total = param_grad_norms.square().sum().sqrt()
     parts = [param_grad_norms, total[None], block_grad_norms, *measured.values()]
-    host = torch.cat([part.float() for part in parts]).tolist()  # the one copy
+    host = torch.cat(parts).tolist()  # the one copy
     n_params, n_blocks = len(layout.params), layout.n_blocks
     grad_norm = host[n_params]
     blocks: dict[str, list[float | None]] = {name: [None] * n_blocks for name in BLOCK_PROBES}
