@@ -1,0 +1,96 @@
+"""Sweep speed on a few CPU cores (default 2), each sweep a fresh `resbench sweep` process as a user runs it.
+
+1. the main job: `resbench sweep depth=6,12,24`, every other setting default (target: <= 90 s on 2 cores);
+2. the same small runs (default model, depth=6, seed=0..N-1) sequentially in-process (the default
+   launcher) and with hydra/launcher=joblib hydra.launcher.n_jobs=2, in the same run of this script
+   (target: joblib >= 1.3x faster on 2 cores).
+
+    python benchmarks/sweep_speed.py                # both, pinned to 2 cores
+    python benchmarks/sweep_speed.py --cores 2 --runs 4 --only parallel --out speed.json
+
+The process pins itself (and so every sweep it starts) to the first --cores CPUs it may use (Linux), and
+hides GPUs (CUDA_VISIBLE_DEVICES=) so that device=auto means the CPU, as on a laptop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MAIN_JOB = ["depth=6,12,24"]
+MAIN_JOB_LIMIT_S = 90.0
+SPEEDUP_TARGET = 1.3
+
+
+def small_runs(n: int) -> list[str]:
+    return ["depth=6", f"seed=range({n})"]
+
+
+def timed_sweep(overrides: list[str], sweep_dir: Path) -> dict:
+    """Run one sweep in a fresh process; its wall time and the statuses in its runs.csv."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    command = [sys.executable, "-m", "resbench.cli", "sweep", "--quiet", *overrides, f"hydra.sweep.dir={sweep_dir}"]
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"sweep failed ({done.returncode}): {' '.join(overrides)}\n{done.stderr}")
+    lines = (sweep_dir / "runs.csv").read_text().splitlines()[1:]
+    summaries = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/summary.json"))]
+    return {"overrides": overrides, "wall_s": round(wall, 2), "runs": len(lines),
+            "statuses": sorted({line.split(",")[1] for line in lines}),
+            "threads": sorted({s["threads"] for s in summaries}),
+            "run_wall_s": [s["wall_s"] for s in summaries]}
+
+
+def pin_cores(cores: int) -> list[int]:
+    if hasattr(os, "sched_setaffinity"):
+        chosen = sorted(os.sched_getaffinity(0))[:cores]
+        os.sched_setaffinity(0, chosen)
+        return chosen
+    return list(range(os.cpu_count() or 1))  # macOS: no pinning; run it on an idle machine
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=4, help="small runs in the launcher comparison (>= 4)")
+    parser.add_argument("--only", choices=["main", "parallel"], help="run one of the two measurements")
+    parser.add_argument("--out", type=Path, help="also write the results as JSON here")
+    args = parser.parse_args()
+
+    results: dict = {"cores": pin_cores(args.cores), "python": platform.python_version(),
+                     "machine": platform.processor() or platform.machine()}
+    with tempfile.TemporaryDirectory(prefix="resbench-bench-") as tmp:
+        root = Path(tmp)
+        if args.only in (None, "main"):
+            main_job = timed_sweep(MAIN_JOB, root / "main")
+            main_job["ok"] = main_job["wall_s"] <= MAIN_JOB_LIMIT_S
+            results["main_job"] = main_job
+            print(f"resbench sweep {' '.join(MAIN_JOB)}: {main_job['wall_s']:.1f} s wall on {args.cores} cores "
+                  f"(runs {main_job['run_wall_s']} s, threads {main_job['threads']}; "
+                  f"target <= {MAIN_JOB_LIMIT_S:.0f} s: {'ok' if main_job['ok'] else 'MISSED'})", flush=True)
+        if args.only in (None, "parallel"):
+            overrides = small_runs(args.runs)
+            sequential = timed_sweep(overrides, root / "sequential")
+            joblib = timed_sweep([*overrides, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], root / "joblib")
+            speedup = sequential["wall_s"] / joblib["wall_s"]
+            results["parallel"] = {"sequential": sequential, "joblib": joblib, "speedup": round(speedup, 2),
+                                   "ok": speedup >= SPEEDUP_TARGET}
+            print(f"{args.runs} runs ({' '.join(overrides)}): sequential {sequential['wall_s']:.1f} s "
+                  f"(threads {sequential['threads']}), joblib n_jobs=2 {joblib['wall_s']:.1f} s "
+                  f"(threads {joblib['threads']}): {speedup:.2f}x "
+                  f"(target >= {SPEEDUP_TARGET}x: {'ok' if speedup >= SPEEDUP_TARGET else 'MISSED'})", flush=True)
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

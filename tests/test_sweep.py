@@ -1,0 +1,287 @@
+"""`resbench sweep` end to end: expansion, run dirs, runs.csv, resume, faults (a run that raises, one that
+diverges, SIGINT) and bad input; the joblib and submitit_local launchers. SLURM: test_slurm.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from resbench import hydra_app, records, train
+from resbench.sweep import PARALLEL_RUNS_ENV, parallel_runs, thread_budget, usable_cores
+
+# A run of well under a second. threads=1 keeps it fast on a busy machine; tests of the thread budget
+# pass threads=null.
+TINY = ["width=16", "heads=2", "train.steps=3", "task.seq_len=8", "train.batch_size=4", "train.eval_every=2",
+        "threads=1"]
+RUNS_CSV_COLUMNS = ["run", "status", "final_loss", "final_val_loss", "wall_s"]
+
+
+def summaries(sweep_dir: Path) -> dict[str, dict]:
+    return {run.relative_to(sweep_dir).as_posix(): json.loads((run / "summary.json").read_text())
+            for run in records.find_runs(sweep_dir)}
+
+
+def signature(path: Path) -> tuple[int, int, bytes]:
+    """Changes if the file is rewritten or replaced."""
+    stat = path.stat()
+    return stat.st_ino, stat.st_mtime_ns, path.read_bytes()
+
+
+def run_files(run_dir: Path) -> dict[str, tuple]:
+    return {name: signature(run_dir / name)
+            for name in ("summary.json", "metrics.csv", "grad_norms.csv", "layers.csv", "config.yaml")}
+
+
+@pytest.fixture
+def sweep(cli, tmp_path: Path):
+    """`sweep(*overrides, name="sweep")`: `resbench sweep TINY… overrides… hydra.sweep.dir=<tmp>/name`."""
+
+    def run(*overrides: str, name: str = "sweep"):
+        sweep_dir = tmp_path / name
+        return cli("sweep", *TINY, *overrides, f"hydra.sweep.dir={sweep_dir}"), sweep_dir
+
+    return run
+
+
+# ----------------------------------------------------------------------------- expansion
+def test_lists_range_and_choice_expand_to_their_cartesian_product(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    plan = hydra_app.plan_sweep([*TINY, "depth=2,3", "seed=range(2)", "norm=choice(pre,post)",
+                                 f"hydra.sweep.dir={sweep_dir}"])
+    assert plan.swept_keys == ["depth", "seed", "norm"]
+    assert [run.swept for run in plan.runs] == [
+        {"depth": d, "seed": s, "norm": n} for d in ("2", "3") for s in ("0", "1") for n in ("pre", "post")]
+    # run dirs are named by the swept keys only (Hydra sorts them), never by the constant ones
+    assert plan.runs[0].name == "depth=2,norm=pre,seed=0"
+    assert len({run.config_hash for run in plan.runs}) == 8
+    assert plan.sweep_dir == sweep_dir and not sweep_dir.exists(), "planning writes nothing"
+
+
+def test_glob_picks_config_group_options(tmp_path: Path) -> None:
+    plan = hydra_app.plan_sweep(["model=glob(*)", "task=digits", "width=8", "heads=2", "train.steps=1",
+                                 f"hydra.sweep.dir={tmp_path / 'sweep'}"])
+    assert [run.name for run in plan.runs] == ["model=mlp", "model=transformer"]
+
+
+def test_dry_run_prints_the_runs_and_writes_nothing(cli, tmp_path: Path) -> None:
+    result = cli("sweep", "--dry-run", *TINY, "depth=2,3", "seed=range(2)")
+    assert result.exit_code == 0, result.stderr
+    for name in ("depth=2,seed=0", "depth=2,seed=1", "depth=3,seed=0", "depth=3,seed=1"):
+        assert name in result.stdout
+    assert "4 run(s)" in result.stdout
+    assert not (tmp_path / "results").exists()
+
+
+def test_an_experiment_preset_sweeps_its_params_and_does_not_name_dirs(tmp_path: Path) -> None:
+    """+experiment=NAME (conf/experiment/) may carry hydra.sweeper.params; a preset swept itself names dirs."""
+    experiments = tmp_path / "conf" / "experiment"
+    experiments.mkdir(parents=True)
+    (experiments / "tiny.yaml").write_text(
+        "# @package _global_\ntrain:\n  steps: 2\nhydra:\n  sweeper:\n    params:\n      depth: 2,3\n")
+    (experiments / "other.yaml").write_text("# @package _global_\nseed: 7\n")
+    search = f"hydra.searchpath=[file://{tmp_path / 'conf'}]"
+    plan = hydra_app.plan_sweep([*TINY, "+experiment=tiny", search, f"hydra.sweep.dir={tmp_path / 'a'}"])
+    assert plan.swept_keys == ["depth"]
+    assert [run.name for run in plan.runs] == ["depth=2", "depth=3"]
+    plan = hydra_app.plan_sweep([*TINY, "+experiment=tiny,other", search, f"hydra.sweep.dir={tmp_path / 'b'}"])
+    assert [run.name for run in plan.runs] == ["+experiment=tiny", "+experiment=other"]
+
+
+# ----------------------------------------------------------------------------- runs and records
+def test_a_sweep_writes_a_run_dir_per_run_runs_csv_and_sweep_json(sweep) -> None:
+    result, sweep_dir = sweep("depth=2,3", "threads=null")
+    assert result.exit_code == 0, result.stderr
+    done = summaries(sweep_dir)
+    assert set(done) == {"depth=2", "depth=3"}
+    assert all(s["status"] == "completed" and s["threads"] == usable_cores() for s in done.values())
+    runs = pd.read_csv(sweep_dir / "runs.csv")
+    assert list(runs.columns) == ["run", "status", "depth", "final_loss", "final_val_loss", "wall_s"]
+    assert runs.run.tolist() == ["depth=2", "depth=3"] and runs.depth.tolist() == [2, 3]
+    for row in runs.itertuples():
+        assert row.final_loss == pytest.approx(done[row.run]["final_loss"])
+        assert row.final_val_loss == pytest.approx(done[row.run]["final_val_loss"])
+    assert json.loads((sweep_dir / "sweep.json").read_text()) == {
+        "swept_keys": ["depth"], "overrides": [*TINY, "depth=2,3", "threads=null"], "n_runs": 2, "launcher": "basic",
+        "runs": ["depth=2", "depth=3"]}
+    assert (sweep_dir / "multirun.yaml").is_file() and (sweep_dir / "depth=2" / ".hydra").is_dir()
+    assert not list(sweep_dir.glob(".*.tmp")), "runs.csv is replaced atomically"
+    # one line per run as it ends, then the table
+    assert "[1/2]" in result.stdout and "[2/2]" in result.stdout
+    assert "grad last/first" in result.stdout and "2 completed" in result.stdout
+
+
+def test_a_sweep_without_lists_runs_once_into_a_run_subdir(sweep) -> None:
+    result, sweep_dir = sweep("depth=2")
+    assert result.exit_code == 0, result.stderr
+    assert list(summaries(sweep_dir)) == ["run"]
+    assert pd.read_csv(sweep_dir / "runs.csv").columns.tolist() == RUNS_CSV_COLUMNS
+
+
+# ----------------------------------------------------------------------------- resume
+def test_resume_skips_completed_runs_and_reruns_a_removed_one(cli, tmp_path: Path) -> None:
+    assert cli("sweep", *TINY, "depth=2", "seed=0,1,2").exit_code == 0  # default dir: results/sweeps/<time>
+    (sweep_dir,) = (tmp_path / "results" / "sweeps").iterdir()
+    kept = {name: run_files(sweep_dir / name) for name in ("seed=0", "seed=2")}
+    shutil.rmtree(sweep_dir / "seed=1")
+
+    result = cli("sweep", "--resume")  # the latest sweep, with its own overrides
+    assert result.exit_code == 0, result.stderr
+    assert {name: run_files(sweep_dir / name) for name in kept} == kept, "completed runs were not rerun"
+    assert summaries(sweep_dir)["seed=1"]["status"] == "completed"
+    assert "2 skipped" in result.stdout and "[1/1] seed=1" in result.stdout.replace("  ", " ")
+    assert pd.read_csv(sweep_dir / "runs.csv").status.tolist() == ["completed"] * 3
+
+
+def test_resume_with_a_longer_list_runs_only_the_new_runs(cli, sweep) -> None:
+    result, sweep_dir = sweep("seed=0,1")
+    assert result.exit_code == 0, result.stderr
+    kept = run_files(sweep_dir / "seed=0")
+    result = cli("sweep", "--resume", str(sweep_dir), "seed=0,1,2")
+    assert result.exit_code == 0, result.stderr
+    assert run_files(sweep_dir / "seed=0") == kept
+    assert set(summaries(sweep_dir)) == {"seed=0", "seed=1", "seed=2"}
+    assert "seed=0,1,2" in json.loads((sweep_dir / "sweep.json").read_text())["overrides"]
+
+
+# ----------------------------------------------------------------------------- faults
+@pytest.mark.parametrize("where", ["loop", "setup"])
+def test_a_run_that_raises_is_recorded_failed_and_the_sweep_goes_on(sweep, monkeypatch, where: str) -> None:
+    broken = getattr(train.Trainer, where)
+
+    def maybe_raise(self, *args):
+        if self.config["seed"] == 1:
+            raise RuntimeError("boom in seed 1")
+        return broken(self, *args)
+
+    monkeypatch.setattr(train.Trainer, where, maybe_raise)
+    result, sweep_dir = sweep("depth=2", "seed=0,1,2")
+    assert result.exit_code == 1
+    done = summaries(sweep_dir)
+    assert [done[f"seed={s}"]["status"] for s in range(3)] == ["completed", "failed", "completed"]
+    assert done["seed=1"]["error"] == "RuntimeError: boom in seed 1"
+    assert pd.read_csv(sweep_dir / "runs.csv").status.tolist() == ["completed", "failed", "completed"]
+    assert "boom in seed 1" in result.stdout  # in its line and in the table
+
+
+def test_a_diverging_run_does_not_stop_the_sweep(sweep) -> None:
+    result, sweep_dir = sweep("depth=2", "train.optimizer=sgd", "train.steps=20", "train.lr=0.01,1e6,0.02")
+    assert result.exit_code == 0, result.stderr
+    statuses = pd.read_csv(sweep_dir / "runs.csv").set_index("train.lr").status
+    assert statuses.tolist() == ["completed", "diverged", "completed"]
+
+
+def test_sigint_leaves_valid_files_and_resume_finishes(cli, tmp_path: Path) -> None:
+    """Ctrl-C in the second of three runs: the first stays completed, the second ends interrupted with
+    readable CSVs, the third never starts, exit 130; --resume reruns the second and runs the third."""
+    sweep_dir = tmp_path / "sweep"
+    args = [*TINY, "depth=2", "train.steps=300", "log_every=5", "seed=0,1,2",
+            f"hydra.sweep.dir={sweep_dir}"]
+    proc = subprocess.Popen([sys.executable, "-m", "resbench.cli", "sweep", "--quiet", *args], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        metrics = sweep_dir / "seed=1" / "metrics.csv"
+        deadline = time.monotonic() + 90
+        while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 4):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the second run never got going"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    done = summaries(sweep_dir)
+    assert {name: s["status"] for name, s in done.items()} == {"seed=0": "completed", "seed=1": "interrupted"}
+    assert pd.read_csv(sweep_dir / "runs.csv").status.tolist() == ["completed", "interrupted"]
+    interrupted = pd.read_csv(sweep_dir / "seed=1" / "metrics.csv")
+    assert 0 < len(interrupted) and interrupted.step.max() < 299
+    first = run_files(sweep_dir / "seed=0")
+
+    result = cli("sweep", "--resume", str(sweep_dir))
+    assert result.exit_code == 0, result.stderr
+    assert run_files(sweep_dir / "seed=0") == first
+    assert pd.read_csv(sweep_dir / "runs.csv").status.tolist() == ["completed"] * 3
+    assert pd.read_csv(sweep_dir / "seed=1" / "metrics.csv").step.max() == 299
+
+
+# ----------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["depth=2,0"], "depth=0: depth must be an integer >= 1, got 0"),
+    (["norm=pre,bogus"], "valid choices: post, pre"),
+    (["seed=range(0)"], "the sweep list is empty"),
+    (["dpth=2,3"], "did you mean 'depth'"),
+    (["hydra/launcher=bogus"], "valid choices: basic, joblib"),
+    (["depth=2,2"], "share the run dir"),
+    (["depth=range(2"], "cannot parse override"),
+])
+def test_bad_input_exits_2_with_one_line_and_leaves_no_sweep_dir(cli, tmp_path: Path, overrides, message) -> None:
+    result = cli("sweep", *TINY, *overrides)
+    assert result.exit_code == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_resuming_a_folder_that_is_not_a_sweep_exits_2(cli, tmp_path: Path) -> None:
+    result = cli("sweep", "--resume", str(tmp_path))
+    assert result.exit_code == 2 and "no sweep to resume" in result.stderr
+    result = cli("sweep", "--resume")
+    assert result.exit_code == 2 and "no sweep to resume" in result.stderr
+
+
+def test_a_new_sweep_never_writes_into_an_existing_sweep(sweep) -> None:
+    result, _ = sweep("seed=0")
+    assert result.exit_code == 0, result.stderr
+    result, _ = sweep("seed=0")
+    assert result.exit_code == 2 and "not empty" in result.stderr
+
+
+# ----------------------------------------------------------------------------- threads
+def test_thread_budget_shares_the_cores_among_parallel_runs() -> None:
+    assert parallel_runs("basic", {}, None, 8, cores=4) == 1
+    assert parallel_runs("joblib", {"n_jobs": 2}, None, 8, cores=4) == 2
+    assert parallel_runs("joblib", {"n_jobs": -1}, None, 8, cores=4) == 4
+    assert parallel_runs("joblib", {"n_jobs": 8}, None, 3, cores=4) == 3
+    assert parallel_runs("submitit_local", {}, None, 5, cores=4) == 5
+    assert parallel_runs("submitit_local", {}, 2, 5, cores=4) == 2  # hydra.sweeper.max_batch_size
+    assert parallel_runs("submitit_slurm", {}, None, 5, cores=4) == 1
+    assert thread_budget(None, {PARALLEL_RUNS_ENV: "2"}, cores=8) == 4
+    assert thread_budget(None, {PARALLEL_RUNS_ENV: "4"}, cores=2) == 1
+    assert thread_budget(None, {}, cores=8) == 8
+    assert thread_budget(3, {PARALLEL_RUNS_ENV: "4"}, cores=2) == 3  # threads= wins
+    assert thread_budget(None, {"SLURM_JOB_ID": "7", "SLURM_CPUS_PER_TASK": "2", PARALLEL_RUNS_ENV: "4"},
+                         cores=16) == 2
+
+
+# ----------------------------------------------------------------------------- worker launchers
+def test_joblib_runs_a_sweep_in_worker_processes(sweep) -> None:
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="needs resbench[joblib]")
+    result, sweep_dir = sweep("depth=2", "seed=0,1", "threads=null", "hydra/launcher=joblib",
+                              "hydra.launcher.n_jobs=2")
+    assert result.exit_code == 0, result.stderr
+    done = summaries(sweep_dir)
+    assert [s["status"] for s in done.values()] == ["completed", "completed"]
+    assert all(s["pid"] != os.getpid() for s in done.values())
+    assert all(s["threads"] == max(1, usable_cores() // 2) for s in done.values())
+    assert len(pd.read_csv(sweep_dir / "runs.csv")) == 2
+    assert "2 at once" in result.stdout
+
+
+def test_submitit_local_runs_a_sweep_in_job_processes(sweep) -> None:
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="needs resbench[slurm]")
+    result, sweep_dir = sweep("depth=2", "seed=0,1", "threads=null", "hydra/launcher=submitit_local",
+                              "hydra.launcher.timeout_min=5")
+    assert result.exit_code == 0, result.stderr
+    done = summaries(sweep_dir)
+    assert [s["status"] for s in done.values()] == ["completed", "completed"]
+    assert all(s["pid"] != os.getpid() and s["slurm_job_id"] is None for s in done.values())
+    assert all(s["threads"] == max(1, usable_cores() // 2) for s in done.values())
+    assert len(pd.read_csv(sweep_dir / "runs.csv")) == 2
