@@ -251,12 +251,10 @@ def plan_sweep(overrides: list[str], resume: bool = False, resume_dir: Path | No
     _check_launcher_installed(overrides)
     try:
         with hydra_instance() as hydra:
-            if not resume:
-                sweep_dir = sweeps.SWEEPS_ROOT / timestamp()
-                if given_dir is not None:  # resolved once here (it may hold ${now:...}), then pinned
-                    base = _compose_sweep(hydra, [*overrides, f"hydra.sweep.dir={given_dir}"])
-                    sweep_dir = Path(str(base.hydra.sweep.dir))
-            return _plan(hydra, overrides, sweep_dir.resolve(), resume)
+            base = _compose_sweep(hydra, [*overrides, *([f"hydra.sweep.dir={given_dir}"] if given_dir else [])])
+            if not resume:  # a given dir is resolved once here (it may hold ${now:...}), then pinned
+                sweep_dir = Path(str(base.hydra.sweep.dir)) if given_dir else sweeps.SWEEPS_ROOT / timestamp()
+            return _plan(hydra, base, overrides, sweep_dir.resolve(), resume)
     except BadInput:
         raise
     except (HydraException, OmegaConfBaseException, ValueError) as err:
@@ -277,11 +275,18 @@ def _compose_sweep(hydra: Any, overrides: list[str]) -> DictConfig:
                                 with_log_configuration=False)
 
 
-def _plan(hydra: Any, overrides: list[str], sweep_dir: Path, resume: bool) -> sweeps.SweepPlan:
+def _pin(base: DictConfig, hydra_overrides: list[str], sweep_dir: Path) -> None:
+    """Make `base` what multirun composes with `hydra_overrides` added: each job config is recomposed
+    from base's hydra overrides (load_sweep_config), so appending them there is enough."""
+    with read_write(base), open_dict(base):
+        base.hydra.overrides.hydra = [*base.hydra.overrides.hydra, *hydra_overrides]
+        base.hydra.sweep.dir = str(sweep_dir)
+
+
+def _plan(hydra: Any, base: DictConfig, overrides: list[str], sweep_dir: Path, resume: bool) -> sweeps.SweepPlan:
     if resume and not (sweep_dir / records.SWEEP_JSON).is_file():
         raise BadInput(f"no sweep to resume at {sweep_dir} (it has no {records.SWEEP_JSON})")
-    pinned = [*overrides, f"hydra.sweep.dir={_quoted(str(sweep_dir))}"]
-    base = _compose_sweep(hydra, pinned)
+    pins = [f"hydra.sweep.dir={_quoted(str(sweep_dir))}"]
     choices = base.hydra.runtime.choices
     if choices.get("hydra/sweeper") != "basic":
         raise BadInput(f"hydra/sweeper={choices.get('hydra/sweeper')}: only Hydra's basic sweeper is supported")
@@ -305,15 +310,15 @@ def _plan(hydra: Any, overrides: list[str], sweep_dir: Path, resume: bool) -> sw
     # do not vary (train.steps=3, +experiment=NAME) stay out of the name.
     if override_value(overrides, "hydra.sweep.subdir") is None:
         fixed = sorted(set(values) - set(swept_keys))
-        pinned.append(f"hydra.job.config.override_dirname.exclude_keys=[{','.join(map(_quoted, fixed))}]")
+        pins.append(f"hydra.job.config.override_dirname.exclude_keys=[{','.join(map(_quoted, fixed))}]")
         if not swept_keys:
-            pinned.append("hydra.sweep.subdir=run")
-    sweep_cfg = _compose_sweep(hydra, pinned)
+            pins.append("hydra.sweep.subdir=run")
+    _pin(base, pins, sweep_dir)
 
     runs = []
     checked_tasks: set[str] = set()
     for index, job in enumerate(jobs):
-        job_cfg = hydra.config_loader.load_sweep_config(sweep_cfg, list(job))
+        job_cfg = hydra.config_loader.load_sweep_config(base, list(job))
         name = str(job_cfg.hydra.sweep.subdir)
         job_values = {records.override_key(o): o.split("=", 1)[1] for o in job}
         swept = {key: job_values[key] for key in swept_keys}
@@ -344,12 +349,12 @@ def _plan(hydra: Any, overrides: list[str], sweep_dir: Path, resume: bool) -> sw
     if not resume:
         check_writable(sweep_dir)
 
-    launcher_cfg = OmegaConf.to_container(sweep_cfg.hydra.launcher, resolve=True)
-    n_parallel = sweeps.parallel_runs(launcher, launcher_cfg, sweep_cfg.hydra.sweeper.max_batch_size,
+    launcher_cfg = OmegaConf.to_container(base.hydra.launcher, resolve=True)
+    n_parallel = sweeps.parallel_runs(launcher, launcher_cfg, base.hydra.sweeper.max_batch_size,
                                       sum(not run.done_before for run in runs))
-    pinned.append(f"++hydra.job.env_set.{sweeps.PARALLEL_RUNS_ENV}={n_parallel}")
+    pins.append(f"++hydra.job.env_set.{sweeps.PARALLEL_RUNS_ENV}={n_parallel}")
     return sweeps.SweepPlan(
-        sweep_dir=sweep_dir, launcher=launcher, overrides=overrides, hydra_overrides=pinned,
+        sweep_dir=sweep_dir, launcher=launcher, overrides=overrides, hydra_overrides=[*overrides, *pins],
         swept_keys=swept_keys, runs=runs, parallel_runs=n_parallel, resume=resume,
         submitit_folder=launcher_cfg.get("submitit_folder"),
     )
