@@ -168,22 +168,20 @@ def facet_key(runs: pd.DataFrame, keys: list[str]) -> str | None:
 # per-run measures
 
 
-def block_points(layers: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Each column at the first, middle and last block, at init (step 0) and at the run's last logged step.
+def block_points(at: dict[str, pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    """Each column at the first, middle and last block, at init and at the end (`RunSet.at`).
 
     Returns one row per run, columns `<column>_init_first` … `<column>_end_last`; middle = block ⌊L/2⌋.
     """
-    by_run = layers.groupby("run", sort=False)
-    n_blocks = by_run["layer"].transform("max").to_numpy() + 1
-    last_step = by_run["step"].transform("max").to_numpy()
-    step, layer = layers["step"].to_numpy(), layers["layer"].to_numpy()
-    when = {"init": step == 0, "end": step == last_step}
-    position = {"first": layer == 0, "middle": layer == n_blocks // 2, "last": layer == n_blocks - 1}
+    n_blocks = pd.concat(list(at.values()))[["run", "layer"]].groupby("run")["layer"].max() + 1
     points = {}
-    for moment, at in when.items():
+    for moment, rows in at.items():
+        blocks = rows["run"].map(n_blocks).to_numpy()
+        layer = rows["layer"].to_numpy()
+        position = {"first": layer == 0, "middle": layer == blocks // 2, "last": layer == blocks - 1}
         for where, on in position.items():
-            rows = layers.loc[at & on, ["run", *columns]].groupby("run").mean()
-            points.update({f"{column}_{moment}_{where}": rows[column] for column in columns})
+            means = rows.loc[on, ["run", *columns]].groupby("run").mean()
+            points.update({f"{column}_{moment}_{where}": means[column] for column in columns})
     return pd.DataFrame(points)
 
 
@@ -218,7 +216,7 @@ def per_run(run_set: RunSet, keys: list[str]) -> pd.DataFrame:
     layers = run_set.layers
     columns = [column for column in ("grad_norm",) + PROBES if column in layers and layers[column].notna().any()]
     if columns and "layer" in layers:
-        runs = runs.merge(block_points(layers, columns), left_on="run", right_index=True, how="left")
+        runs = runs.merge(block_points(run_set.at, columns), left_on="run", right_index=True, how="left")
     if "grad_norm_init_first" in runs:
         for moment in WHEN:
             runs[f"grad_ratio_{moment}"] = runs[f"grad_norm_{moment}_last"] / runs[f"grad_norm_{moment}_first"]
@@ -323,11 +321,10 @@ def _mean_curve(frame: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
     return curve.reset_index().rename(columns={x: "x", y: "y"})
 
 
-def block_curve(layers: pd.DataFrame, runs: pd.DataFrame, column: str, moment: str) -> pd.DataFrame:
-    """Mean of `column` per group and block, at init (step 0) or at each run's last logged step."""
-    rows = layers.dropna(subset=[column])
-    at = rows["step"].eq(0) if moment == "init" else rows["step"].eq(rows.groupby("run")["step"].transform("max"))
-    return _mean_curve(_with_groups(rows.loc[at, ["run", "layer", column]], runs), "layer", column)
+def block_curve(rows: pd.DataFrame, runs: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Mean of `column` per group and block over `rows` (`RunSet.at["init"]` or `["end"]`)."""
+    rows = rows.loc[rows[column].notna(), ["run", "layer", column]]
+    return _mean_curve(_with_groups(rows, runs), "layer", column)
 
 
 def loss_curves(metrics: pd.DataFrame, runs: pd.DataFrame) -> dict[str, pd.DataFrame]:

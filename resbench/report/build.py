@@ -169,7 +169,7 @@ def plot_jobs(runs: pd.DataFrame, run_set: load.RunSet, keys: list[str], target:
             jobs[file_name] = PlotJob(figure, data, target / file_name, options)
 
     if has["grad_norm"]:
-        add("grad_norm_init.png", "line_figure", aggregate.block_curve(layers, runs, "grad_norm", "init"),
+        add("grad_norm_init.png", "line_figure", aggregate.block_curve(run_set.at["init"], runs, "grad_norm"),
             x_label="block index", y_label="gradient norm at init (step 0)", log_y=True,
             title="Gradient norm per block at initialization (cf. Xiong et al. 2020, Fig. 3)")
         add("grad_norm_heatmap.png", "heatmap_figure", aggregate.heatmap_grid(layers, runs),
@@ -185,8 +185,8 @@ def plot_jobs(runs: pd.DataFrame, run_set: load.RunSet, keys: list[str], target:
             x_at_values=True, error_bars=True, title="Final train loss vs depth (mean ± std over seeds)")
     for probe, (file_name, title, y_label) in PROBE_PLOTS.items():
         if has[probe]:
-            add(file_name, "line_figure", _panels({"at init": aggregate.block_curve(layers, runs, probe, "init"),
-                                                  "at end": aggregate.block_curve(layers, runs, probe, "end")}),
+            add(file_name, "line_figure", _panels({f"at {moment}": aggregate.block_curve(run_set.at[moment], runs, probe)
+                                                  for moment in ("init", "end")}),
                 x_label="block index", y_label=y_label, ncols=2, title=title)
     return jobs
 

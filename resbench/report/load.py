@@ -13,6 +13,7 @@ import json
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,15 @@ class RunSet:
     swept_keys: list[str] | None  # from sweep.json / runs.csv; None when no dir said
     issues: dict[int, list[str]] = field(default_factory=dict)  # run → what was unreadable
     notes: list[str] = field(default_factory=list)  # sweep-level remarks (runs.csv lagging, …)
+
+    @cached_property
+    def at(self) -> dict[str, pd.DataFrame]:
+        """layers rows at "init" (step 0) and at the "end" (each run's last logged step): the profiles."""
+        if "layer" not in self.layers:
+            return {"init": self.layers, "end": self.layers}
+        step = self.layers["step"].to_numpy()
+        last_step = self.layers.groupby("run", sort=False)["step"].transform("max").to_numpy()
+        return {"init": self.layers[step == 0], "end": self.layers[step == last_step]}
 
 
 # ---------------------------------------------------------------------------------------------
