@@ -56,9 +56,11 @@ class Helper:
     def __init__(self) -> None:
         package_root = Path(__file__).resolve().parents[2]  # so the helper imports this very resbench
         path = os.pathsep.join([str(package_root), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        # Its output is never needed (on any failure this process redraws its share), and an unread
+        # pipe could fill and stall it: both streams go nowhere.
         self.process = subprocess.Popen(
             [sys.executable, "-m", "resbench.report.render"],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             env={**os.environ, "PYTHONPATH": path},
         )
 
@@ -93,9 +95,8 @@ class Helper:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-        for stream in (self.process.stdin, self.process.stderr):
-            if stream and not stream.closed:
-                stream.close()
+        if self.process.stdin and not self.process.stdin.closed:
+            self.process.stdin.close()
 
 
 def draw_all(jobs: list[PlotJob], helper: Helper | None) -> None:
