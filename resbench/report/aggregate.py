@@ -7,7 +7,6 @@ only by seed, and are aggregated as mean ± std.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -297,16 +296,6 @@ def compare_summaries(a: pd.DataFrame, b: pd.DataFrame, keys: list[str]) -> pd.D
 
 # ---------------------------------------------------------------------------------------------
 # curves for the plots: tidy frames with panel, line, side, x, y
-
-
-@dataclass(frozen=True)
-class Curves:
-    """One plot's data: rows of (panel, line, side, x, y[, y_err])."""
-
-    frame: pd.DataFrame
-    x_label: str
-    y_label: str
-    title: str
 
 
 def _with_groups(frame: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
