@@ -177,7 +177,7 @@ def heatmap_figure(grid: pd.DataFrame, path: Path, *, title: str) -> Path:
     across panels (a shallower stack leaves the top of its panel empty).
     """
     from matplotlib.colors import LogNorm
-    from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter, NullLocator
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, NullLocator
 
     panels = list(grid[["side", "group"]].astype(str).drop_duplicates().itertuples(index=False, name=None))
     shown = panels[:MAX_HEATMAPS]
@@ -216,6 +216,8 @@ def heatmap_figure(grid: pd.DataFrame, path: Path, *, title: str) -> Path:
         left = 1 - 1.4 / figure.get_figwidth()
         bar = figure.add_axes((left, bottom, 0.15 / figure.get_figwidth(), top - bottom))
         colorbar = figure.colorbar(image, cax=bar, label="gradient norm", extend="both")
+        short = math.log10(norm.vmax / norm.vmin) <= 2  # label 1-2-5 steps, else decades
+        colorbar.ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if short else (1.0,), numticks=12))
         colorbar.ax.yaxis.set_major_formatter(FuncFormatter(_plain))
         colorbar.ax.yaxis.set_minor_formatter(NullFormatter())
     _title(figure, title)
