@@ -184,7 +184,9 @@ def sweep_job(config: dict[str, Any], run_dir: Path, sweep_dir: Path) -> dict[st
     set_threads(config, in_sweep=True)
     try:
         summary = train.run(config, run_dir, progress=_progress, job=job_facts())
-    except Exception as err:  # noqa: BLE001 - the trainer broke before it could record it: record it here
+    except Exception as err:  # the trainer broke before it could record it: record it here
+        if _during_interrupt(err):  # recording an interrupted run broke: still an interrupt, not a failure
+            raise KeyboardInterrupt from err
         summary = record_failure(config, run_dir, err)
     finally:
         try:
@@ -192,6 +194,17 @@ def sweep_job(config: dict[str, Any], run_dir: Path, sweep_dir: Path) -> dict[st
         except OSError:  # runs.csv is rebuilt once more at the end of the sweep
             pass
     return summary
+
+
+def _during_interrupt(err: BaseException) -> bool:
+    """`err` was raised while a KeyboardInterrupt was being handled."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        seen.add(id(err))
+        err = err.__context__
+    return False
 
 
 def record_failure(config: dict[str, Any], run_dir: Path, err: Exception) -> dict[str, Any]:
@@ -346,6 +359,10 @@ def _plan(hydra: Any, base: DictConfig, overrides: list[str], sweep_dir: Path, r
     shared = [name for name, count in Counter(run.name for run in runs).items() if count > 1]
     if shared:
         raise BadInput(f"two runs would share the run dir '{shared[0]}': is a value listed twice?")
+    ended = [run for run in runs if (run.previous or {}).get("status") in sweeps.DONE and not run.done_before]
+    if ended:  # never write over a result
+        raise BadInput(f"run dir '{ended[0].name}' holds a {ended[0].previous['status']} run of another config, "
+                       "which resuming would overwrite: start a new sweep (or remove that run dir to rerun it)")
     if not resume:
         check_writable(sweep_dir)
 

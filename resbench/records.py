@@ -78,9 +78,14 @@ def read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
+NOT_IN_HASH = ("threads",)  # how a run executes, not what it computes
+
+
 def config_hash(config: dict[str, Any]) -> str:
-    """Identity of a run: a hash of its resolved config (which holds no output paths)."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """Identity of a run: a hash of its resolved config (which holds no output paths), without the
+    settings of NOT_IN_HASH, so that a sweep resumed on another launcher still knows its runs."""
+    identity = {key: value for key, value in config.items() if key not in NOT_IN_HASH}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class RunRecorder:

@@ -127,18 +127,27 @@ def test_a_sweep_without_lists_runs_once_into_a_run_subdir(sweep) -> None:
 
 
 # ----------------------------------------------------------------------------- resume
-def test_resume_skips_completed_runs_and_reruns_a_removed_one(cli, tmp_path: Path) -> None:
-    assert cli("sweep", *TINY, "depth=2", "seed=0,1,2").exit_code == 0  # default dir: results/sweeps/<time>
+def test_resume_skips_completed_runs_and_reruns_removed_and_killed_ones(cli, tmp_path: Path) -> None:
+    assert cli("sweep", *TINY, "depth=2", "seed=0,1,2,3").exit_code == 0  # default dir: results/sweeps/<time>
     (sweep_dir,) = (tmp_path / "results" / "sweeps").iterdir()
-    kept = {name: run_files(sweep_dir / name) for name in ("seed=0", "seed=2")}
+    kept = {name: run_files(sweep_dir / name) for name in ("seed=0", "seed=3")}
     shutil.rmtree(sweep_dir / "seed=1")
+    killed = sweep_dir / "seed=2"  # what kill -9 mid-run leaves: summary.json says running, rows so far
+    summary = json.loads((killed / "summary.json").read_text())
+    records.write_json(killed / "summary.json", {**summary, "status": "running", "final_loss": None})
+    (killed / "metrics.csv").write_text("".join((killed / "metrics.csv").read_text().splitlines(True)[:2]))
+    records.write_runs_csv(sweep_dir)
+    assert pd.read_csv(sweep_dir / "runs.csv").status.tolist() == ["completed", "running", "completed"]
 
     result = cli("sweep", "--resume")  # the latest sweep, with its own overrides
     assert result.exit_code == 0, result.stderr
     assert {name: run_files(sweep_dir / name) for name in kept} == kept, "completed runs were not rerun"
     assert summaries(sweep_dir)["seed=1"]["status"] == "completed"
-    assert "2 skipped" in result.stdout and "[1/1] seed=1" in result.stdout.replace("  ", " ")
-    assert pd.read_csv(sweep_dir / "runs.csv").status.tolist() == ["completed"] * 3
+    rerun = summaries(sweep_dir)["seed=2"]
+    same = ("status", "steps_done", "final_loss", "final_val_loss", "config_hash")
+    assert {k: rerun[k] for k in same} == {k: summary[k] for k in same}, "the killed run ran again, alike"
+    assert "2 skipped" in result.stdout and "[2/2]" in result.stdout
+    assert pd.read_csv(sweep_dir / "runs.csv").status.tolist() == ["completed"] * 4
 
 
 def test_resume_with_a_longer_list_runs_only_the_new_runs(cli, sweep) -> None:
@@ -150,6 +159,10 @@ def test_resume_with_a_longer_list_runs_only_the_new_runs(cli, sweep) -> None:
     assert run_files(sweep_dir / "seed=0") == kept
     assert set(summaries(sweep_dir)) == {"seed=0", "seed=1", "seed=2"}
     assert "seed=0,1,2" in json.loads((sweep_dir / "sweep.json").read_text())["overrides"]
+    # a result is never written over: another config for the same run dirs is refused
+    result = cli("sweep", "--resume", str(sweep_dir), "train.steps=4")
+    assert result.exit_code == 2 and "another config" in result.stderr
+    assert run_files(sweep_dir / "seed=0") == kept
 
 
 # ----------------------------------------------------------------------------- faults
