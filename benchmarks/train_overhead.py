@@ -1,0 +1,123 @@
+"""What the trainer's logging costs: steps/s of the resbench Trainer logging every step against a bare loop.
+
+    python benchmarks/train_overhead.py                       # default model: depth 6, width 64, seq_len 32, batch 32
+    python benchmarks/train_overhead.py depth=12 --block 20   # any config overrides
+    python benchmarks/train_overhead.py --log-every 10        # the default probe interval instead
+
+Both run in this process, interleaved: the Trainer (log_every=1, every file written to a temp dir)
+calls its Progress after each step, and every `--block` trainer steps that callback runs `--block`
+steps of the bare loop — the same model config, Adam, forward/backward/step over pre-generated
+batches, nothing logged. So machine noise lands on both alike. Step 0 (its gradient probes at init)
+and the last step (validation) are left out of the trainer's time; the first block pair is warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from resbench import hydra_app, models, tasks, train
+
+
+class BareLoop:
+    """The same model and optimizer with nothing around them: the fastest the trainer could go."""
+
+    def __init__(self, config: dict[str, Any], device: torch.device, n_batches: int = 64):
+        torch.manual_seed(config["seed"] + 1)
+        task = tasks.build(config["task"], config["train"]["batch_size"])
+        self.model = models.build(config["model"], task.spec).to(device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config["train"]["lr"],
+                                          weight_decay=config["train"]["weight_decay"])
+        generator = torch.Generator().manual_seed(config["seed"])
+        self.batches = [tuple(t.to(device) for t in task.batch(generator, config["train"]["batch_size"]))
+                        for _ in range(n_batches)]
+        self.device = device
+        self.position = 0
+
+    def run(self, steps: int) -> float:
+        """Seconds for `steps` optimizer steps."""
+        start = time.perf_counter()
+        for _ in range(steps):
+            x, y = self.batches[self.position % len(self.batches)]
+            self.position += 1
+            logits = self.model(x)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+
+class Interleaved:
+    """A trainer Progress that times each trainer step and, every `block` steps, runs a bare block."""
+
+    def __init__(self, bare: BareLoop, block: int):
+        self.bare, self.block = bare, block
+        self.trainer_blocks: list[float] = []  # seconds per block of trainer steps
+        self.bare_blocks: list[float] = []
+        self._elapsed = 0.0
+        self._counted = 0
+        self._mark = 0.0
+
+    def run_started(self, config: dict[str, Any], run_dir: Path) -> None: ...
+
+    def run_finished(self, summary: dict[str, Any], profile: Any) -> None: ...
+
+    def step(self, step: int, total: int, loss: float, val_loss: float | None, steps_per_s: float) -> None:
+        now = time.perf_counter()
+        if 0 < step < total - 1:
+            self._elapsed += now - self._mark
+            self._counted += 1
+            if self._counted == self.block:
+                self.trainer_blocks.append(self._elapsed)
+                self.bare_blocks.append(self.bare.run(self.block))
+                self._elapsed, self._counted = 0.0, 0
+        self._mark = time.perf_counter()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. depth=12 device=cpu")
+    parser.add_argument("--block", type=int, default=50, help="steps per block (default 50)")
+    parser.add_argument("--repeats", type=int, default=8, help="timed block pairs (default 8)")
+    parser.add_argument("--log-every", type=int, default=1, help="the trainer's log_every (default 1: every step)")
+    args = parser.parse_args()
+
+    steps = (args.repeats + 1) * args.block + 2  # + warm-up block, step 0 and the last step
+    overrides = [*args.overrides, f"log_every={args.log_every}", f"train.steps={steps}", f"train.eval_every={steps + 1}"]
+    config = hydra_app.check(overrides)
+    if config.get("threads"):
+        torch.set_num_threads(config["threads"])
+    device = train.pick_device(config["device"])
+    bare = BareLoop(config, device)
+    interleaved = Interleaved(bare, args.block)
+    with tempfile.TemporaryDirectory(prefix="resbench-bench-") as run_dir:
+        summary = train.run(config, Path(run_dir), progress=interleaved)
+        rows = len((Path(run_dir) / "grad_norms.csv").read_text(encoding="utf-8").splitlines()) - 1
+    assert summary["status"] == "completed", summary
+
+    trainer_rates = [args.block / s for s in interleaved.trainer_blocks[1:]]
+    bare_rates = [args.block / s for s in interleaved.bare_blocks[1:]]
+    ratios = [t / b for t, b in zip(trainer_rates, bare_rates)]
+    model = config["model"]
+    print(f"model {model['name']} depth={model['depth']} width={model['width']} "
+          f"seq_len={config['task'].get('seq_len')} batch={config['train']['batch_size']} "
+          f"device={device} threads={torch.get_num_threads()} · {args.repeats} × {args.block} steps each "
+          f"· {rows} grad_norms rows written")
+    print(f"bare loop   {statistics.median(bare_rates):8.1f} steps/s (median)")
+    print(f"trainer     {statistics.median(trainer_rates):8.1f} steps/s (median, log_every={args.log_every})")
+    print(f"ratio       {statistics.median(ratios):8.3f}  (median of paired blocks; "
+          f"min {min(ratios):.3f}, max {max(ratios):.3f})")
+
+
+if __name__ == "__main__":
+    main()
