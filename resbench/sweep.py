@@ -234,9 +234,10 @@ def wait_for_flush(runs: list[PlannedRun], watcher: Watcher, pids: set[int] | No
 
 @contextmanager
 def stop_workers_on_interrupt(plan: SweepPlan, watcher: Watcher) -> Iterator[None]:
-    """While a local parallel sweep runs: on SIGINT or SIGTERM, first pass SIGINT to the worker processes
-    and wait for their runs to write `interrupted` (joblib would SIGKILL them at once), then raise
-    KeyboardInterrupt here. A second signal raises at once."""
+    """While a local parallel sweep runs: on SIGINT or SIGTERM, first pass SIGTERM to the worker processes
+    (a run ends `interrupted` on it; submitit's job controllers pass it on to their job) and wait for their
+    runs to write that (joblib would SIGKILL them at once), then raise KeyboardInterrupt here. A second
+    signal raises at once."""
     if plan.launcher not in LOCAL_WORKER_LAUNCHERS or threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -246,9 +247,9 @@ def stop_workers_on_interrupt(plan: SweepPlan, watcher: Watcher) -> Iterator[Non
         for sig in signals:
             signal.signal(sig, signal.default_int_handler)
         children, descendants = _process_tree()
-        for pid in children:  # workers; submitit's controllers pass it on to their job
+        for pid in children:
             try:
-                os.kill(pid, signal.SIGINT)
+                os.kill(pid, signal.SIGTERM)
             except OSError:
                 pass
         wait_for_flush(plan.runs, watcher, descendants)

@@ -18,8 +18,8 @@ import pytest
 from resbench import hydra_app, records, train
 from resbench.sweep import PARALLEL_RUNS_ENV, parallel_runs, thread_budget, usable_cores
 
-# A run of well under a second. threads=1 keeps it fast on a busy machine; tests of the thread budget
-# pass threads=null.
+# A run of well under a second. threads=1 keeps it fast on a busy machine; the tests of worker launchers
+# pass threads=null to see the thread budget at work.
 TINY = ["width=16", "heads=2", "train.steps=3", "task.seq_len=8", "train.batch_size=4", "train.eval_every=2",
         "threads=1"]
 RUNS_CSV_COLUMNS = ["run", "status", "final_loss", "final_val_loss", "wall_s"]
@@ -64,6 +64,7 @@ def test_lists_range_and_choice_expand_to_their_cartesian_product(tmp_path: Path
     assert plan.runs[0].name == "depth=2,norm=pre,seed=0"
     assert len({run.config_hash for run in plan.runs}) == 8
     assert plan.sweep_dir == sweep_dir and not sweep_dir.exists(), "planning writes nothing"
+    assert f"++hydra.job.env_set.{PARALLEL_RUNS_ENV}=1" in plan.hydra_overrides  # in-process: one at a time
 
 
 def test_glob_picks_config_group_options(tmp_path: Path) -> None:
@@ -98,11 +99,11 @@ def test_an_experiment_preset_sweeps_its_params_and_does_not_name_dirs(tmp_path:
 
 # ----------------------------------------------------------------------------- runs and records
 def test_a_sweep_writes_a_run_dir_per_run_runs_csv_and_sweep_json(sweep) -> None:
-    result, sweep_dir = sweep("depth=2,3", "threads=null")
+    result, sweep_dir = sweep("depth=2,3")
     assert result.exit_code == 0, result.stderr
     done = summaries(sweep_dir)
     assert set(done) == {"depth=2", "depth=3"}
-    assert all(s["status"] == "completed" and s["threads"] == usable_cores() for s in done.values())
+    assert all(s["status"] == "completed" for s in done.values())
     runs = pd.read_csv(sweep_dir / "runs.csv")
     assert list(runs.columns) == ["run", "status", "depth", "final_loss", "final_val_loss", "wall_s"]
     assert runs.run.tolist() == ["depth=2", "depth=3"] and runs.depth.tolist() == [2, 3]
@@ -110,7 +111,7 @@ def test_a_sweep_writes_a_run_dir_per_run_runs_csv_and_sweep_json(sweep) -> None
         assert row.final_loss == pytest.approx(done[row.run]["final_loss"])
         assert row.final_val_loss == pytest.approx(done[row.run]["final_val_loss"])
     assert json.loads((sweep_dir / "sweep.json").read_text()) == {
-        "swept_keys": ["depth"], "overrides": [*TINY, "depth=2,3", "threads=null"], "n_runs": 2, "launcher": "basic",
+        "swept_keys": ["depth"], "overrides": [*TINY, "depth=2,3"], "n_runs": 2, "launcher": "basic",
         "runs": ["depth=2", "depth=3"]}
     assert (sweep_dir / "multirun.yaml").is_file() and (sweep_dir / "depth=2" / ".hydra").is_dir()
     assert not list(sweep_dir.glob(".*.tmp")), "runs.csv is replaced atomically"
@@ -196,7 +197,7 @@ def test_sigint_leaves_valid_files_and_resume_finishes(cli, tmp_path: Path) -> N
     """Ctrl-C in the second of three runs: the first stays completed, the second ends interrupted with
     readable CSVs, the third never starts, exit 130; --resume reruns the second and runs the third."""
     sweep_dir = tmp_path / "sweep"
-    args = [*TINY, "depth=2", "train.steps=300", "log_every=5", "seed=0,1,2",
+    args = [*TINY, "depth=2", "train.steps=150", "log_every=5", "seed=0,1,2",
             f"hydra.sweep.dir={sweep_dir}"]
     proc = subprocess.Popen([sys.executable, "-m", "resbench.cli", "sweep", "--quiet", *args], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -216,14 +217,14 @@ def test_sigint_leaves_valid_files_and_resume_finishes(cli, tmp_path: Path) -> N
     assert {name: s["status"] for name, s in done.items()} == {"seed=0": "completed", "seed=1": "interrupted"}
     assert pd.read_csv(sweep_dir / "runs.csv").status.tolist() == ["completed", "interrupted"]
     interrupted = pd.read_csv(sweep_dir / "seed=1" / "metrics.csv")
-    assert 0 < len(interrupted) and interrupted.step.max() < 299
+    assert 0 < len(interrupted) and interrupted.step.max() < 149
     first = run_files(sweep_dir / "seed=0")
 
     result = cli("sweep", "--resume", str(sweep_dir))
     assert result.exit_code == 0, result.stderr
     assert run_files(sweep_dir / "seed=0") == first
     assert pd.read_csv(sweep_dir / "runs.csv").status.tolist() == ["completed"] * 3
-    assert pd.read_csv(sweep_dir / "seed=1" / "metrics.csv").step.max() == 299
+    assert pd.read_csv(sweep_dir / "seed=1" / "metrics.csv").step.max() == 149
 
 
 # ----------------------------------------------------------------------------- bad input
