@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import signal
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -121,6 +122,25 @@ def sweep(
                 f"[yellow]interrupted[/yellow]: ended runs are kept; `resbench sweep --resume "
                 f"{escape(str(plan.sweep_dir))}` runs the rest", soft_wrap=True)
     raise typer.Exit(outcome.exit_code)
+
+
+@app.command()
+def report(
+    dirs: Annotated[list[Path] | None, typer.Argument(
+        help="Sweep or run dirs (default: the latest sweep under results/sweeps). Two dirs: a comparison.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the report here instead of DIR/report.")] = None,
+) -> None:
+    """Tables, PNG plots, summary.csv and report.md (with computed findings) for sweeps or runs."""
+    from rich.markup import escape
+
+    from .report import ReportInputError, build_report, latest_sweep
+
+    console = _console()
+    try:
+        result = build_report(list(dirs) if dirs else [latest_sweep()], console=console, out_dir=out)
+    except ReportInputError as err:
+        fail(str(err))
+    console.print(f"report: {escape(str(result.out_dir / 'report.md'))} ({result.n_runs} runs)")
 
 
 @app.command(context_settings=_ARGS)
