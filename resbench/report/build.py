@@ -104,7 +104,7 @@ def _build(dirs: list[Path], found: list[list[Path]], console: Console | None, o
     (target / REPORT_MD).write_text(report_markdown(sides, keys, tables, images, warnings, comparing))
     findings = [f"{s.name}: {f.text()}" if s.name else f.text() for s in sides for f in s.findings]
     if console is not None:
-        print_report(console, sides, tables, warnings, target)
+        print_report(console, sides, tables, warnings)
     paths = [target / REPORT_MD, target / SUMMARY_CSV] + [target / name for name in images]
     return ReportResult(out_dir=target, paths=paths, n_runs=len(runs), warnings=warnings, findings=findings)
 
@@ -232,7 +232,8 @@ def report_markdown(sides: list[Side], keys: list[str], tables: list[Table], ima
     return document(title, header, warnings, [summary, gradients, training, probes, findings])
 
 
-def print_report(console: Console, sides: list[Side], tables: list[Table], warnings: list[str], target: Path) -> None:
+def print_report(console: Console, sides: list[Side], tables: list[Table], warnings: list[str]) -> None:
+    """Tables, findings (verdict in colour), warnings; where the files went is the caller's line."""
     for table in tables:
         console.print(to_rich(table))
     for side in sides:
@@ -245,4 +246,3 @@ def print_report(console: Console, sides: list[Side], tables: list[Table], warni
             console.print(line)
     for warning in warnings:
         console.print(Text("warning: " + warning, style="yellow"))
-    console.print(Text(f"report: {target / REPORT_MD}"))
