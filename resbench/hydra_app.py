@@ -128,7 +128,11 @@ def run_train(overrides: list[str], progress: train.Progress | None) -> dict[str
     global _progress
     if override_value(overrides, "hydra.run.dir") is None:
         overrides = [*overrides, f"hydra.run.dir=results/train/{timestamp()}"]
-    check(overrides)
+    config = check(overrides)
+    try:
+        train.pick_device(config["device"])  # the run is on this machine: device=cuda needs a GPU here
+    except RuntimeError as err:
+        raise BadInput(str(err)) from None
     check_writable(Path(override_value(overrides, "hydra.run.dir")))
     _progress = progress
     try:

@@ -95,3 +95,14 @@ def test_bad_input_in_a_real_terminal(tmp_path: Path) -> None:
     assert_one_clean_line(done.stderr, "must be")
     assert done.stdout == ""
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cuda_asked_for_without_a_gpu(cli, tiny, tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    result = cli("train", *tiny, "device=cuda", f"hydra.run.dir={tmp_path}/run")
+    assert result.exit_code == 2, result.output
+    assert_one_clean_line(result.stderr, "device=cuda")
+    assert not (tmp_path / "run").exists()
