@@ -104,8 +104,8 @@ class ParamLayout:
         """Every block parameter in one flat copy, block after block: (sum(block_sizes),)."""
         # Flat views made once (a reshape per tensor per call is most of this copy's time); made anew
         # if a parameter's storage was replaced (param.data = ...).
-        if any(v.data_ptr() != p.data_ptr() for v, p in zip(self._block_views, self.block_params)) \
-                or not self._block_views:
+        if not self._block_views or any(v.data_ptr() != p.data_ptr()
+                                        for v, p in zip(self._block_views, self.block_params)):
             self._block_views = [p.detach().reshape(-1) for p in self.block_params]
         return torch.cat(self._block_views)
 

@@ -1,0 +1,210 @@
+"""What the probes cost: steps/s of resbench training against the bare PyTorch loop, side by side.
+
+    python benchmarks/probe_overhead.py                      # the default model (chars, depth 6, width 64)
+    python benchmarks/probe_overhead.py depth=12 norm=post --reps 7 --device cuda
+
+Every variant trains the same model from the same initial weights on the same batches, in one process;
+repetitions are interleaved (the order rotates each round) and each variant's median steps/s is reported
+with its ratio to the bare loop's. The timed window starts after a few warm-up steps, holds a multiple of
+10 steps (so log_every=10 logs exactly a tenth of them) and ends before the last step's validation.
+
+- bare: forward, loss, backward, `loss.item()`, optimizer step. Nothing else.
+- resbench, log_every=1: the resbench trainer with every probe on every step (grad_norms.csv,
+  layers.csv and metrics.csv rows written and flushed every step).
+- resbench, log_every=10: the same, logging every 10th step.
+- lightning + grad_norm: when `lightning` is installed (`pip install -e ".[bench]"`), Lightning training the
+  same model with `lightning.pytorch.utilities.grad_norm` logged every step (CSVLogger, log_every_n_steps=1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from resbench import hydra_app, train
+
+WARMUP = 9  # steps before the timed window (step 0 holds the one-off init work)
+
+
+# Wall-clock time by default; with --clock process, this process's CPU time, which other processes
+# on a busy machine do not inflate (use it with --threads 1 on the CPU).
+CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
+clock_now = CLOCKS["wall"]
+
+
+class StepClock:
+    """End-of-step timestamps (the device synchronised first, so they are honest on CUDA)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.times: list[float] = []
+
+    def tick(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.times.append(clock_now())
+
+    def steps_per_s(self, window: int) -> float:
+        return window / (self.times[WARMUP + window] - self.times[WARMUP])
+
+
+class ClockProgress(train.Silent):
+    """The trainer's Progress hook, used only to stamp the end of every step."""
+
+    def __init__(self, clock: StepClock):
+        self.clock = clock
+
+    def step(self, step, total, loss, val_loss, steps_per_s):
+        self.clock.tick()
+
+
+def fresh_trainer(config: dict, workdir: Path, progress: train.Progress) -> train.Trainer:
+    """A set-up trainer (not timed): setup seeds torch, so every variant starts from the same weights."""
+    trainer = train.Trainer(config, Path(tempfile.mkdtemp(dir=workdir)), progress)
+    trainer.setup()
+    return trainer
+
+
+def time_resbench(config: dict, log_every: int, window: int, workdir: Path) -> float:
+    config = {**config, "log_every": log_every}
+    device = train.pick_device(config["device"])
+    clock = StepClock(device)
+    trainer = fresh_trainer(config, workdir, ClockProgress(clock))
+    start = time.perf_counter()
+    trainer.summary["status"] = trainer.loop(start)
+    trainer.finish(trainer.summary["status"], start)
+    return clock.steps_per_s(window)
+
+
+def time_bare(config: dict, window: int, workdir: Path) -> float:
+    """The plain PyTorch loop on the trainer's own model, optimizer and batches."""
+    trainer = fresh_trainer(config, workdir, train.Silent())
+    model, optimizer, task, device = trainer.model, trainer.optimizer, trainer.task, trainer.device
+    generator = torch.Generator().manual_seed(config["seed"])
+    batch_size = config["train"]["batch_size"]
+    clock = StepClock(device)
+    for _ in range(config["train"]["steps"]):
+        x, y = (t.to(device) for t in task.batch(generator, batch_size))
+        loss = train.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        loss.item()
+        optimizer.step()
+        clock.tick()
+    trainer.recorder.close(trainer.summary)
+    return clock.steps_per_s(window)
+
+
+def lightning_timer() -> Callable[[dict, dict, int, Path], float] | None:
+    """Lightning on the same model, batches and optimizer, logging grad_norm every step; None if absent."""
+    try:
+        import lightning.pytorch as pl
+        from lightning.pytorch.loggers import CSVLogger
+        from lightning.pytorch.utilities import grad_norm
+    except ImportError:
+        return None
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # no banners between the timings
+    warnings.filterwarnings("ignore", module="lightning")
+
+    class Module(pl.LightningModule):
+        def __init__(self, model: torch.nn.Module, train_cfg: dict):
+            super().__init__()
+            self.model = model
+            self.train_cfg = train_cfg
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return train.cross_entropy(self.model(x), y)
+
+        def on_before_optimizer_step(self, optimizer):
+            self.log_dict(grad_norm(self.model, norm_type=2))
+
+        def configure_optimizers(self):
+            return train.OPTIMIZERS[self.train_cfg["optimizer"]](self.parameters(), self.train_cfg)
+
+    class Clock(pl.Callback):
+        def __init__(self, clock: StepClock):
+            self.clock = clock
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            self.clock.tick()
+
+    def time_lightning(config: dict, window: int, workdir: Path) -> float:
+        trainer = fresh_trainer(config, workdir, train.Silent())
+        generator = torch.Generator().manual_seed(config["seed"])
+        batches = [trainer.task.batch(generator, config["train"]["batch_size"])
+                   for _ in range(config["train"]["steps"])]
+        clock = StepClock(trainer.device)
+        accelerator = "gpu" if trainer.device.type == "cuda" else "cpu"
+        runner = pl.Trainer(max_steps=config["train"]["steps"], accelerator=accelerator, devices=1,
+                            logger=CSVLogger(tempfile.mkdtemp(dir=workdir)), log_every_n_steps=1,
+                            enable_progress_bar=False, enable_model_summary=False,
+                            enable_checkpointing=False, callbacks=[Clock(clock)])
+        loader = torch.utils.data.DataLoader(batches, batch_size=None)  # the batches as they are
+        runner.fit(Module(trainer.model, config["train"]), train_dataloaders=loader)
+        trainer.recorder.close(trainer.summary)
+        return clock.steps_per_s(window)
+
+    return time_lightning
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("overrides", nargs="*", help="resbench config overrides (depth=12 norm=post ...)")
+    parser.add_argument("--window", type=int, default=100, help="timed steps per repetition (multiple of 10)")
+    parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions of every variant")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--clock", choices=list(CLOCKS), default="wall",
+                        help="wall time, or this process's CPU time (steadier on a busy machine, with --threads 1)")
+    parser.add_argument("--no-lightning", action="store_true", help="skip Lightning even when installed")
+    args = parser.parse_args()
+    global clock_now
+    clock_now = CLOCKS[args.clock]
+    if args.window % 10:
+        parser.error("--window must be a multiple of 10")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    steps = WARMUP + args.window + 2  # the last step (with its validation) stays out of the window
+    config = hydra_app.to_plain(hydra_app.compose([
+        *args.overrides, f"device={args.device}", f"train.steps={steps}", f"train.eval_every={steps}",
+    ]))
+
+    workdir = Path(tempfile.mkdtemp(prefix="probe_overhead_"))
+    variants: dict[str, Callable[[], float]] = {
+        "bare PyTorch loop": lambda: time_bare(config, args.window, workdir),
+        "resbench, every probe every step": lambda: time_resbench(config, 1, args.window, workdir),
+        "resbench, log_every=10": lambda: time_resbench(config, 10, args.window, workdir),
+    }
+    time_lightning = None if args.no_lightning else lightning_timer()
+    if time_lightning is not None:
+        variants["lightning + grad_norm every step"] = lambda: time_lightning(
+            config, args.window, workdir)
+
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    names = list(variants)
+    for rep in range(args.reps):
+        for name in names[rep % len(names):] + names[: rep % len(names)]:  # rotate the order
+            rates[name].append(variants[name]())
+    model = config["model"]
+    print(f"{model['name']} depth={model['depth']} width={model['width']} norm={model['norm']} "
+          f"batch={config['train']['batch_size']} task={config['task']['name']} device={args.device} "
+          f"threads={torch.get_num_threads()} torch={torch.__version__}; median of {args.reps} "
+          f"interleaved repetitions of {args.window} steps, {args.clock} clock")
+    bare = statistics.median(rates[names[0]])
+    for name in names:
+        median = statistics.median(rates[name])
+        paired = statistics.median(r / b for r, b in zip(rates[name], rates[names[0]]))
+        print(f"  {name:<34} {median:8.2f} steps/s   ratio {median / bare:.3f}   (paired median {paired:.3f})")
+
+
+if __name__ == "__main__":
+    main()
