@@ -19,6 +19,7 @@ with its ratio to the bare loop's. The timed window starts after a few warm-up s
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import statistics
 import tempfile
@@ -52,8 +53,10 @@ class StepClock:
             torch.cuda.synchronize()
         self.times.append(clock_now())
 
-    def steps_per_s(self, window: int) -> float:
-        return window / (self.times[WARMUP + window] - self.times[WARMUP])
+    def step_times(self, window: int) -> list[float]:
+        """Seconds of each step in the window (steps WARMUP+1 … WARMUP+window)."""
+        ends = self.times[WARMUP : WARMUP + window + 1]
+        return [b - a for a, b in itertools.pairwise(ends)]
 
 
 class ClockProgress(train.Silent):
@@ -73,7 +76,7 @@ def fresh_trainer(config: dict, workdir: Path, progress: train.Progress) -> trai
     return trainer
 
 
-def time_resbench(config: dict, log_every: int, window: int, workdir: Path) -> float:
+def time_resbench(config: dict, log_every: int, window: int, workdir: Path) -> list[float]:
     config = {**config, "log_every": log_every}
     device = train.pick_device(config["device"])
     clock = StepClock(device)
@@ -81,10 +84,10 @@ def time_resbench(config: dict, log_every: int, window: int, workdir: Path) -> f
     start = time.perf_counter()
     trainer.summary["status"] = trainer.loop(start)
     trainer.finish(trainer.summary["status"], start)
-    return clock.steps_per_s(window)
+    return clock.step_times(window)
 
 
-def time_bare(config: dict, window: int, workdir: Path) -> float:
+def time_bare(config: dict, window: int, workdir: Path) -> list[float]:
     """The plain PyTorch loop on the trainer's own model, optimizer and batches."""
     trainer = fresh_trainer(config, workdir, train.Silent())
     model, optimizer, task, device = trainer.model, trainer.optimizer, trainer.task, trainer.device
@@ -100,10 +103,10 @@ def time_bare(config: dict, window: int, workdir: Path) -> float:
         optimizer.step()
         clock.tick()
     trainer.recorder.close(trainer.summary)
-    return clock.steps_per_s(window)
+    return clock.step_times(window)
 
 
-def lightning_timer() -> Callable[[dict, dict, int, Path], float] | None:
+def lightning_timer() -> Callable[[dict, int, Path], list[float]] | None:
     """Lightning on the same model, batches and optimizer, logging grad_norm every step; None if absent."""
     try:
         import lightning.pytorch as pl
@@ -137,7 +140,7 @@ def lightning_timer() -> Callable[[dict, dict, int, Path], float] | None:
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
             self.clock.tick()
 
-    def time_lightning(config: dict, window: int, workdir: Path) -> float:
+    def time_lightning(config: dict, window: int, workdir: Path) -> list[float]:
         trainer = fresh_trainer(config, workdir, train.Silent())
         generator = torch.Generator().manual_seed(config["seed"])
         batches = [trainer.task.batch(generator, config["train"]["batch_size"])
@@ -151,7 +154,7 @@ def lightning_timer() -> Callable[[dict, dict, int, Path], float] | None:
         loader = torch.utils.data.DataLoader(batches, batch_size=None)  # the batches as they are
         runner.fit(Module(trainer.model, config["train"]), train_dataloaders=loader)
         trainer.recorder.close(trainer.summary)
-        return clock.steps_per_s(window)
+        return clock.step_times(window)
 
     return time_lightning
 
@@ -179,31 +182,41 @@ def main() -> None:
     ]))
 
     workdir = Path(tempfile.mkdtemp(prefix="probe_overhead_"))
-    variants: dict[str, Callable[[], float]] = {
+    variants: dict[str, Callable[[], list[float]]] = {
         "bare PyTorch loop": lambda: time_bare(config, args.window, workdir),
         "resbench, every probe every step": lambda: time_resbench(config, 1, args.window, workdir),
         "resbench, log_every=10": lambda: time_resbench(config, 10, args.window, workdir),
     }
     time_lightning = None if args.no_lightning else lightning_timer()
     if time_lightning is not None:
-        variants["lightning + grad_norm every step"] = lambda: time_lightning(
-            config, args.window, workdir)
+        variants["lightning + grad_norm every step"] = lambda: time_lightning(config, args.window, workdir)
 
-    rates: dict[str, list[float]] = {name: [] for name in variants}
+    step_times: dict[str, list[list[float]]] = {name: [] for name in variants}
     names = list(variants)
     for rep in range(args.reps):
         for name in names[rep % len(names):] + names[: rep % len(names)]:  # rotate the order
-            rates[name].append(variants[name]())
+            step_times[name].append(variants[name]())
     model = config["model"]
     print(f"{model['name']} depth={model['depth']} width={model['width']} norm={model['norm']} "
           f"batch={config['train']['batch_size']} task={config['task']['name']} device={args.device} "
-          f"threads={torch.get_num_threads()} torch={torch.__version__}; median of {args.reps} "
-          f"interleaved repetitions of {args.window} steps, {args.clock} clock")
-    bare = statistics.median(rates[names[0]])
+          f"threads={torch.get_num_threads()} torch={torch.__version__}; {args.reps} interleaved "
+          f"repetitions of {args.window} steps, {args.clock} clock")
+    print(f"  {'':<34} {'steps/s':>8} {'ratio':>7}   {'window steps/s':>14} {'ratio':>7}")
+    robust = {name: steps_per_s(times) for name, times in step_times.items()}
+    window = {name: statistics.median(len(t) / sum(t) for t in times) for name, times in step_times.items()}
+    bare = names[0]
     for name in names:
-        median = statistics.median(rates[name])
-        paired = statistics.median(r / b for r, b in zip(rates[name], rates[names[0]]))
-        print(f"  {name:<34} {median:8.2f} steps/s   ratio {median / bare:.3f}   (paired median {paired:.3f})")
+        print(f"  {name:<34} {robust[name]:8.2f} {robust[name] / robust[bare]:7.3f}   "
+              f"{window[name]:14.2f} {window[name] / window[bare]:7.3f}")
+    print("steps/s: per-step times, the median at each position of the 10-step logging cycle over all "
+          "repetitions, averaged over the cycle (a step slowed by another process does not count); "
+          "window: the median over repetitions of each window's steps/s")
+
+
+def steps_per_s(reps: list[list[float]]) -> float:
+    """1 / mean over the 10 positions of the logging cycle of the median step time at that position."""
+    by_position = [[t for times in reps for t in times[position::10]] for position in range(10)]
+    return 10 / sum(statistics.median(times) for times in by_position)
 
 
 if __name__ == "__main__":
