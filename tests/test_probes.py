@@ -266,12 +266,14 @@ def test_init_batches_is_the_norm_of_the_mean_gradient(base_config, tmp_path):
     batch_size = config["train"]["batch_size"]
     generators = [torch.Generator().manual_seed(config["seed"])]  # the first training batch
     generators += [torch.Generator().manual_seed(train.init_batches_seed(config["seed"]))] * (k - 1)
-    grads = []
+    grads, signals = [], []
     for generator in generators:
         x, y = reference.task.batch(generator, batch_size)
         reference.model.zero_grad(set_to_none=True)
-        train.cross_entropy(reference.model(x), y).backward()
+        with probes.capture(reference.model) as blocks:
+            train.cross_entropy(reference.model(x), y).backward()
         grads.append(reference.layout.grads())
+        signals.append(blocks.values())
     mean = [torch.stack(per_param).mean(0) for per_param in zip(*grads)]
 
     rows = read_csv(tmp_path / "run" / "grad_norms.csv")
@@ -286,6 +288,10 @@ def test_init_batches_is_the_norm_of_the_mean_gradient(base_config, tmp_path):
     total = math.sqrt(sum(g.pow(2).sum().item() for g in mean))
     metrics = read_csv(tmp_path / "run" / "metrics.csv")
     assert float(metrics[0]["grad_norm"]) == pytest.approx(total, rel=1e-4)
+    # The signal probes at step 0 are their means over the same K batches.
+    for name in ("hidden_rms", "act_grad_norm", "rank_residual"):
+        expected = torch.stack([values[name] for values in signals]).mean(0)
+        assert [float(r[name]) for r in layers] == pytest.approx(expected.tolist(), rel=1e-4)
 
 
 def test_init_batches_leaves_training_unchanged(base_config, tmp_path):
