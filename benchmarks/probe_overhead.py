@@ -208,6 +208,11 @@ def main() -> None:
     for name in names:
         print(f"  {name:<34} {robust[name]:8.2f} {robust[name] / robust[bare]:7.3f}   "
               f"{window[name]:14.2f} {window[name] / window[bare]:7.3f}")
+    cycle = step_times["resbench, log_every=10"]
+    logged = statistics.median(t for times in cycle for t in times[0::10])
+    unlogged = statistics.median(t for times in cycle for position in range(1, 10) for t in times[position::10])
+    print(f"  a logged step (every probe, all rows written) takes {1e3 * (logged - unlogged):.2f} ms more than "
+          f"an unlogged one of {1e3 * unlogged:.2f} ms ({logged / unlogged - 1:+.1%}), in the log_every=10 runs")
     print("steps/s: per-step times, the median at each position of the 10-step logging cycle over all "
           "repetitions, averaged over the cycle (a step slowed by another process does not count); "
           "window: the median over repetitions of each window's steps/s")
