@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -37,17 +38,25 @@ def timed_sweep(overrides: list[str], sweep_dir: Path) -> dict:
     """Run one sweep in a fresh process; its wall time and the statuses in its runs.csv."""
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     command = [sys.executable, "-m", "resbench.cli", "sweep", "--quiet", *overrides, f"hydra.sweep.dir={sweep_dir}"]
+    load_before, cpu_before = os.getloadavg()[0], _children_cpu_s()
     start = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
+    cpu = _children_cpu_s() - cpu_before  # the sweep and its local workers (not SLURM jobs)
     if done.returncode != 0:
         raise SystemExit(f"sweep failed ({done.returncode}): {' '.join(overrides)}\n{done.stderr}")
     lines = (sweep_dir / "runs.csv").read_text().splitlines()[1:]
     summaries = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/summary.json"))]
-    return {"overrides": overrides, "wall_s": round(wall, 2), "runs": len(lines),
+    return {"overrides": overrides, "wall_s": round(wall, 2), "cpu_s": round(cpu, 1), "runs": len(lines),
+            "load_avg_before": load_before, "load_avg_after": os.getloadavg()[0],
             "statuses": sorted({line.split(",")[1] for line in lines}),
             "threads": sorted({s["threads"] for s in summaries}),
             "run_wall_s": [s["wall_s"] for s in summaries]}
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def pin_cores(cores: int) -> list[int]:
@@ -74,7 +83,8 @@ def main() -> None:
             main_job = timed_sweep(MAIN_JOB, root / "main")
             main_job["ok"] = main_job["wall_s"] <= MAIN_JOB_LIMIT_S
             results["main_job"] = main_job
-            print(f"resbench sweep {' '.join(MAIN_JOB)}: {main_job['wall_s']:.1f} s wall on {args.cores} cores "
+            print(f"resbench sweep {' '.join(MAIN_JOB)}: {main_job['wall_s']:.1f} s wall on {args.cores} cores, "
+                  f"{main_job['cpu_s']:.0f} CPU-s, load avg {main_job['load_avg_before']:.1f} "
                   f"(runs {main_job['run_wall_s']} s, threads {main_job['threads']}; "
                   f"target <= {MAIN_JOB_LIMIT_S:.0f} s: {'ok' if main_job['ok'] else 'MISSED'})", flush=True)
         if args.only in (None, "parallel"):
@@ -85,8 +95,10 @@ def main() -> None:
             results["parallel"] = {"sequential": sequential, "joblib": joblib, "speedup": round(speedup, 2),
                                    "ok": speedup >= SPEEDUP_TARGET}
             print(f"{args.runs} runs ({' '.join(overrides)}): sequential {sequential['wall_s']:.1f} s "
-                  f"(threads {sequential['threads']}), joblib n_jobs=2 {joblib['wall_s']:.1f} s "
-                  f"(threads {joblib['threads']}): {speedup:.2f}x "
+                  f"(threads {sequential['threads']}, {sequential['cpu_s']:.0f} CPU-s, load avg "
+                  f"{sequential['load_avg_before']:.1f}), joblib n_jobs=2 {joblib['wall_s']:.1f} s "
+                  f"(threads {joblib['threads']}, {joblib['cpu_s']:.0f} CPU-s, load avg "
+                  f"{joblib['load_avg_before']:.1f}): {speedup:.2f}x "
                   f"(target >= {SPEEDUP_TARGET}x: {'ok' if speedup >= SPEEDUP_TARGET else 'MISSED'})", flush=True)
     if args.out:
         args.out.write_text(json.dumps(results, indent=2) + "\n")

@@ -6,6 +6,7 @@ Heavy imports (torch, Hydra) happen inside the commands so that `resbench --help
 from __future__ import annotations
 
 import gc
+import os
 import signal
 import sys
 from pathlib import Path
@@ -158,6 +159,9 @@ def config(overrides: Overrides = None) -> None:
 
 
 def main() -> None:
+    # Idle OpenMP threads sleep instead of spinning: with one other busy process on the cores, spinning
+    # threads made a 2-thread run ~10x slower (set OMP_WAIT_POLICY=ACTIVE to spin). Before torch loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         app()
     except KeyboardInterrupt:  # Ctrl-C outside a run (e.g. while importing torch)
