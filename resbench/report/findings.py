@@ -88,6 +88,11 @@ def _diverged(runs: pd.DataFrame) -> str:
     return f"{int(np.isinf(runs['outcome_loss']).sum())}/{len(runs)}"
 
 
+def _transformers(runs: pd.DataFrame) -> pd.DataFrame:
+    """Xiong et al.'s claims are about Transformer blocks: keep those runs (all, if the model is unknown)."""
+    return runs[runs["model.name"].eq("transformer")] if "model.name" in runs else runs
+
+
 def _by_depth(runs: pd.DataFrame, value: str) -> pd.Series:
     """Median `value` per depth (sorted); one unnamed entry when depth is unknown."""
     if "depth" not in runs or runs["depth"].isna().any():
@@ -107,6 +112,7 @@ def grad_ratio_by_placement(runs: pd.DataFrame, keys: Sequence[str]) -> list[Fin
     """(1) Xiong et al. 2020: at init, post-LN gradients grow toward the last block; pre-LN's stay flat."""
     if not _has(runs, "grad_ratio_init", "norm", "residual"):
         return []
+    runs = _transformers(runs)
     usable = runs[runs["residual"].eq("true") & np.isfinite(runs["grad_ratio_init"])]
     measured = "init (step 0) gradient-norm ratio last/first block, {} with skips, median over runs"
     findings = []
@@ -138,6 +144,7 @@ def warmup_post_ln(runs: pd.DataFrame, keys: Sequence[str]) -> list[Finding]:
     """(2) Xiong et al. 2020: post-LN with Adam needs learning-rate warmup; pre-LN does not."""
     if not _has(runs, "train.warmup", "norm", "residual", "outcome_loss"):
         return []
+    runs = _transformers(runs)
     usable = runs[runs["residual"].eq("true") & runs["outcome_loss"].notna() & runs["train.warmup"].notna()]
     if "train.optimizer" in usable:
         usable = usable[usable["train.optimizer"].astype(str).str.contains("adam", case=False)]
@@ -339,6 +346,7 @@ def hidden_rms_growth(runs: pd.DataFrame, keys: Sequence[str]) -> list[Finding]:
     """
     if not _has(runs, "hidden_rms_init_last", "norm", "residual", "depth"):
         return []
+    runs = _transformers(runs)
     usable = runs[runs["residual"].eq("true") & runs["hidden_rms_init_last"].notna() & runs["depth"].notna()]
     findings = []
     for norm, claim in (("pre", "pre-LN's residual stream grows with depth"),
