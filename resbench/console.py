@@ -127,7 +127,7 @@ STATUS_COLOURS = {"completed": "green", "diverged": "yellow", "running": "red", 
 
 def status_text(status: str, skipped: bool = False) -> str:
     colour = STATUS_COLOURS.get(status, "red")
-    return f"[{colour}]{status}[/{colour}]" + (" [dim](skipped: done before)[/dim]" if skipped else "")
+    return f"[{colour}]{status}[/{colour}]" + (" [dim]· skipped[/dim]" if skipped else "")
 
 
 def run_line(done: int, total: int, label: str, summary: dict[str, Any]) -> str:
@@ -167,12 +167,15 @@ def plan_table(plan: Any) -> Table:
 def sweep_table(outcome: Any) -> Table:
     """End of a sweep: one row per run: swept keys, status, final losses, init grad ratio, wall time."""
     plan = outcome.plan
-    table = Table(title=f"sweep {escape(str(plan.sweep_dir))}", title_justify="left")
+    table = Table(title=f"sweep {escape(str(plan.sweep_dir))}", title_justify="left",
+                  caption="grad ratio: the last block's gradient norm over the first's, at init"
+                  + (" · skipped: ended before with this config (resume)" if any(r.skipped for r in outcome.runs)
+                     else ""), caption_justify="left")
     keys = plan.swept_keys or ["run"]
     for key in keys:
         table.add_column(escape(key))
-    table.add_column("status")
-    for name in ("final loss", "val loss", "grad last/first @init", "wall s"):
+    table.add_column("status", no_wrap=True)
+    for name in ("final loss", "val loss", "grad ratio", "wall s"):
         table.add_column(name, justify="right")
     errors = any(r.summary and r.summary.get("error") and not r.skipped for r in outcome.runs)
     if errors:

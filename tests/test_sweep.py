@@ -117,7 +117,7 @@ def test_a_sweep_writes_a_run_dir_per_run_runs_csv_and_sweep_json(sweep) -> None
     assert not list(sweep_dir.glob(".*.tmp")), "runs.csv is replaced atomically"
     # one line per run as it ends, then the table
     assert "[1/2]" in result.stdout and "[2/2]" in result.stdout
-    assert "grad last/first" in result.stdout and "2 completed" in result.stdout
+    assert "grad ratio" in result.stdout and "2 completed" in result.stdout
 
 
 def test_a_sweep_without_lists_runs_once_into_a_run_subdir(sweep) -> None:
