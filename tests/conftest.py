@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner, Result
 
 # Seconds, not minutes: every test run stays small. threads=1 keeps runs deterministic and
@@ -105,3 +106,12 @@ def train_cli(cli: Callable[..., Result], tmp_path: Path) -> Callable[..., CliRu
         return CliRun(result, run_dir)
 
     return train
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one torch thread is fastest, and several crawl on a busy two-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -17,15 +17,6 @@ BATCH, WIDTH = 5, 12
 DIGIT_ROWS = TaskSpec(n_outputs=10, seq_len=8, in_features=8, per_token=False, accuracy=True)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one torch thread is fastest, and several crawl on a busy two-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def mlp_cfg(norm: str = "pre", residual: str = "true", depth: int = 2, width: int = WIDTH, **extra) -> dict:
     return {"name": "mlp", "depth": depth, "width": width, "ffn_mult": 1, "norm": norm, "norm_type": "layernorm",
             "residual": residual, "residual_scale": 1.0, "init": "auto", **extra}

@@ -22,15 +22,6 @@ ROWS = TaskSpec(n_outputs=4, seq_len=TOKENS, in_features=FEATURES, per_token=Fal
 TASK_OF = {"transformer": SEQUENCE, "mlp": ROWS}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one torch thread is fastest, and several crawl on a busy two-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def model_cfg(name: str, norm: str = "pre", norm_type: str = "layernorm", residual: str = "true",
               depth: int = 2, width: int = WIDTH, init: str = "auto") -> dict:
     return {"name": name, "depth": depth, "width": width, "heads": HEADS, "ffn_mult": 4 if name == "transformer" else 1,
