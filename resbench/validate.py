@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .models import INITS, MODELS, NORMS, PLACEMENTS, RESIDUALS, fits
 from .models.init import resolve_init
