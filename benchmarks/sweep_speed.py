@@ -1,7 +1,7 @@
 """Sweep speed on a few CPU cores (default 2), each sweep a fresh `resbench sweep` process as a user runs it.
 
 1. the main job: `resbench sweep depth=6,12,24`, every other setting default (target: <= 90 s on 2 cores);
-2. the same small runs (default model, depth=6, seed=0..N-1) sequentially in-process (the default
+2. the same small runs (default model, depth=6, seed=0..N-1, N=8) sequentially in-process (the default
    launcher) and with hydra/launcher=joblib hydra.launcher.n_jobs=2, in the same run of this script
    (target: joblib >= 1.3x faster on 2 cores).
 
@@ -70,7 +70,7 @@ def pin_cores(cores: int) -> list[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cores", type=int, default=2)
-    parser.add_argument("--runs", type=int, default=4, help="small runs in the launcher comparison (>= 4)")
+    parser.add_argument("--runs", type=int, default=8, help="small runs in the launcher comparison (>= 4)")
     parser.add_argument("--only", choices=["main", "parallel"], help="run one of the two measurements")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
