@@ -8,13 +8,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 BAR_WIDTH = 20
-PROFILE_BAR_WIDTH = 10  # four bars side by side in the end-of-run table
+PROFILE_BAR_WIDTH = 6  # four bars side by side in the end-of-run table (fits 80 columns)
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 
 
@@ -33,24 +34,24 @@ def fmt(value: float | None, digits: int = 4) -> str:
 def grad_profile_table(profile: Any, title: str = "gradient norm and signal per block") -> Table:
     """One row per block: grad norm at init and at the last logged step, then that step's hidden_rms and
     act_grad_norm; each number has a bar scaled across the rows, so the profile over depth shows."""
-    table = Table(title=title, title_justify="left")
-    table.add_column("block", justify="right")
-    last = f"step {profile.last_step}"
-    columns = [("grad_norm\ninit", profile.init, "cyan"),
-               (f"grad_norm\n{last}", profile.last, "magenta"),
-               (f"hidden_rms\n{last}", profile.hidden_rms, "green"),
-               (f"act_grad_norm\n{last}", profile.act_grad_norm, "yellow")]
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
+    table.add_column("block", justify="right", no_wrap=True, min_width=5)
+    last = f"@{profile.last_step}"
+    columns = [("grad\ninit", profile.init, "cyan"),
+               (f"grad\n{last}", profile.last, "magenta"),
+               (f"rms\n{last}", profile.hidden_rms, "green"),
+               (f"act grad\n{last}", profile.act_grad_norm, "yellow")]
     columns = [(name, values, style) for name, values, style in columns if values]
     for name, _, style in columns:
-        table.add_column(name, justify="right")
-        table.add_column("", no_wrap=True, style=style)
+        table.add_column(name, justify="right", no_wrap=True, min_width=6)
+        table.add_column("", no_wrap=True, overflow="crop", style=style)
     maxima = [max((v for v in values if v is not None and math.isfinite(v)), default=0.0)
               for _, values, _ in columns]
     for block in range(len(profile.init)):
         cells = [str(block)]
         for (_, values, _), maximum in zip(columns, maxima):
             value = values[block]
-            cells += [fmt(value), bar(value, maximum, PROFILE_BAR_WIDTH) if value is not None else ""]
+            cells += [fmt(value, 3), bar(value, maximum, PROFILE_BAR_WIDTH) if value is not None else ""]
         table.add_row(*cells)
     return table
 
