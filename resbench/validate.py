@@ -72,31 +72,28 @@ def _choice(choices: Any, normalise: Callable[[Any], Any] = lambda v: v) -> Call
     return check
 
 
-# key → check; keys absent from a config (e.g. a task's own keys) are skipped.
-CHECKS: dict[str, Callable[[str, Any], None]] = {
+# The short model keys, also checked under `model.` for overrides that bypass them (model.norm=...).
+MODEL_CHECKS: dict[str, Callable[[str, Any], None]] = {
     "depth": _integer(1),
     "width": _integer(1),
     "heads": _integer(1),
-    "seed": _integer(0),
     "norm": _choice(list(PLACEMENTS)),
     "norm_type": _choice(list(NORMS)),
     "residual": _choice(list(RESIDUALS), residual_name),
     "residual_scale": _positive_number,
     "init": _choice(["auto", *INITS]),
+}
+
+# key → check; keys absent from a config (e.g. a task's own keys) are skipped.
+CHECKS: dict[str, Callable[[str, Any], None]] = {
+    **MODEL_CHECKS,
+    "seed": _integer(0),
     "log_every": _integer(1),
     "init_batches": _integer(1),
     "device": _choice(DEVICES),
     "threads": _optional(_integer(1)),
     "model.name": _choice(list(MODELS)),
-    # the model's own keys, for overrides that bypass the short top-level keys (model.norm=...)
-    "model.depth": _integer(1),
-    "model.width": _integer(1),
-    "model.heads": _integer(1),
-    "model.norm": _choice(list(PLACEMENTS)),
-    "model.norm_type": _choice(list(NORMS)),
-    "model.residual": _choice(list(RESIDUALS), residual_name),
-    "model.residual_scale": _positive_number,
-    "model.init": _choice(["auto", *INITS]),
+    **{f"model.{key}": check for key, check in MODEL_CHECKS.items()},
     "model.ffn_mult": _integer(1),
     "task.name": _choice(list(TASKS)),
     "task.seq_len": _integer(1),
