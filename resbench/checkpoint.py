@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any, Self
+from typing import Any
 
 import torch
 
@@ -94,7 +94,7 @@ class DeferredSignals:
         self.pending: list[int] = []
         self._previous: dict[int, Handler] = {}
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> DeferredSignals:  # noqa: PYI034 - typing.Self needs Python 3.11
         if threading.current_thread() is threading.main_thread():
             for sig in STOP_SIGNALS:
                 handler = signal.getsignal(sig)
