@@ -210,6 +210,7 @@ class Trainer:
                 self.scaler.unscale_(self.optimizer)  # fp16: every norm below is of the true fp32 gradient
                 # Norms of the unclipped gradient, on the device, before clipping or the update touch it.
                 param_grad_norms = probes.grad_norms(self.logged_gradient(step)) if logged else None
+                loss_scale = self.scaler.get_scale() if logged and self.precision.scaled else 1.0
             loss_value = loss.item()
             recent_losses.append(loss_value)
             # A gradient's finiteness is known only after the step's one host copy, which follows the update.
@@ -217,7 +218,7 @@ class Trainer:
             with probes.track_update(self.layout, active=logged and update_taken) as update:
                 if update_taken:
                     self.update(lr)
-            stats = self.measure(step, param_grad_norms, blocks, update) if logged else None
+            stats = self.measure(step, param_grad_norms, blocks, update, loss_scale) if logged else None
             # Under fp16's scaler a non-finite gradient is an overflow of the scaled loss: the scaler skips
             # that update and lowers its scale, so only a non-finite loss means the run diverged.
             bad_gradient = stats is not None and not math.isfinite(stats.grad_norm) and not self.precision.scaled
@@ -314,9 +315,13 @@ class Trainer:
         return torch._foreach_div(total, float(extra + 1))
 
     def measure(self, step: int, param_grad_norms: torch.Tensor, blocks: probes.BlockCapture,
-                update: probes.UpdateTracker) -> probes.StepStats:
-        """The logged step's probes, brought to the host in one copy; keeps the end-of-run profile."""
-        stats = probes.step_stats(self.layout, param_grad_norms, {**blocks.values(), "update_ratio": update.ratio})
+                update: probes.UpdateTracker, loss_scale: float = 1.0) -> probes.StepStats:
+        """The logged step's probes, brought to the host in one copy; keeps the end-of-run profile.
+        `loss_scale`: fp16's scale of this step's loss, which the activation gradients still carry."""
+        values = blocks.values()
+        if loss_scale != 1.0 and "act_grad_norm" in values:
+            values["act_grad_norm"] = values["act_grad_norm"] / loss_scale
+        stats = probes.step_stats(self.layout, param_grad_norms, {**values, "update_ratio": update.ratio})
         if step == 0:
             self.profile.init = stats.block_grad_norms
             self.summary["init_grad_ratio"] = _ratio(stats.block_grad_norms)
