@@ -416,7 +416,8 @@ def run_sweep(plan: sweeps.SweepPlan, display: Any) -> sweeps.SweepOutcome:
     `interrupted` and no further run starts (SweepOutcome.interrupted)."""
     global _progress, _launching_pid
     sweeps.write_sweep_json(plan)
-    watcher = sweeps.Watcher(plan.runs, display.run_ended)
+    watcher = sweeps.Watcher(plan.runs, display.run_ended, provisional=(
+        ("interrupted",) if plan.launcher in sweeps.REQUEUEING_LAUNCHERS else ()))
     submitted_before = sweeps.submitit_job_dirs(plan)
     interrupted, error = False, None
     display.start(plan)
