@@ -198,3 +198,29 @@ def test_a_signal_waits_for_dispatch_and_a_second_one_acts_at_once() -> None:
         signal.raise_signal(signal.SIGINT)
         with pytest.raises(KeyboardInterrupt):
             signals.dispatch()
+
+
+# ----------------------------------------------------------------------------- requeued SLURM jobs
+def test_on_slurm_an_interrupted_run_is_reported_only_when_the_sweep_ends(tmp_path: Path) -> None:
+    """A requeued job's run says `interrupted` until its rerun continues it: not an end yet."""
+    from resbench import records
+    from resbench.sweep import PlannedRun, Watcher
+
+    run = PlannedRun(0, "run", tmp_path / "run", [], {}, "hash")
+    run.dir.mkdir()
+    ended: list[str] = []
+    watcher = Watcher([run], lambda planned, summary: ended.append(summary["status"]), provisional=("interrupted",))
+    records.write_json(run.dir / "summary.json", {"status": "interrupted"})
+    watcher.poll()
+    assert ended == []
+    watcher.poll(last=True)
+    assert ended == ["interrupted"]
+
+
+def test_requeues_are_slurms_restart_count(monkeypatch) -> None:
+    from resbench.hydra_app import job_facts
+
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    assert job_facts()["requeues"] == 0
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "2")
+    assert job_facts()["requeues"] == 2
