@@ -131,11 +131,7 @@ class Trainer:
         self.init_generator = torch.Generator().manual_seed(init_batches_seed(self.config["seed"]))
         self.val_batches = self.task.val_batches()
         hash_ = config_hash(self.config)
-        state = None
-        if self.resume and self.checkpoint_path.exists():
-            state = checkpoint.load(self.checkpoint_path, hash_)
-        elif self.checkpoint_path.exists():  # a run started over: the old state must not be continued
-            self.checkpoint_path.unlink()
+        state = self.checkpoint_to_continue(hash_)
         metric_columns = METRIC_COLUMNS + (["val_acc"] if self.task.spec.accuracy else [])
         self.recorder = RunRecorder(self.run_dir, self.config, metric_columns, LAYER_COLUMNS,
                                     resume_rows=state["csv_rows"] if state else None)
@@ -165,6 +161,15 @@ class Trainer:
         if state is not None:
             self.restore(state)
         self.recorder.write_summary(self.summary)
+
+    def checkpoint_to_continue(self, config_hash: str) -> dict[str, Any] | None:
+        """The checkpoint a resumed run goes on from (None: none was written, start over at step 0)."""
+        if not self.checkpoint_path.exists():
+            return None
+        if self.resume:
+            return checkpoint.load(self.checkpoint_path, config_hash)
+        self.checkpoint_path.unlink()  # a run started over: its old state must never be continued
+        return None
 
     def run(self) -> dict[str, Any]:
         """Train; a stop signal (Ctrl-C, SIGTERM, SLURM's) waits for the step to end, is checkpointed, and
