@@ -5,10 +5,10 @@
     python benchmarks/checkpoint_cost.py device=cuda precision=bf16
 
 Both runs go on in this process side by side: the one with checkpoints in the main thread, the one
-without in a second thread, taking turns every `--every` steps (a baton: only one computes at a time),
-so machine noise lands on both alike. Each timed block of `--every` steps holds exactly one checkpoint
-write; the first block pair is warm-up, step 0 and the last step are left out. Then one checkpoint
-write (model, Adam state, RNG states, CSV positions; fsync and rename) is timed on its own.
+without in a second thread, taking turns every `--turn` steps (a baton: only one computes at a time),
+so bursts of load from other processes land on both alike. Each timed block of `--every` steps holds
+exactly one checkpoint write; the first block pair is warm-up, step 0 and the last step are left out.
+Then one checkpoint write (model, Adam state, RNG states, CSV positions; fsync and rename) is timed alone.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from resbench import checkpoint, hydra_app, train
 class Baton:
     """A trainer Progress that times blocks of steps and hands the turn to its partner after each."""
 
-    def __init__(self, block: int, mine: threading.Event, theirs: threading.Event):
-        self.block, self.mine, self.theirs = block, mine, theirs
+    def __init__(self, block: int, turn: int, mine: threading.Event, theirs: threading.Event):
+        self.block, self.turn, self.mine, self.theirs = block, turn, mine, theirs
         self.partner: Baton | None = None
         self.done = threading.Event()
         self.blocks: list[float] = []  # seconds per block of steps (each with one checkpoint, if any)
@@ -48,9 +48,10 @@ class Baton:
         if 0 < step < total - 1:
             self._elapsed += time.perf_counter() - self._mark
             self._counted += 1
-            if self._counted == self.block:
+            if self._counted % self.block == 0:
                 self.blocks.append(self._elapsed)
-                self._elapsed, self._counted = 0.0, 0
+                self._elapsed = 0.0
+            if self._counted % self.turn == 0:
                 self.mine.clear()
                 self.theirs.set()
                 if not self.partner.done.is_set():
@@ -58,10 +59,11 @@ class Baton:
         self._mark = time.perf_counter()
 
 
-def side_by_side(config: dict[str, Any], every: int) -> tuple[list[float], list[float]]:
+def side_by_side(config: dict[str, Any], every: int, turn: int) -> tuple[list[float], list[float]]:
     """Block times of the run with checkpoints and of the one without, taking turns."""
     with_turn, without_turn = threading.Event(), threading.Event()
-    with_ckpt, without_ckpt = Baton(every, with_turn, without_turn), Baton(every, without_turn, with_turn)
+    with_ckpt = Baton(every, turn, with_turn, without_turn)
+    without_ckpt = Baton(every, turn, without_turn, with_turn)
     with_ckpt.partner, without_ckpt.partner = without_ckpt, with_ckpt
     plain = {**config, "train": {**config["train"], "checkpoint_every": None}}
     saving = {**config, "train": {**config["train"], "checkpoint_every": every}}
@@ -95,24 +97,25 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. depth=12 device=cuda")
     parser.add_argument("--every", type=int, default=100, help="checkpoint_every, steps per block (default 100)")
     parser.add_argument("--repeats", type=int, default=4, help="timed block pairs (default 4)")
+    parser.add_argument("--turn", type=int, default=5, help="steps per turn of each run (default 5)")
     args = parser.parse_args()
 
     steps = (args.repeats + 1) * args.every + 2  # + warm-up block, step 0 and the last step
     config = hydra_app.check([*args.overrides, f"train.steps={steps}", f"train.eval_every={steps + 1}"])
     if config.get("threads"):
         torch.set_num_threads(config["threads"])
-    on, off = side_by_side(config, args.every)
-    ratios = [(args.every / a) / (args.every / b) for a, b in zip(on, off)]
+    on, off = side_by_side(config, args.every, args.turn)
+    ratios = [b / a for a, b in zip(on, off)]  # steps/s with over steps/s without, per block pair
     write_s, size = one_write(config)
     model = config["model"]
     print(f"model {model['name']} depth={model['depth']} width={model['width']} "
           f"seq_len={config['task'].get('seq_len')} batch={config['train']['batch_size']} "
           f"device={train.pick_device(config['device'])} precision={config['precision']} "
-          f"threads={torch.get_num_threads()} · {args.repeats} × {args.every} steps each")
+          f"threads={torch.get_num_threads()} · {args.repeats} × {args.every} steps each, turns of {args.turn}")
     print(f"checkpoint_every=null  {statistics.median(args.every / b for b in off):8.2f} steps/s (median)")
     print(f"checkpoint_every={args.every:<5} {statistics.median(args.every / a for a in on):8.2f} steps/s (median)")
     print(f"ratio                  {statistics.median(ratios):8.3f}  (median of paired blocks; "
-          f"min {min(ratios):.3f}, max {max(ratios):.3f})")
+          f"min {min(ratios):.3f}, max {max(ratios):.3f}; all steps: {sum(off) / sum(on):.3f})")
     print(f"one checkpoint write   {write_s * 1000:8.1f} ms ({size / 1e6:.2f} MB, median of 10)")
 
 
