@@ -26,11 +26,13 @@ from typing import Any
 from hydra import compose as hydra_compose
 from hydra import initialize_config_module
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra._internal.callbacks import Callbacks
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, run_job
 from hydra.errors import HydraException, OverrideParseException
-from hydra.types import RunMode
+from hydra.types import HydraContext, RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
@@ -92,7 +94,11 @@ def to_plain(cfg: DictConfig) -> dict[str, Any]:
 
 def check(overrides: list[str]) -> dict[str, Any]:
     """Compose, resolve and validate the config of `overrides`, and build its task: raise BadInput if bad."""
-    cfg = compose(overrides)
+    return checked(compose(overrides))
+
+
+def checked(cfg: DictConfig) -> dict[str, Any]:
+    """The composed `cfg` resolved to plain data, validated, its task built: raise BadInput if bad."""
     try:
         config = to_plain(cfg)
     except OmegaConfBaseException as err:
@@ -135,7 +141,41 @@ def run_train(overrides: list[str], progress: train.Progress | None,
         overrides = resume_overrides(resume_dir, overrides)
     elif override_value(overrides, "hydra.run.dir") is None:
         overrides = [*overrides, f"hydra.run.dir=results/train/{timestamp()}"]
-    config = check(overrides)
+    with hydra_instance() as hydra:
+        cfg = _compose_run(hydra, overrides)  # composed once: checked here, then run as it is
+        config = checked(cfg)
+        _check_runnable_here(config, overrides, resume_dir)
+        _progress = progress
+        try:
+            job = _run_job(hydra, cfg, functools.partial(train_task, resume=resume_dir is not None))
+        finally:
+            _progress = None
+    return job.return_value
+
+
+def _compose_run(hydra: Any, overrides: list[str]) -> DictConfig:
+    """The config of one run with its hydra node, as Hydra's run composes it; errors as one BadInput line."""
+    try:
+        return hydra.compose_config(CONFIG_NAME, overrides, run_mode=RunMode.RUN, with_log_configuration=True)
+    except (HydraException, OmegaConfBaseException, ValueError) as err:
+        raise BadInput(explain(err, overrides)) from None
+
+
+def _run_job(hydra: Any, cfg: DictConfig, task_function: Any) -> JobReturn:
+    """Hydra's run (hydra._internal.hydra.Hydra.run, 1.3) on a config already composed."""
+    with read_write(cfg), open_dict(cfg):
+        cfg.hydra.mode = RunMode.RUN
+    callbacks = Callbacks(cfg)
+    callbacks.on_run_start(config=cfg, config_name=CONFIG_NAME)
+    job = run_job(hydra_context=HydraContext(config_loader=hydra.config_loader, callbacks=callbacks),
+                  task_function=task_function, config=cfg, job_dir_key="hydra.run.dir", job_subdir_key=None)
+    callbacks.on_run_end(config=cfg, config_name=CONFIG_NAME, job_return=job)
+    _ = job.return_value  # raises what the job raised
+    return job
+
+
+def _check_runnable_here(config: dict[str, Any], overrides: list[str], resume_dir: Path | None) -> None:
+    """Refuse, before anything is written, a run this machine cannot do or a dir it must not write."""
     try:  # the run is on this machine: device=cuda needs a GPU here, and bf16 one that runs it
         pick_precision(config["precision"], train.pick_device(config["device"]))
     except (RuntimeError, ValueError) as err:
@@ -147,13 +187,6 @@ def run_train(overrides: list[str], progress: train.Progress | None,
             checkpoint.check_resumable(resume_dir, records.config_hash(config))
         except checkpoint.CheckpointError as err:
             raise BadInput(str(err)) from None
-    _progress = progress
-    try:
-        with hydra_instance() as hydra:
-            job = hydra.run(CONFIG_NAME, functools.partial(train_task, resume=resume_dir is not None), overrides)
-        return job.return_value
-    finally:
-        _progress = None
 
 
 def resume_overrides(run_dir: Path, given: list[str]) -> list[str]:
