@@ -12,11 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import TINY_TEXT
 
 from resbench import models, tasks
 from resbench.tasks import digits, reverse
-
-from conftest import TINY_TEXT
 
 
 @pytest.fixture
