@@ -328,6 +328,9 @@ def plan_sweep(overrides: list[str], resume: bool = False, resume_dir: Path | No
             raise BadInput(f"no sweep to resume: none under {sweeps.SWEEPS_ROOT}/ (name one: --resume DIR)")
         overrides = sweeps.merge_overrides(_stored_overrides(sweep_dir), overrides)
     _check_launcher_installed(overrides)
+    if override_value(overrides, "hydra/launcher") is None and any(
+            records.override_key(o).startswith("hydra.launcher.") for o in overrides):
+        overrides = [*overrides, f"hydra/launcher={sweeps.DEFAULT_LAUNCHER}"]  # its settings name the default
     try:
         with hydra_instance() as hydra:
             base = _compose_sweep(hydra, [*overrides, *([f"hydra.sweep.dir={given_dir}"] if given_dir else [])])
@@ -420,7 +423,8 @@ def _plan(hydra: Any, base: DictConfig, overrides: list[str], sweep_dir: Path, r
             raise BadInput(f"run dir '{name}' of {label or 'the run'} is not inside the sweep dir "
                            "(check hydra.sweep.subdir)")
         previous = records.read_json(run_dir / records.SUMMARY_JSON) if resume else None
-        runs.append(sweeps.PlannedRun(index, name, run_dir, list(job), swept, records.config_hash(config), previous))
+        runs.append(sweeps.PlannedRun(index, name, run_dir, list(job), swept, records.config_hash(config), previous,
+                                      cost=sweeps.expected_cost(config), threads=config.get("threads")))
 
     shared = [name for name, count in Counter(run.name for run in runs).items() if count > 1]
     if shared:
@@ -433,14 +437,32 @@ def _plan(hydra: Any, base: DictConfig, overrides: list[str], sweep_dir: Path, r
         check_writable(sweep_dir)
 
     launcher_cfg = OmegaConf.to_container(base.hydra.launcher, resolve=True)
-    n_parallel = sweeps.parallel_runs(launcher, launcher_cfg, base.hydra.sweeper.max_batch_size,
-                                      sum(not run.done_before for run in runs))
+    n_to_run = sum(not run.done_before for run in runs)
+    if launcher == "basic" and override_value(overrides, "hydra/launcher") is None:
+        workers = sweeps.default_workers(n_to_run, max((run.threads or 1 for run in runs), default=1))
+        if workers > 1:  # no launcher named: the runs side by side in worker processes
+            launcher, launcher_cfg = sweeps.DEFAULT_LAUNCHER, {"n_jobs": workers}
+            pins += [f"hydra/launcher={launcher}", f"hydra.launcher.n_jobs={workers}"]
+    n_parallel = sweeps.parallel_runs(launcher, launcher_cfg, base.hydra.sweeper.max_batch_size, n_to_run)
     pins.append(f"++hydra.job.env_set.{sweeps.PARALLEL_RUNS_ENV}={n_parallel}")
+    launch_overrides = overrides
+    if override_value(overrides, "hydra.sweep.subdir") is None:  # dirs named by value: any order keeps them
+        launch_overrides = _longest_first(arguments, overrides, sweeps.longest_first(runs, swept_keys))
     return sweeps.SweepPlan(
-        sweep_dir=sweep_dir, launcher=launcher, overrides=overrides, hydra_overrides=[*overrides, *pins],
+        sweep_dir=sweep_dir, launcher=launcher, overrides=overrides, hydra_overrides=[*launch_overrides, *pins],
         swept_keys=swept_keys, runs=runs, parallel_runs=n_parallel, resume=resume,
         submitit_folder=launcher_cfg.get("submitit_folder"),
     )
+
+
+def _longest_first(arguments: list[Any], overrides: list[str], order: dict[str, list[str]]) -> list[str]:
+    """`overrides` with every swept key's list rewritten in `order` (a preset's sweeper params included),
+    so that Hydra's grid, first key slowest, starts the costliest runs first."""
+    swept = [o for o in arguments if o.is_sweep_override() and o.key_or_group in order]
+    keys = {o.key_or_group for o in swept}
+    kept = [o for o in overrides if records.override_key(o) not in keys]
+    last = {o.key_or_group: o for o in swept}  # the command line's list wins over a preset's, as in Hydra
+    return [*kept, *(f"{o.get_key_element()}={','.join(order[key])}" for key, o in last.items())]
 
 
 def run_sweep(plan: sweeps.SweepPlan, display: Any) -> sweeps.SweepOutcome:

@@ -25,6 +25,7 @@ SWEEP_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}(_\d{1,6})?$")  # 
 DONE = ("completed", "diverged")  # a run that ended with a result: resume keeps it
 FINAL = (*DONE, "failed", "interrupted")  # a run that ended
 PARALLEL_RUNS_ENV = "RESBENCH_PARALLEL_RUNS"  # set for each job: runs sharing its machine at once
+DEFAULT_LAUNCHER = "joblib"  # a sweep that names no launcher runs two or more runs side by side with it
 LOCAL_WORKER_LAUNCHERS = ("joblib", "submitit_local")  # runs in child processes of the sweep
 FLUSH_WAIT_S = 10.0  # after Ctrl-C: how long runs elsewhere get to write their `interrupted` status
 # A SLURM job that is preempted, timed out or requeued ends its run `interrupted` and runs again later,
@@ -44,6 +45,8 @@ class PlannedRun:
     swept: dict[str, str]  # swept key -> this run's value (as typed)
     config_hash: str  # records.config_hash of the resolved config
     previous: dict[str, Any] | None = None  # summary.json found before launching (resume)
+    cost: float = 0.0  # expected_cost of its config: longer runs start first
+    threads: int | None = None  # the config's `threads` (None: the thread budget decides)
 
     @property
     def done_before(self) -> bool:
@@ -97,6 +100,31 @@ def parallel_runs(launcher: str, launcher_cfg: dict[str, Any], max_batch_size: i
         return 1
     batch = max_batch_size if max_batch_size and max_batch_size > 0 else n_runs
     return max(1, min(workers, n_runs, batch))
+
+
+def default_workers(n_runs: int, threads: int | None, cores: int | None = None) -> int:
+    """Runs side by side when a sweep names no launcher: as many as the usable cores hold at `threads`
+    each (1 when unset: a small model gains little from a second thread), never more than the runs."""
+    return max(1, min(n_runs, (cores or usable_cores()) // max(1, threads or 1)))
+
+
+def expected_cost(config: dict[str, Any]) -> float:
+    """A run's expected work, to start the longest runs first: blocks × steps × width² × tokens per batch."""
+    tokens = config["train"]["batch_size"] * (config["task"].get("seq_len") or 1)
+    return float(config["depth"] * max(config["train"]["steps"], 1) * config["width"] ** 2 * tokens)
+
+
+def longest_first(runs: list[PlannedRun], swept_keys: list[str]) -> dict[str, list[str]]:
+    """Each swept key's values, most expensive first (by the costliest run holding the value), so that
+    the grid Hydra expands starts its longest runs first; the run dirs are named by value, not order."""
+    order: dict[str, list[str]] = {}
+    for key in swept_keys:
+        cost: dict[str, float] = {}
+        for run in runs:
+            value = run.swept[key]
+            cost[value] = max(cost.get(value, 0.0), run.cost)
+        order[key] = sorted(cost, key=lambda value: -cost[value])  # stable: ties keep the given order
+    return order
 
 
 def thread_budget(threads: int | None, environ: dict[str, str] | os._Environ = os.environ,

@@ -64,7 +64,12 @@ def test_lists_range_and_choice_expand_to_their_cartesian_product(tmp_path: Path
     assert plan.runs[0].name == "depth=2,norm=pre,seed=0"
     assert len({run.config_hash for run in plan.runs}) == 8
     assert plan.sweep_dir == sweep_dir and not sweep_dir.exists(), "planning writes nothing"
-    assert f"++hydra.job.env_set.{PARALLEL_RUNS_ENV}=1" in plan.hydra_overrides  # in-process: one at a time
+    # no launcher named: side by side, one worker per core at threads=1 (in-process on a single core)
+    workers = min(8, usable_cores())
+    assert (plan.launcher, plan.parallel_runs) == ("joblib" if workers > 1 else "basic", workers)
+    assert f"++hydra.job.env_set.{PARALLEL_RUNS_ENV}={workers}" in plan.hydra_overrides
+    basic = hydra_app.plan_sweep([*TINY, "depth=2,3", "hydra/launcher=basic", f"hydra.sweep.dir={sweep_dir}"])
+    assert f"++hydra.job.env_set.{PARALLEL_RUNS_ENV}=1" in basic.hydra_overrides  # in-process: one at a time
 
 
 def test_glob_picks_config_group_options(tmp_path: Path) -> None:
@@ -111,7 +116,8 @@ def test_a_sweep_writes_a_run_dir_per_run_runs_csv_and_sweep_json(sweep) -> None
         assert row.final_loss == pytest.approx(done[row.run]["final_loss"])
         assert row.final_val_loss == pytest.approx(done[row.run]["final_val_loss"])
     assert json.loads((sweep_dir / "sweep.json").read_text()) == {
-        "swept_keys": ["depth"], "overrides": [*TINY, "depth=2,3"], "n_runs": 2, "launcher": "basic",
+        "swept_keys": ["depth"], "overrides": [*TINY, "depth=2,3"], "n_runs": 2,
+        "launcher": "joblib" if usable_cores() > 1 else "basic",  # the default: side by side when it can
         "runs": ["depth=2", "depth=3"]}
     assert (sweep_dir / "multirun.yaml").is_file() and (sweep_dir / "depth=2" / ".hydra").is_dir()
     assert not list(sweep_dir.glob(".*.tmp")), "runs.csv is replaced atomically"
@@ -176,8 +182,8 @@ def test_a_run_that_raises_is_recorded_failed_and_the_sweep_goes_on(sweep, monke
             raise RuntimeError("boom in seed 1")
         return broken(self, *args)
 
-    monkeypatch.setattr(train.Trainer, where, maybe_raise)
-    result, sweep_dir = sweep("depth=2", "seed=0,1,2")
+    monkeypatch.setattr(train.Trainer, where, maybe_raise)  # in this process: so the in-process launcher
+    result, sweep_dir = sweep("depth=2", "seed=0,1,2", "hydra/launcher=basic")
     assert result.exit_code == 1
     done = summaries(sweep_dir)
     assert [done[f"seed={s}"]["status"] for s in range(3)] == ["completed", "failed", "completed"]
@@ -197,7 +203,7 @@ def test_sigint_leaves_valid_files_and_resume_finishes(cli, tmp_path: Path) -> N
     """Ctrl-C in the second of three runs: the first stays completed, the second ends interrupted with
     readable CSVs, the third never starts, exit 130; --resume reruns the second and runs the third."""
     sweep_dir = tmp_path / "sweep"
-    args = [*TINY, "depth=2", "train.steps=150", "log_every=5", "seed=0,1,2",
+    args = [*TINY, "depth=2", "train.steps=150", "log_every=5", "seed=0,1,2", "hydra/launcher=basic",
             f"hydra.sweep.dir={sweep_dir}"]
     proc = subprocess.Popen([sys.executable, "-m", "resbench.cli", "sweep", "--quiet", *args], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -225,6 +231,34 @@ def test_sigint_leaves_valid_files_and_resume_finishes(cli, tmp_path: Path) -> N
     assert run_files(sweep_dir / "seed=0") == first
     assert pd.read_csv(sweep_dir / "runs.csv").status.tolist() == ["completed"] * 3
     assert pd.read_csv(sweep_dir / "seed=1" / "metrics.csv").step.max() == 149
+
+
+def test_sigint_on_the_default_launcher_interrupts_the_runs_in_flight_and_resume_finishes(cli, tmp_path: Path) -> None:
+    """The default (side by side): Ctrl-C ends every run in flight `interrupted` with readable CSVs and
+    starts no further run, exit 130; --resume finishes them all."""
+    sweep_dir = tmp_path / "sweep"
+    args = [*TINY, "depth=2", "train.steps=300", "log_every=5", "seed=0,1,2,3,4", f"hydra.sweep.dir={sweep_dir}"]
+    proc = subprocess.Popen([sys.executable, "-m", "resbench.cli", "sweep", "--quiet", *args], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not any(len(m.read_text().splitlines()) >= 4 for m in sweep_dir.glob("*/metrics.csv")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no run got going"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    statuses = {name: s["status"] for name, s in summaries(sweep_dir).items()}
+    assert "interrupted" in statuses.values() and set(statuses.values()) <= {"completed", "interrupted"}
+    assert len(statuses) < 5, "no further run starts after Ctrl-C"
+    for name in statuses:
+        assert len(pd.read_csv(sweep_dir / name / "metrics.csv")) > 0
+    result = cli("sweep", "--resume", str(sweep_dir))
+    assert result.exit_code == 0, result.stderr
+    assert pd.read_csv(sweep_dir / "runs.csv").status.tolist() == ["completed"] * 5
 
 
 # ----------------------------------------------------------------------------- bad input
