@@ -105,14 +105,15 @@ class RunRecorder:
         write_json(self.run_dir / "summary.json", summary)
 
     def log(self, metrics_row: Sequence[Any] | None, grad_rows: Sequence[Sequence[Any]] = (),
-            layer_rows: Sequence[Sequence[Any]] = ()) -> None:
-        """Append one step's rows to every file and flush them."""
+            layer_rows: Sequence[Sequence[Any]] = (), flush: bool = True) -> None:
+        """Append one step's rows to every file; flush them when asked (the trainer: on logged steps)."""
         if metrics_row is not None:
             self.metrics.write_rows([metrics_row])
         self.grad_norms.write_rows(grad_rows)
         self.layers.write_rows(layer_rows)
-        for f in self._files:
-            f.flush()
+        if flush:
+            for f in self._files:
+                f.flush()
 
     def close(self, summary: dict[str, Any]) -> None:
         for f in self._files:

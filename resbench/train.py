@@ -192,8 +192,9 @@ class Trainer:
                 self.summary["final_val_loss"] = val_loss
                 if self.task.spec.accuracy:
                     self.summary["final_val_acc"] = val_acc
-            if stats is not None or val_loss is not None or diverged:  # the step that diverged is kept
-                self.record(step, loss_value, val_loss, val_acc, lr, stats, start)
+            # A metrics row every step (steps-to-a-loss-target needs them); flushed on the steps that matter.
+            flush = stats is not None or val_loss is not None or diverged  # the step that diverged is kept
+            self.record(step, loss_value, val_loss, val_acc, lr, stats, start, flush)
             finite = [v for v in recent_losses if math.isfinite(v)]
             self.summary["final_loss"] = sum(finite) / len(finite) if finite else None
             elapsed = time.perf_counter() - start
@@ -240,8 +241,8 @@ class Trainer:
         self.profile.act_grad_norm = stats.blocks["act_grad_norm"]
         return stats
 
-    def record(self, step, loss, val_loss, val_acc, lr, stats, start) -> None:
-        """Append this step's rows to metrics.csv, and to grad_norms.csv and layers.csv when logged."""
+    def record(self, step, loss, val_loss, val_acc, lr, stats, start, flush: bool = True) -> None:
+        """Append this step's row to metrics.csv, and rows to grad_norms.csv and layers.csv when logged."""
         row = [step, loss, val_loss, lr, stats.grad_norm if stats else None, round(time.perf_counter() - start, 4)]
         if self.task.spec.accuracy:
             row.append(val_acc)
@@ -250,7 +251,7 @@ class Trainer:
             grad_rows = [(step, layer, name, norm) for layer, name, norm in
                          zip(self.layout.layers, self.layout.names, stats.param_grad_norms)]
             layer_rows = [(step, layer, *values) for layer, values in enumerate(stats.block_rows())]
-        self.recorder.log(row, grad_rows, layer_rows)
+        self.recorder.log(row, grad_rows, layer_rows, flush)
 
 
 def _ratio(block_norms: list[float]) -> float | None:

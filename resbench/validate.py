@@ -94,7 +94,7 @@ CHECKS: dict[str, Callable[[str, Any], None]] = {
     "threads": _optional(_integer(1)),
     "model.name": _choice(list(MODELS)),
     **{f"model.{key}": check for key, check in MODEL_CHECKS.items()},
-    "model.ffn_mult": _integer(1),
+    "model.ffn_mult": _integer(0),  # 0: attention-only Transformer blocks (checked per model below)
     "task.name": _choice(list(TASKS)),
     "task.seq_len": _integer(1),
     "task.val_batches": _integer(1),
@@ -127,6 +127,9 @@ def validate(config: dict[str, Any]) -> None:
     model = config["model"]
     if model["name"] == "transformer" and model["width"] % model["heads"]:
         raise ConfigError(f"width ({model['width']}) must be divisible by heads ({model['heads']})")
+    if model.get("ffn_mult") == 0 and model["name"] != "transformer":
+        raise ConfigError(f"model.ffn_mult=0 (no FFN sublayer) needs model=transformer; model={model['name']} "
+                          "has no other sublayer (use model.ffn_mult >= 1)")
     try:
         resolve_init(model["init"], model["norm"])
     except ValueError as err:
