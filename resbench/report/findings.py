@@ -227,7 +227,7 @@ def depth_exponent(ev: Evidence) -> list[Finding]:
     found = []
     for norm in ("post", "pre"):
         fits, units = _exponent_fits(ev, norm)
-        if fits.empty:
+        if fits.empty or fits["depth"].nunique() < 2:  # one depth: no exponent to speak of
             continue
         slopes = fits.drop_duplicates(["setting", "seed"])["slope"]
         theory = THEORY_EXPONENT[norm]
@@ -496,7 +496,8 @@ def _speed_units(ev: Evidence, matched: pd.DataFrame) -> tuple[Units, str]:
         units.add(_ratio(b, a), unit.setting, unit.seed)
         steps_a.append(a)
         steps_b.append(b)
-    return units, f"{number(np.median(steps_a))} vs {number(np.median(steps_b))} steps to the target (medians)"
+    medians = (number(pd.Series(steps, dtype=float).median()) for steps in (steps_a, steps_b))
+    return units, "{} vs {} steps to the target (medians)".format(*medians)
 
 
 def _vanishing_parts(ev: Evidence, matched: pd.DataFrame) -> list[Part]:

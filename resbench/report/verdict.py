@@ -274,7 +274,7 @@ def settle_command(runs: pd.DataFrame, n_seeds: int, extra: str = "") -> str:
     """`resbench sweep --resume DIR seed=0,1,2` (more seeds, plus `extra` overrides) for these runs."""
     sources = runs["source"].dropna().unique() if "source" in runs else []
     where = str(sources[0]) if len(sources) else "DIR"
-    seeds = max(SETTLING_SEEDS, n_seeds + 2)
+    seeds = SETTLING_SEEDS if n_seeds < SETTLING_SEEDS else n_seeds + 2
     overrides = " ".join(part for part in (extra, "seed=" + ",".join(map(str, range(seeds)))) if part)
     return f"resbench sweep --resume {where} {overrides}"
 
