@@ -14,11 +14,11 @@ from rich.text import Text
 
 from resbench.report import ReportResult, aggregate, load
 from resbench.report.findings import compute_findings, exponent_curves
-from resbench.report.quantities import Evidence
-from resbench.report.verdict import AGREES, DISAGREES, Finding
 from resbench.report.markdown import Section, document, findings_lines
+from resbench.report.quantities import Evidence
 from resbench.report.render import Helper, PlotJob, draw_all
 from resbench.report.tables import Table, compare_tables, report_tables, to_rich
+from resbench.report.verdict import AGREES, DISAGREES, Finding
 
 REPORT_MD = "report.md"
 SUMMARY_CSV = "summary.csv"

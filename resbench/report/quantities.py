@@ -20,6 +20,7 @@ import pandas as pd
 from resbench.report.load import RunSet
 
 SMOOTHING_STEPS = 10  # trailing mean over this many steps (as the summary's final_loss)
+NO_PROGRESS = 0.05  # a smoothed loss that ends within 5 % of the step-0 loss: the run did not train
 W2 = "ffn.fc2.weight"  # the FFN's second weight matrix: the parameter of Xiong et al.'s Fig. 3
 
 
@@ -97,21 +98,34 @@ def smoothed_loss(metrics: pd.DataFrame, run: int) -> pd.Series:
     return rows.set_index("step")["loss"].rolling(SMOOTHING_STEPS, min_periods=1).mean()
 
 
+def initial_loss(metrics: pd.DataFrame) -> pd.Series:
+    """Each run's train loss at step 0 (before any update), by run."""
+    if metrics.empty or "loss" not in metrics:
+        return pd.Series(dtype=float)
+    return metrics.loc[metrics["step"].eq(0)].dropna(subset=["loss"]).groupby("run")["loss"].first()
+
+
 def steps_to(curve: pd.Series, target: float) -> float:
     """First step at which the smoothed loss is at or below `target`; ∞ when it never is."""
     reached = curve.index[curve.to_numpy() <= target]
     return float(reached[0]) if len(reached) else np.inf
 
 
+def trained(curve: pd.Series, diverged: bool) -> bool:
+    """A run trained when it did not diverge and its smoothed loss ended clearly below its step-0 loss."""
+    return (not diverged and len(curve) > 0 and bool(np.isfinite(curve.iloc[-1]))
+            and curve.iloc[-1] < curve.iloc[0] * (1 - NO_PROGRESS))
+
+
 def convergence_steps(metrics: pd.DataFrame, runs: pd.DataFrame, run_a: int, run_b: int) -> tuple[float, float, float]:
     """(steps of a, steps of b, target): both runs to the worse side's final smoothed loss.
 
-    A diverged run never reaches a target (∞ steps) and sets none; two diverged runs: NaN.
+    A run that did not train (diverged, or stuck near its initial loss) never reaches a target (∞ steps)
+    and sets none; when neither trained: NaN.
     """
     status = runs.set_index("run")["status"]
     curves = {run: smoothed_loss(metrics, run) for run in (run_a, run_b)}
-    finals = {run: curve.iloc[-1] for run, curve in curves.items()
-              if len(curve) and status.get(run) != "diverged" and np.isfinite(curve.iloc[-1])}
+    finals = {run: curve.iloc[-1] for run, curve in curves.items() if trained(curve, status.get(run) == "diverged")}
     if not finals:
         return np.nan, np.nan, np.nan
     target = max(finals.values())
