@@ -141,7 +141,9 @@ def _model(runs: pd.DataFrame, name: str) -> pd.DataFrame:
 
 
 def _depth(runs: pd.DataFrame) -> pd.Series:
-    return pd.to_numeric(runs["depth"], errors="coerce") if "depth" in runs else pd.Series(np.nan, index=runs.index)
+    if "depth" not in runs:
+        return pd.Series(np.nan, index=runs.index)
+    return pd.to_numeric(runs["depth"], errors="coerce")
 
 
 def _by_run(runs: pd.DataFrame, column: str) -> pd.Series:
@@ -259,7 +261,8 @@ def exponent_curves(ev: Evidence) -> pd.DataFrame:
             f"theory: slope {theory:g}": np.exp(log_y.mean() + theory * (log_d - log_d.mean())),
         }
         for line, values in lines.items():
-            pieces.append(pd.DataFrame({"panel": f"{norm}-LN", "line": line, "side": "", "x": depths, "y": values}))
+            curve = {"panel": f"{norm}-LN", "line": line, "side": "", "x": depths, "y": values}
+            pieces.append(pd.DataFrame(curve))
     return pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame()
 
 
@@ -348,7 +351,8 @@ def critical_learning_rate(ev: Evidence) -> list[Finding]:
     values = _per_setting({name: ("≥ " if np.nanmedian(v) >= largest else "") + number(np.nanmedian(v))
                            if not np.isnan(v).all() else "none trained" for name, v in critical.items()})
     extra = "train.lr=" + ",".join(f"{lr:g}" for lr in sorted(lrs.unique()) + [largest * 3])
-    return [finding(CRITICAL_LR, [part("", units, CRITICAL_LR.margin, "critical lr " + values)], runs, extra=extra)]
+    judged = part("", units, CRITICAL_LR.margin, "critical lr " + values)
+    return [finding(CRITICAL_LR, [judged], runs, extra=extra)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -388,9 +392,9 @@ def rank_collapse(ev: Evidence) -> list[Finding]:
         for unit in matched.itertuples():
             units.add(_ratio(rank[unit.run_a], rank[unit.run_b]), unit.setting, unit.seed)
         end = _by_run(runs, "rank_residual_end_last")
+        end_a, end_b = (number(end.reindex(matched[side]).median()) for side in ("run_a", "run_b"))
         values = (f"depth {format_value(deep)}: {number(rank[matched['run_a']].median())} without skips vs "
-                  f"{number(rank[matched['run_b']].median())} with (after training "
-                  f"{number(end.reindex(matched['run_a']).median())} vs {number(end.reindex(matched['run_b']).median())})")
+                  f"{number(rank[matched['run_b']].median())} with (after training {end_a} vs {end_b})")
         found.append(finding(RANK_SKIPS, [part("", units, RANK_SKIPS.margin, values)], runs[at]))
     return found
 
@@ -428,7 +432,8 @@ def deepnorm_depth(ev: Evidence) -> list[Finding]:
              part("deepnorm", deep_units, DEEPNET.margin, deep_values)]
     extra = f"depth={','.join(format_value(d) for d in common)},{format_value(common[-1] * 2)}"
     return [finding(DEEPNET, parts, runs[post | deep], extra=extra,
-                    margin_text=f"deepnorm {DEEPNET.margin.text()}; premise: post-LN {DEEPNET_POST_STRUGGLES.text()}")]
+                    margin_text=f"deepnorm {DEEPNET.margin.text()}; "
+                                f"premise: post-LN {DEEPNET_POST_STRUGGLES.text()}")]
 
 
 def degradation(ev: Evidence) -> list[Finding]:
@@ -449,7 +454,8 @@ def degradation(ev: Evidence) -> list[Finding]:
                   premise=True),
              part("plain deeper vs shallower", rise, DEGRADATION.margin, "plain " + rise_values),
              part("plain vs skips", deep_gap, DEGRADATION.margin, deep_values)]
-    margin = f"{DEGRADATION.margin.text()}; premise: the shallowest plain net's loss decrease over the skips' {DEGRADATION_SHALLOW_TRAINS.text()}"
+    margin = (f"{DEGRADATION.margin.text()}; premise: the shallowest plain net's loss decrease over the skips' "
+              f"{DEGRADATION_SHALLOW_TRAINS.text()}")
     return [finding(DEGRADATION, parts, runs, extra=_more_depths(runs), margin_text=margin)]
 
 
@@ -462,8 +468,9 @@ def _progress_share(runs: pd.DataFrame, ev: Evidence, at: pd.Series, skips: pd.S
     for unit in matched.itertuples():
         decrease = {run: initial.get(run, np.nan) - loss[run] for run in (unit.run_a, unit.run_b)}
         units.add(_ratio(decrease[unit.run_b], decrease[unit.run_a]), unit.setting, unit.seed)
-    values = (f"plain {number(loss[matched['run_b']].median())} vs skips {number(loss[matched['run_a']].median())} "
-              f"at depth {format_value(depth)}, from {number(initial.reindex(matched['run_a']).median())} at step 0")
+    plain_loss, skips_loss = (number(loss[matched[side]].median()) for side in ("run_b", "run_a"))
+    values = (f"plain {plain_loss} vs skips {skips_loss} at depth {format_value(depth)}, "
+              f"from {number(initial.reindex(matched['run_a']).median())} at step 0")
     return units, values
 
 
@@ -484,8 +491,8 @@ def signal_collapse(ev: Evidence) -> list[Finding]:
     runs = _model(ev.runs, "mlp")
     if "task.name" not in runs or "rank_residual_init_last" not in runs:
         return []
-    runs = runs[_is(runs, "residual", "false") & _is(runs, "norm", "none") & _is(runs, "task.name", *TEN_CLASS_TASKS)
-                & (_depth(runs) >= DEEP_PLAIN_MIN_DEPTH)]
+    plain = _is(runs, "residual", "false") & _is(runs, "norm", "none")
+    runs = runs[plain & _is(runs, "task.name", *TEN_CLASS_TASKS) & (_depth(runs) >= DEEP_PLAIN_MIN_DEPTH)]
     if runs.empty:
         return []
     runs = runs[_depth(runs).eq(_depth(runs).max())]  # a claim about deep nets: judged at the deepest
@@ -570,13 +577,15 @@ def seed_article(ev: Evidence) -> list[Finding]:
     found = []
     for norm in _norm_values(runs):
         normed = _is(runs, "norm", norm)
-        found += _vanishing(ev, runs, _formatted(VANISHING, norm=norm), ("residual",), normed & skips, normed & plain)
+        claim = _formatted(VANISHING, norm=norm)
+        found += _vanishing(ev, runs, claim, ("residual",), normed & skips, normed & plain)
     for norm in _norm_values(runs[~none]):
         normed = _is(runs, "norm", norm)
         found += _convergence(ev, runs, _formatted(CONVERGENCE, norm=norm), ("norm",), normed, none)
         block, bare = normed & skips, none & plain
-        found += _vanishing(ev, runs, _formatted(BLOCK_VANISHING, norm=norm), ("norm", "residual"), block, bare)
-        found += _convergence(ev, runs, _formatted(BLOCK_CONVERGENCE, norm=norm), ("norm", "residual"), block, bare)
+        both = ("norm", "residual")
+        found += _vanishing(ev, runs, _formatted(BLOCK_VANISHING, norm=norm), both, block, bare)
+        found += _convergence(ev, runs, _formatted(BLOCK_CONVERGENCE, norm=norm), both, block, bare)
     return found
 
 

@@ -117,7 +117,8 @@ def trained(curve: pd.Series, diverged: bool) -> bool:
             and curve.iloc[-1] < curve.iloc[0] * (1 - NO_PROGRESS))
 
 
-def convergence_steps(metrics: pd.DataFrame, runs: pd.DataFrame, run_a: int, run_b: int) -> tuple[float, float, float]:
+def convergence_steps(metrics: pd.DataFrame, runs: pd.DataFrame, run_a: int,
+                      run_b: int) -> tuple[float, float, float]:
     """(steps of a, steps of b, target): both runs to the worse side's final smoothed loss.
 
     A run that did not train (diverged, or stuck near its initial loss) never reaches a target (∞ steps)
@@ -125,7 +126,8 @@ def convergence_steps(metrics: pd.DataFrame, runs: pd.DataFrame, run_a: int, run
     """
     status = runs.set_index("run")["status"]
     curves = {run: smoothed_loss(metrics, run) for run in (run_a, run_b)}
-    finals = {run: curve.iloc[-1] for run, curve in curves.items() if trained(curve, status.get(run) == "diverged")}
+    finals = {run: curve.iloc[-1] for run, curve in curves.items()
+              if trained(curve, status.get(run) == "diverged")}
     if not finals:
         return np.nan, np.nan, np.nan
     target = max(finals.values())

@@ -189,7 +189,8 @@ def pairs(runs: pd.DataFrame, config_keys: Sequence[str], variables: Sequence[st
                 if common:
                     rows += [(label, seed, a_by_seed[seed], b_by_seed[seed]) for seed in common]
                 else:
-                    rows.append((label, "unpaired", a_by_seed.sort_index().iloc[0], b_by_seed.sort_index().iloc[0]))
+                    lowest = (by_seed.sort_index().iloc[0] for by_seed in (a_by_seed, b_by_seed))
+                    rows.append((label, "unpaired", *lowest))
     return pd.DataFrame(rows, columns=["setting", "seed", "run_a", "run_b"])
 
 
