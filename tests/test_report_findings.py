@@ -398,6 +398,16 @@ def test_seed_article_on_the_case_study_grid(tmp_path):
     assert none_about(found, SEED, "do not vanish") and none_about(found, SEED, "speeds up")
 
 
+@pytest.mark.parametrize("block_speed, plain_ratio, verdict", [
+    (3.0, 20.0, AGREES), (0.3, 0.1, DISAGREES), (1.0, 1.5, INCONCLUSIVE)])
+def test_seed_article_block_against_the_plain_net(tmp_path, block_speed, plain_ratio, verdict):
+    arms = (("none", False, 1.0, plain_ratio), ("branch", True, block_speed, 1.0))
+    runs = [{"norm": norm, "residual": residual, "depth": 4, "_speed": speed, "_init_ratio": ratio, "_final_loss": 0.3}
+            for norm, residual, speed, ratio in arms]
+    block = [f for f in computed(tmp_path, runs, ["norm", "residual"]) if "vs the plain net" in f.comparison]
+    assert [f.verdict for f in block] == [verdict, verdict], [f.text() for f in block]
+
+
 def test_confounder_skips_at_another_width_are_not_compared(tmp_path):
     runs = [{"norm": "branch", "residual": True, "depth": 4, "width": 16},
             {"norm": "branch", "residual": False, "depth": 4, "width": 8}]
