@@ -222,6 +222,12 @@ def test_critical_learning_rate_ignores_a_loss_far_from_the_best(tmp_path):
     assert finding.verdict == AGREES and "post-LN: 0.001" in finding.value
 
 
+def test_a_stack_that_stalls_at_every_lr_has_no_critical_lr(tmp_path):
+    runs = with_(lr_runs([1e-3, 3e-3, 1e-2], [1e-3, 3e-3, 1e-2]), {"norm": "post"}, _final_loss=1.0)
+    finding = about(computed(tmp_path, runs, ["norm", "train.lr"]), XIONG, "larger learning rates")
+    assert finding.verdict == AGREES and "post-LN: none trained" in finding.value
+
+
 def test_confounder_critical_lr_at_another_width_is_not_compared(tmp_path):
     runs = with_(lr_runs([1e-3], [1e-3, 3e-3, 1e-2]), {"norm": "pre"}, width=16)
     assert none_about(computed(tmp_path, runs, ["norm", "train.lr", "width"]), XIONG, "larger learning rates")

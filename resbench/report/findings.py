@@ -118,7 +118,8 @@ BLOCK_CONVERGENCE = Claim(
 CRITICAL_LR = Claim(
     "Xiong et al. 2020", "pre-LN tolerates larger learning rates than post-LN without warmup",
     f"critical learning rate: the largest train.lr whose run stayed finite and ended within "
-    f"{LR_TRAINED_MARGIN:.0%} of the best final loss of its (norm, depth, seed) lr sweep; pre-LN's over post-LN's",
+    f"{LR_TRAINED_MARGIN:.0%} of the best final loss any run of its matched setting and seed reached (either "
+    f"norm, any lr); pre-LN's over post-LN's (none trained counts as 0)",
     "pre vs post Transformer runs with skips and no warmup, over ≥ 2 learning rates, matched",
     Margin(2.0, 0.5, "×"))
 
@@ -337,7 +338,10 @@ def critical_learning_rate(ev: Evidence) -> list[Finding]:
         lr=lrs.to_numpy(), norm=_text(runs, "norm").to_numpy(), loss=runs["outcome_loss"].to_numpy())
     units, critical = Units(), {}
     for (setting, seed), cell in table.groupby(["setting", "seed"], sort=False):
-        found = {norm: q.critical_lr(rows["lr"], rows["loss"], LR_TRAINED_MARGIN)
+        finite = cell["loss"][np.isfinite(cell["loss"])]
+        if finite.empty:
+            continue
+        found = {norm: q.critical_lr(rows["lr"], rows["loss"], finite.min(), LR_TRAINED_MARGIN)
                  for norm, rows in cell.groupby("norm") if rows["lr"].nunique() >= 2}
         if len(found) < 2:
             continue

@@ -171,11 +171,12 @@ def predicted_stream_rms(input_variance: float, per_block: float, depth: float) 
 # learning rates
 
 
-def critical_lr(lrs: Sequence[float], losses: Sequence[float], margin: float) -> float:
-    """Largest lr whose run trained: finite loss within `margin` (relative) of the best loss; NaN if none."""
+def critical_lr(lrs: Sequence[float], losses: Sequence[float], best: float, margin: float) -> float:
+    """Largest lr whose run trained: a finite loss within `margin` (relative) of `best`; NaN if none did.
+
+    `best` is the best loss of the whole comparison (both placements at that depth): a stack that stalls
+    at every lr has no lr that trained, rather than its own stalled best.
+    """
     lrs, losses = np.asarray(lrs, float), np.asarray(losses, float)
-    finite = np.isfinite(losses)
-    if not finite.any():
-        return np.nan
-    trained = finite & (losses <= losses[finite].min() * (1 + margin))
-    return float(lrs[trained].max())
+    trained = np.isfinite(losses) & (losses <= best * (1 + margin))
+    return float(lrs[trained].max()) if trained.any() else np.nan
