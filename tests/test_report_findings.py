@@ -186,6 +186,13 @@ def test_pre_ln_stream_grows_as_its_increments_predict(tmp_path, deep_per_block,
     assert "2.83" in finding.value  # the prediction at depth 8: √(0 + 1·8)
 
 
+def test_pre_ln_stream_judged_only_where_the_prediction_grows_visibly(tmp_path):
+    """Depth 3's prediction (√3) is only ×1.22 above the shallowest run's √2: no test, whatever it measures."""
+    runs = [{"norm": "pre", "depth": 2, "_rms_per_block": 1.0}, {"norm": "pre", "depth": 3, "_rms_per_block": 4.0},
+            {"norm": "pre", "depth": 8, "_rms_per_block": 1.0}]
+    assert about(computed(tmp_path, runs, ["depth"]), XIONG, "residual stream").verdict == AGREES
+
+
 def test_pre_ln_stream_without_growth_is_untested(tmp_path):
     found = computed(tmp_path, grid(norm=["pre", "post"], depth=[2, 8]), ["norm", "depth"], Knobs(pre_rms_grows=False))
     finding = about(found, XIONG, "residual stream")

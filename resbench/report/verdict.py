@@ -284,7 +284,7 @@ def finding(claim: Claim, parts: Sequence[Part], runs: pd.DataFrame, extra: str 
             margin_text: str | None = None) -> Finding:
     """The Finding of `claim` from its judged parts: values, seeds, settings, and how to settle it."""
     verdict, reason = combine(parts)
-    n_seeds = min((p.n_seeds for p in parts), default=0)
+    n_seeds = max((p.n_seeds for p in parts), default=0)
     n_settings = max((p.n_settings for p in parts), default=0)
     shown = "; ".join(f"{p.name}: {p.values} → {p.verdict}" if p.name else p.values for p in parts)
     value = f"{shown}; {n_seeds} seed{'s' if n_seeds != 1 else ''}, {n_settings} matched setting" + (
