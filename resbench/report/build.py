@@ -214,7 +214,7 @@ def plot_jobs(runs: pd.DataFrame, run_set: load.RunSet, keys: list[str], target:
             x_at_values=True, error_bars=True, title="Final train loss vs depth (mean ± std over seeds)")
     if evidence is not None and not comparing_sides(runs):
         add("grad_exponent.png", "line_figure", exponent_curves(evidence), x_label="depth L (blocks)",
-            y_label="last block's ‖∇W₂‖ at init", log_y=True, x_at_values=True, ncols=2,
+            y_label="last block's ‖∇W₂‖ at init", log_y=True, log_x=True, x_at_values=True, ncols=2,
             title="Last block's FFN W₂ gradient at init vs depth: fit and Xiong et al.'s theory (log-log)")
     for probe, (file_name, title, y_label) in PROBE_PLOTS.items():
         if has[probe]:
