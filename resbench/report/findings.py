@@ -320,8 +320,8 @@ def stream_growth(ev: Evidence) -> list[Finding]:
     medians = {f"depth {format_value(depth)}": "{} vs {}".format(*map(number, np.median(values, axis=0)))
                for depth, values in sorted(shown.items())}
     values = f"pre-LN last-block RMS measured vs predicted (medians) {_per_setting(medians)}"
-    parts = [part("predicted growth at the largest depth over the shallowest run", growth, STREAM_GROWS,
-                  "prediction", premise=True),
+    parts = [part("predicted growth", growth, STREAM_GROWS, "predicted RMS at the largest depth over the shallowest "
+                  "run's measured RMS", premise=True),
              part("measured vs predicted", fit, STREAM.margin, values)]
     return [finding(STREAM, parts, runs, extra=_more_depths(runs),
                     margin_text=f"{STREAM.margin.text()}; premise: predicted growth {STREAM_GROWS.text()}")]
