@@ -17,8 +17,19 @@ import pandas as pd
 from resbench.report import quantities as q
 from resbench.report.aggregate import format_value
 from resbench.report.quantities import Evidence
-from resbench.report.verdict import (AGREES, Claim, Finding, Margin, Part, Units, finding, number, pairs, part,
-                                     singles)
+from resbench.report.verdict import (
+    AGREES,
+    Claim,
+    Finding,
+    Margin,
+    Part,
+    Units,
+    finding,
+    number,
+    pairs,
+    part,
+    singles,
+)
 
 LN10 = math.log(10)
 TEN_CLASS_TASKS = ("digits", "mnist", "mnist1d")  # chance loss ln 10
