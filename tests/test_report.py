@@ -73,8 +73,8 @@ def test_terminal_and_markdown_show_groups_profiles_and_findings(sweep_report):
     sweep, result, terminal = sweep_report
     markdown = (sweep / "report" / "report.md").read_text()
     assert "depth=4,norm=post,residual=true" in markdown
-    assert re.search(r"^depth +norm +residual ", terminal, re.M), "the terminal shows one column per key"
-    assert re.search(r"^4 +post +true ", terminal, re.M)
+    assert re.search(r"^depth +norm +residual ", terminal, re.MULTILINE), "the terminal shows one column per key"
+    assert re.search(r"^4 +post +true ", terminal, re.MULTILINE)
     for text in (terminal, markdown):
         assert "Gradient norm per block" in text and re.search(r"init\s+last/first|init last/first", text)
         assert "Hidden-state RMS per block" in text and "Rank residual" in text
