@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
+import types
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -269,3 +271,17 @@ def run(config: dict[str, Any], run_dir: Path | str, progress: Progress | None =
         job: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train one run of `config` (a resolved config as a plain dict) into `run_dir`; return its summary."""
     return Trainer(config, Path(run_dir), progress, job).run()
+
+
+class _CallableModule(types.ModuleType):
+    """`resbench.train` is this module (train.run, train.Trainer, …) and, for notebooks, also the call
+    `resbench.train(overrides_or_config, run_dir)` of resbench.api.train: a package attribute cannot be
+    both a submodule and a function, and the submodule's name is taken by every importer of it."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        from .api import train
+
+        return train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
