@@ -3,6 +3,7 @@
     python benchmarks/train_overhead.py                       # default model: depth 6, width 64, seq_len 32, batch 32
     python benchmarks/train_overhead.py depth=12 --block 20   # any config overrides
     python benchmarks/train_overhead.py --log-every 10        # the default probe interval instead
+    python benchmarks/train_overhead.py logger=tensorboard    # with TensorBoard event files written too
 
 Both run in this process, interleaved: the Trainer (log_every=1, every file written to a temp dir)
 calls its Progress after each step, and every `--block` trainer steps that callback runs `--block`
@@ -111,7 +112,8 @@ def main() -> None:
     model = config["model"]
     print(f"model {model['name']} depth={model['depth']} width={model['width']} "
           f"seq_len={config['task'].get('seq_len')} batch={config['train']['batch_size']} "
-          f"device={device} threads={torch.get_num_threads()} · {args.repeats} × {args.block} steps each "
+          f"device={device} threads={torch.get_num_threads()} logger={config.get('logger', 'none')} · "
+          f"{args.repeats} × {args.block} steps each "
           f"· {rows} grad_norms rows written")
     print(f"bare loop   {statistics.median(bare_rates):8.1f} steps/s (median)")
     print(f"trainer     {statistics.median(trainer_rates):8.1f} steps/s (median, log_every={args.log_every})")

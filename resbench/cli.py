@@ -130,6 +130,8 @@ def report(
     dirs: Annotated[list[Path] | None, typer.Argument(
         help="Sweep or run dirs (default: the latest sweep under results/sweeps). Two dirs: a comparison.")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the report here instead of DIR/report.")] = None,
+    tensorboard: Annotated[bool, typer.Option(
+        "--tensorboard", help="Also write each run's TensorBoard event files (RUN/tb/) from its CSVs.")] = False,
 ) -> None:
     """Tables, PNG plots, summary.csv and report.md (with computed findings) for sweeps or runs."""
     from rich.markup import escape
@@ -137,11 +139,22 @@ def report(
     from .report import ReportInputError, build_report, latest_sweep
 
     console = _console()
+    targets = list(dirs) if dirs else None
     try:
-        result = build_report(list(dirs) if dirs else [latest_sweep()], console=console, out_dir=out)
+        targets = targets or [latest_sweep()]
+        if tensorboard:
+            from . import loggers
+
+            if not loggers.logger_available("tensorboard"):
+                fail(loggers.INSTALL_HINT.replace("logger=tensorboard", "--tensorboard"))
+        result = build_report(targets, console=console, out_dir=out)
     except ReportInputError as err:
         fail(str(err))
     console.print(f"report: {escape(str(result.out_dir / 'report.md'))} ({result.n_runs} runs)")
+    if tensorboard:
+        written = loggers.export(targets)
+        console.print(f"tensorboard: {len(written)} run(s) · tensorboard --logdir {escape(str(targets[0]))}",
+                      soft_wrap=True)
 
 
 @app.command(context_settings=_ARGS)

@@ -78,7 +78,7 @@ def read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-NOT_IN_HASH = ("threads",)  # how a run executes, not what it computes
+NOT_IN_HASH = ("threads", "logger")  # how a run executes or is watched, not what it computes
 
 
 def config_hash(config: dict[str, Any]) -> str:

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import models, probes, tasks
-from .records import LAYER_COLUMNS, METRIC_COLUMNS, RunRecorder, config_hash
+from . import loggers, models, probes, tasks
+from .records import GRAD_NORM_COLUMNS, LAYER_COLUMNS, METRIC_COLUMNS, RunRecorder, config_hash
 
 FINAL_LOSS_WINDOW = 10  # final_loss is the mean training loss of the last 10 steps
 INIT_BATCHES_STREAM = 1  # SeedSequence key of the init_batches data stream (training data: the seed itself)
@@ -121,6 +121,7 @@ class Trainer:
         self.val_batches = self.task.val_batches()
         metric_columns = METRIC_COLUMNS + (["val_acc"] if self.task.spec.accuracy else [])
         self.recorder = RunRecorder(self.run_dir, self.config, metric_columns, LAYER_COLUMNS)
+        self.listeners = loggers.build(self.config, self.run_dir)  # e.g. TensorBoard (the `logger` key)
         self.summary: dict[str, Any] = {
             "status": "running",
             "steps_done": 0,
@@ -160,6 +161,8 @@ class Trainer:
         self.summary["status"] = status
         self.summary["wall_s"] = round(time.perf_counter() - start, 3)
         self.recorder.close(self.summary)
+        for listener in self.listeners:
+            listener.close(self.summary)
         self.progress.run_finished(self.summary, self.profile)
 
     def loop(self, start: float) -> str:
@@ -253,6 +256,10 @@ class Trainer:
                          zip(self.layout.layers, self.layout.names, stats.param_grad_norms)]
             layer_rows = [(step, layer, *values) for layer, values in enumerate(stats.block_rows())]
         self.recorder.log(row, grad_rows, layer_rows)
+        for listener in self.listeners:  # the same rows, by column name
+            listener.log(dict(zip(self.recorder.metrics.columns, row)),
+                         [dict(zip(GRAD_NORM_COLUMNS, r)) for r in grad_rows],
+                         [dict(zip(self.recorder.layers.columns, r)) for r in layer_rows])
 
 
 def _ratio(block_norms: list[float]) -> float | None:
