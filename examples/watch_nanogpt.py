@@ -73,7 +73,8 @@ def char_batches(batch_size: int = 32, block_size: int = 32, seed: int = 0):
 
     text = "".join(topics.values())
     chars = sorted(set(text))
-    data = torch.tensor([chars.index(c) for c in text], dtype=torch.long)
+    index = {char: i for i, char in enumerate(chars)}
+    data = torch.tensor([index[char] for char in text], dtype=torch.long)
     generator = torch.Generator().manual_seed(seed)
 
     def stream():

@@ -14,14 +14,22 @@ from typing import Annotated
 
 import typer
 
+from .completion import complete_override
+
+
+def _complete(ctx: typer.Context, incomplete: str) -> list[str]:
+    """TAB on an override: the words typed before it (bash splits `norm=` into `norm` `=`) and the word."""
+    return complete_override([*(ctx.params.get("overrides") or []), *ctx.args], incomplete)
+
+
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 OVERRIDES_HELP = "Hydra overrides, e.g. depth=12 norm=post train.lr=3e-4 (see README: Config keys)."
-Overrides = Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP)]
+Overrides = Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, autocompletion=_complete)]
 SWEEP_OVERRIDES_HELP = ("Hydra overrides with lists, e.g. depth=6,12,24 seed=range(3) norm=choice(pre,post) "
                         "hydra/launcher=joblib; with --resume, a SWEEP_DIR may come first.")
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion: commands, override keys and values
     no_args_is_help=True,
     help="See, layer by layer, what residual connections and normalization placement do to deep networks.",
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -73,7 +81,8 @@ def train(
 
 @app.command(context_settings=_ARGS)
 def sweep(
-    overrides: Annotated[list[str] | None, typer.Argument(help=SWEEP_OVERRIDES_HELP)] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help=SWEEP_OVERRIDES_HELP,
+                                                          autocompletion=_complete)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the expanded runs as a table; run nothing.")]
     = False,
     resume: Annotated[bool, typer.Option(
