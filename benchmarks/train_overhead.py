@@ -24,7 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from resbench import hydra_app, models, tasks, train
+from resbench import hydra_app, loggers, models, tasks, train
 
 
 class BareLoop:
@@ -85,6 +85,37 @@ class Interleaved:
         self._mark = time.perf_counter()
 
 
+class TimedListener:
+    """A logger (the `logger` key's step listener) whose own time in `log` is summed: its cost measured
+    directly, apart from the machine's noise on whole steps."""
+
+    def __init__(self, inner: Any):
+        self.inner, self.seconds, self.calls = inner, 0.0, 0
+
+    def log(self, *rows: Any) -> None:
+        start = time.perf_counter()
+        self.inner.log(*rows)
+        self.seconds += time.perf_counter() - start
+        self.calls += 1
+
+    def close(self, summary: dict[str, Any]) -> None:
+        self.inner.close(summary)
+
+
+def time_listeners(name: str) -> list[TimedListener]:
+    """Wrap logger `name`'s listeners in TimedListener; returns the list they are added to."""
+    timed: list[TimedListener] = []
+    factory = loggers.LOGGERS[name]
+    def timed_factory(run_dir: Path, config: dict[str, Any]) -> TimedListener:
+        listener = TimedListener(factory(run_dir, config))
+        timed.append(listener)
+        return listener
+
+    if factory is not None:
+        loggers.LOGGERS[name] = timed_factory
+    return timed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. depth=12 device=cpu")
@@ -99,6 +130,7 @@ def main() -> None:
     if config.get("threads"):
         torch.set_num_threads(config["threads"])
     device = train.pick_device(config["device"])
+    timed = time_listeners(config.get("logger") or "none")
     bare = BareLoop(config, device)
     interleaved = Interleaved(bare, args.block)
     with tempfile.TemporaryDirectory(prefix="resbench-bench-") as run_dir:
@@ -119,6 +151,11 @@ def main() -> None:
     print(f"trainer     {statistics.median(trainer_rates):8.1f} steps/s (median, log_every={args.log_every})")
     print(f"ratio       {statistics.median(ratios):8.3f}  (median of paired blocks; "
           f"min {min(ratios):.3f}, max {max(ratios):.3f})")
+    for listener in timed:
+        per_step = listener.seconds / max(listener.calls, 1)
+        step_s = 1 / statistics.median(trainer_rates)
+        print(f"logger      {per_step * 1e3:8.3f} ms per recorded step in its log() ({listener.calls} calls), "
+              f"{per_step / step_s:.1%} of a trainer step: alone it allows {step_s / (step_s + per_step):.3f}×")
 
 
 if __name__ == "__main__":

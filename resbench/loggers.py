@@ -22,6 +22,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -58,6 +59,7 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+@cache  # called for every block and quantity of every logged step
 def block_tag(quantity: str, layer: int, stack: str | None = None, n_blocks: int = 0) -> str:
     """`grad_norm/block_03` (zero-padded to sort: three digits from 100 blocks); `grad_norm/encoder_block_03`
     for a seq2seq layer of the `encoder` stack."""
@@ -70,7 +72,7 @@ def step_scalars(metrics: Row, layers: Sequence[Row], n_blocks: int = 0) -> dict
     scalars = {tag: _number(metrics.get(column)) for column, tag in RUN_SCALARS.items()}
     for row in layers:
         for quantity in BLOCK_QUANTITIES:
-            scalars[block_tag(quantity, row["layer"], row.get("stack") or None, n_blocks)] = _number(row.get(quantity))
+            scalars[block_tag(quantity, int(row["layer"]), row.get("stack") or None, n_blocks)] = _number(row.get(quantity))
     return {tag: value for tag, value in scalars.items() if value is not None}
 
 
@@ -84,14 +86,18 @@ def _scalar_summary(scalars: Mapping[str, float]):
 
 
 def _histogram_summary(tag: str, values: Sequence[float], bins: int = 30):
-    import numpy as np
+    """`bins` equal buckets from min to max. Plain Python: for the few dozen values of a step it is ~10×
+    faster than numpy.histogram's set-up."""
     from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
 
-    data = np.asarray(values, dtype=float)
-    counts, edges = np.histogram(data, bins=bins)
-    histogram = HistogramProto(min=float(data.min()), max=float(data.max()), num=len(data), sum=float(data.sum()),
-                               sum_squares=float((data**2).sum()), bucket_limit=edges[1:].tolist(),
-                               bucket=counts.astype(float).tolist())
+    low, high = min(values), max(values)
+    width = (high - low) / bins or 1.0
+    counts = [0.0] * bins
+    for value in values:
+        counts[min(int((value - low) / width), bins - 1)] += 1
+    histogram = HistogramProto(min=low, max=high, num=len(values), sum=sum(values),
+                               sum_squares=sum(v * v for v in values),
+                               bucket_limit=[low + width * (i + 1) for i in range(bins)], bucket=counts)
     return Summary(value=[Summary.Value(tag=tag, histo=histogram)])
 
 
@@ -193,10 +199,11 @@ class TensorBoardLogger:
             stacks = sorted({str(row.get("stack") or "") for row in layers}) or [""]
             self.writer.add(layout_summary(stacks), step)
             self._layout_written = True
-        self.writer.add(_scalar_summary(step_scalars(metrics, layers, self.n_blocks)), step)
+        summary = _scalar_summary(step_scalars(metrics, layers, self.n_blocks))
         norms = [value for value in (_number(row.get("grad_norm")) for row in grad_norms) if value is not None]
         if norms:
-            self.writer.add(_histogram_summary("grad_norm/params", norms), step)
+            summary.value.extend(_histogram_summary("grad_norm/params", norms).value)
+        self.writer.add(summary, step)  # one event per step
 
     def close(self, summary: Row) -> None:
         self.writer.close()
