@@ -11,11 +11,13 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+RESBENCH = str(Path(sys.executable).parent / "resbench")  # the installed script, as a shell runs it
 COMMANDS = {
     "python -c pass": ([sys.executable, "-c", "pass"], {}),
-    "resbench --help": ([sys.executable, "-m", "resbench.cli", "--help"], {}),
-    "TAB after norm=": ([sys.executable, "-m", "resbench.cli"],
+    "resbench --help": ([RESBENCH, "--help"], {}),
+    "TAB after norm=": ([RESBENCH],
                         {"_RESBENCH_COMPLETE": "complete_zsh", "_TYPER_COMPLETE_ARGS": "resbench sweep norm="}),
 }
 

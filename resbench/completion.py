@@ -8,13 +8,9 @@ registries stay the one place a choice is spelled.
 
 from __future__ import annotations
 
-import ast
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 PACKAGE = Path(__file__).resolve().parent
 # key → (source file in the package, registry name, values the config allows besides the registry's)
@@ -35,6 +31,8 @@ NOT_KEYS = ("defaults", "hydra")  # top-level entries of config.yaml that are no
 
 def registry_names(path: Path, name: str) -> list[str]:
     """The string keys of the dict (or items of the tuple/list) assigned to `name` at the top of `path`."""
+    import ast
+
     tree = ast.parse(path.read_text(encoding="utf-8"))
     for node in tree.body:
         targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
@@ -51,7 +49,15 @@ def _flatten(node: Any, prefix: str = "") -> list[str]:
 
 
 def _conf() -> Any:
+    from importlib import resources
+
     return resources.files("resbench.conf")
+
+
+def _yaml(text: str) -> Any:
+    import yaml  # here, not at the top: `resbench --help` imports this module and must stay fast
+
+    return yaml.safe_load(text)
 
 
 @cache
@@ -67,14 +73,14 @@ def group_options() -> dict[str, list[str]]:
 def override_keys() -> list[str]:
     """Every key an override can set: config.yaml's (nested ones dotted), then model.* and task.* of each option."""
     conf = _conf()
-    root = yaml.safe_load(conf.joinpath("config.yaml").read_text(encoding="utf-8")) or {}
+    root = _yaml(conf.joinpath("config.yaml").read_text(encoding="utf-8")) or {}
     keys = [key.rstrip(".") for name, value in root.items() if name not in NOT_KEYS
             for key in _flatten(value, f"{name}.")]
     for group in ("model", "task"):
         for option in group_options()[group]:
             text = conf.joinpath(group, f"{option}.yaml").read_text(encoding="utf-8")
             prefix = "" if GLOBAL_PACKAGE in text.split("\n", 1)[0] else f"{group}."  # Hydra's package header
-            node = yaml.safe_load(text) or {}
+            node = _yaml(text) or {}
             keys += [f"{prefix}{key.rstrip('.')}" for name, value in node.items() if name != "defaults"
                      for key in _flatten(value, f"{name}.")]
     return list(dict.fromkeys(keys))
