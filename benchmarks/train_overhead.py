@@ -26,6 +26,10 @@ import torch.nn.functional as F
 
 from resbench import hydra_app, loggers, models, tasks, train
 
+# Wall-clock time by default; with --clock process, this process's CPU time (all its threads, the event
+# writer's too), which other processes on a busy machine do not inflate (as in probe_overhead.py).
+CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
+clock_now = CLOCKS["wall"]
 
 class BareLoop:
     """The same model and optimizer with nothing around them: the fastest the trainer could go."""
@@ -44,7 +48,7 @@ class BareLoop:
 
     def run(self, steps: int) -> float:
         """Seconds for `steps` optimizer steps."""
-        start = time.perf_counter()
+        start = clock_now()
         for _ in range(steps):
             x, y = self.batches[self.position % len(self.batches)]
             self.position += 1
@@ -55,7 +59,7 @@ class BareLoop:
             self.optimizer.step()
         if self.device.type == "cuda":
             torch.cuda.synchronize()
-        return time.perf_counter() - start
+        return clock_now() - start
 
 
 class Interleaved:
@@ -74,7 +78,7 @@ class Interleaved:
     def run_finished(self, summary: dict[str, Any], profile: Any) -> None: ...
 
     def step(self, step: int, total: int, loss: float, val_loss: float | None, steps_per_s: float) -> None:
-        now = time.perf_counter()
+        now = clock_now()
         if 0 < step < total - 1:
             self._elapsed += now - self._mark
             self._counted += 1
@@ -82,7 +86,7 @@ class Interleaved:
                 self.trainer_blocks.append(self._elapsed)
                 self.bare_blocks.append(self.bare.run(self.block))
                 self._elapsed, self._counted = 0.0, 0
-        self._mark = time.perf_counter()
+        self._mark = clock_now()
 
 
 class TimedListener:
@@ -93,9 +97,9 @@ class TimedListener:
         self.inner, self.seconds, self.calls = inner, 0.0, 0
 
     def log(self, *rows: Any) -> None:
-        start = time.perf_counter()
+        start = clock_now()
         self.inner.log(*rows)
-        self.seconds += time.perf_counter() - start
+        self.seconds += clock_now() - start
         self.calls += 1
 
     def close(self, summary: dict[str, Any]) -> None:
@@ -122,7 +126,11 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=50, help="steps per block (default 50)")
     parser.add_argument("--repeats", type=int, default=8, help="timed block pairs (default 8)")
     parser.add_argument("--log-every", type=int, default=1, help="the trainer's log_every (default 1: every step)")
+    parser.add_argument("--clock", choices=list(CLOCKS), default="wall",
+                        help="wall time (default) or this process's CPU time (steadier on a busy machine)")
     args = parser.parse_args()
+    global clock_now
+    clock_now = CLOCKS[args.clock]
 
     steps = (args.repeats + 1) * args.block + 2  # + warm-up block, step 0 and the last step
     overrides = [*args.overrides, f"log_every={args.log_every}", f"train.steps={steps}", f"train.eval_every={steps + 1}"]
