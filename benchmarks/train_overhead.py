@@ -31,6 +31,7 @@ from resbench import hydra_app, loggers, models, tasks, train
 CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
 clock_now = CLOCKS["wall"]
 
+
 class BareLoop:
     """The same model and optimizer with nothing around them: the fastest the trainer could go."""
 

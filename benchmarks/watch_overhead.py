@@ -32,6 +32,7 @@ import resbench
 CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
 clock_now = CLOCKS["wall"]
 
+
 def timed_block(model, optimizer, batches, steps: int, watcher=None) -> float:
     start = clock_now()
     for _ in range(steps):
