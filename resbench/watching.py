@@ -159,8 +159,7 @@ class Watch:
         self.summary["final_loss"] = sum(finite) / len(finite) if finite else None
         self._grad_norms = self._loss = None
         if not math.isfinite(stats.grad_norm) or (loss is not None and not math.isfinite(loss)):
-            self.summary["status"] = "diverged"
-        self.recorder.write_summary({**self.summary, "wall_s": round(time.perf_counter() - self._start, 3)})
+            self.summary["status"] = "diverged"  # the user's loop decides whether to go on; close() keeps it
 
     # ---- the end -------------------------------------------------------------------------------------
 
