@@ -20,6 +20,7 @@ CHOICE_REGISTRIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "residual": ("models/residuals.py", "RESIDUALS", ()),
     "init": ("models/init.py", "INITS", ("auto",)),
     "device": ("validate.py", "DEVICES", ()),
+    "precision": ("precision.py", "PRECISIONS", ()),
     "train.optimizer": ("validate.py", "OPTIMIZER_NAMES", ()),
     "logger": ("loggers.py", "LOGGERS", ()),
     "hydra/launcher": ("hydra_app.py", "LAUNCHER_PLUGINS", ("basic",)),

@@ -11,6 +11,7 @@ import pytest
 from resbench import hydra_app, loggers, validate
 from resbench.completion import CHOICE_REGISTRIES, choices, override_keys
 from resbench.models import INITS, NORMS, PLACEMENTS, RESIDUALS
+from resbench.precision import PRECISIONS
 
 # Prints, as the interpreter exits, which heavy libraries the command imported.
 REPORT_IMPORTS = ("import atexit, sys; atexit.register(lambda: print('IMPORTED', sorted(m for m in "
@@ -26,7 +27,7 @@ def resbench(*args: str, **env: str) -> str:
 
 def test_choice_values_are_the_registries_names():
     imported = {"norm": list(PLACEMENTS), "norm_type": list(NORMS), "residual": list(RESIDUALS),
-                "init": ["auto", *INITS], "device": list(validate.DEVICES),
+                "init": ["auto", *INITS], "device": list(validate.DEVICES), "precision": list(PRECISIONS),
                 "train.optimizer": list(validate.OPTIMIZER_NAMES), "logger": list(loggers.LOGGERS),
                 "hydra/launcher": ["basic", *hydra_app.LAUNCHER_PLUGINS]}
     assert set(imported) == set(CHOICE_REGISTRIES)
