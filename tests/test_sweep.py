@@ -333,3 +333,20 @@ def test_submitit_local_runs_a_sweep_in_job_processes(sweep) -> None:
     assert all(s["pid"] != os.getpid() and s["slurm_job_id"] is None for s in done.values())
     assert all(s["threads"] == max(1, usable_cores() // 2) for s in done.values())
     assert len(pd.read_csv(sweep_dir / "runs.csv")) == 2
+
+
+def test_the_longest_runs_start_first_and_dirs_and_runs_csv_keep_the_given_order(tmp_path: Path) -> None:
+    plan = hydra_app.plan_sweep([*TINY, "depth=1,4,2", "seed=0,1", f"hydra.sweep.dir={tmp_path / 'sweep'}"])
+    assert [run.name for run in plan.runs][:2] == ["depth=1,seed=0", "depth=1,seed=1"]  # as given
+    assert "depth=4,2,1" in plan.hydra_overrides and "depth=1,4,2" not in plan.hydra_overrides
+    assert [run.cost for run in plan.runs][::2] == [c * 1.0 for c in (1 * 3 * 16**2 * 32, 4 * 3 * 16**2 * 32,
+                                                                        2 * 3 * 16**2 * 32)]
+
+
+def test_a_parallel_sweep_writes_the_same_layers_csv_as_basic(sweep) -> None:
+    parallel, parallel_dir = sweep("depth=1,2", "hydra.launcher.n_jobs=2", name="parallel")
+    basic, basic_dir = sweep("depth=1,2", "hydra/launcher=basic", name="basic")
+    assert parallel.exit_code == 0 and basic.exit_code == 0, parallel.stderr + basic.stderr
+    assert json.loads((parallel_dir / "sweep.json").read_text())["launcher"] == "joblib"
+    for run in ("depth=1", "depth=2"):
+        assert (parallel_dir / run / "layers.csv").read_bytes() == (basic_dir / run / "layers.csv").read_bytes()
