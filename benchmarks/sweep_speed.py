@@ -1,7 +1,9 @@
 """Sweep speed on a few CPU cores (default 2), each sweep a fresh `resbench sweep` process as a user runs it.
 
 1. the main job: `resbench sweep depth=6,12,24`, every other setting default (target: <= 90 s on 2 cores);
-2. the same small runs (default model, depth=6, seed=0..N-1, N=8) sequentially in-process (the default
+2. the main job on the default launcher (side by side since the default became parallel) against
+   hydra/launcher=basic, back to back (target: <= 0.7x the wall time on 2 cores);
+3. the same small runs (default model, depth=6, seed=0..N-1, N=8) sequentially in-process (the default
    launcher) and with hydra/launcher=joblib hydra.launcher.n_jobs=2, in the same run of this script
    (target: joblib >= 1.3x faster on 2 cores).
 
@@ -28,6 +30,7 @@ from pathlib import Path
 MAIN_JOB = ["depth=6,12,24"]
 MAIN_JOB_LIMIT_S = 90.0
 SPEEDUP_TARGET = 1.3
+DEFAULT_RATIO_TARGET = 0.7  # the default launcher's wall time over hydra/launcher=basic's, same sweep
 
 
 def small_runs(n: int) -> list[str]:
@@ -71,7 +74,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--runs", type=int, default=8, help="small runs in the launcher comparison (>= 4)")
-    parser.add_argument("--only", choices=["main", "parallel"], help="run one of the two measurements")
+    parser.add_argument("--only", choices=["main", "parallel", "default"], help="run one of the measurements")
+    parser.add_argument("--steps", type=int, help="train.steps of every run (default: the config's)")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
 
@@ -87,9 +91,21 @@ def main() -> None:
                   f"{main_job['cpu_s']:.0f} CPU-s, load avg {main_job['load_avg_before']:.1f} "
                   f"(runs {main_job['run_wall_s']} s, threads {main_job['threads']}; "
                   f"target <= {MAIN_JOB_LIMIT_S:.0f} s: {'ok' if main_job['ok'] else 'MISSED'})", flush=True)
+        if args.only in (None, "default"):
+            extra = [f"train.steps={args.steps}"] if args.steps else []
+            default = timed_sweep([*MAIN_JOB, *extra], root / "default")
+            basic = timed_sweep([*MAIN_JOB, *extra, "hydra/launcher=basic"], root / "basic")
+            ratio = default["wall_s"] / basic["wall_s"]
+            results["default_vs_basic"] = {"default": default, "basic": basic, "ratio": round(ratio, 3),
+                                           "ok": ratio <= DEFAULT_RATIO_TARGET}
+            print(f"resbench sweep {' '.join([*MAIN_JOB, *extra])}: default launcher {default['wall_s']:.1f} s "
+                  f"(threads {default['threads']}), hydra/launcher=basic {basic['wall_s']:.1f} s "
+                  f"(threads {basic['threads']}): {ratio:.2f}x the wall time "
+                  f"(target <= {DEFAULT_RATIO_TARGET}: {'ok' if ratio <= DEFAULT_RATIO_TARGET else 'MISSED'})",
+                  flush=True)
         if args.only in (None, "parallel"):
             overrides = small_runs(args.runs)
-            sequential = timed_sweep(overrides, root / "sequential")
+            sequential = timed_sweep([*overrides, "hydra/launcher=basic"], root / "sequential")
             joblib = timed_sweep([*overrides, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], root / "joblib")
             speedup = sequential["wall_s"] / joblib["wall_s"]
             results["parallel"] = {"sequential": sequential, "joblib": joblib, "speedup": round(speedup, 2),
