@@ -101,7 +101,8 @@ def test_sweep_resume_continues_an_interrupted_run_from_its_checkpoint(cli, trai
     straight = train_cli(*STEPS, "seed=0", name="straight")
     sweep_dir = tmp_path / "sweep"
     signal_at(monkeypatch, 27)
-    first = cli("sweep", "--quiet", *tiny, *STEPS, "seed=0,1", f"hydra.sweep.dir={sweep_dir}")
+    # the signal is patched into this process, so the in-process launcher
+    first = cli("sweep", "--quiet", *tiny, *STEPS, "seed=0,1", "hydra/launcher=basic", f"hydra.sweep.dir={sweep_dir}")
     assert first.exit_code == 130, first.stderr  # the first run (seed=0) is interrupted at step 27
     monkeypatch.undo()
     assert summary(sweep_dir / "seed=0")["checkpoint_step"] == 28
