@@ -122,7 +122,7 @@ def test_dyt_formula_and_init() -> None:
 # ---- ReZero: branches silent at step 0, every α learns --------------------------------------------------
 
 # Norms inside the branch (their output is multiplied by α) under these placements.
-NORM_IN_BRANCH = {"pre", "sandwich"}
+NORM_IN_BRANCH = {"pre", "sandwich", "branch"}
 REZERO_CASES = list(itertools.product(["transformer", "mlp"], models.PLACEMENTS))
 
 
@@ -221,6 +221,36 @@ def test_deepnorm_block_is_its_equation() -> None:
     block, x = model.blocks[0], torch.randn(BATCH, WIDTH)
     expected = block.norm1(deepnorm_alpha(6) * x + block.ffn(x))
     torch.testing.assert_close(block(x), expected)
+
+
+def layer_norm(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
+    mean, var = x.mean(-1, keepdim=True), x.var(-1, unbiased=False, keepdim=True)
+    return (x - mean) / (var + 1e-5).sqrt() * norm.weight + norm.bias
+
+
+def test_branch_transformer_block_is_its_equation() -> None:
+    """Attention sublayer x + N(attn(x)), FFN sublayer x + N2(fc2(N1(GELU(fc1(x))))); no final norm."""
+    torch.manual_seed(0)
+    model = models.build(model_cfg("transformer", "branch"), SEQUENCE)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.normal_(0.3, 0.4)
+    block, x = model.blocks[0], torch.randn(BATCH, TOKENS, WIDTH)
+    ffn = block.ffn
+    h = x + layer_norm(block.attn(x), block.norm1_out)
+    hidden = layer_norm(nn.functional.gelu(h @ ffn.fc1.weight.T + ffn.fc1.bias), ffn.norm)
+    expected = h + layer_norm(hidden @ ffn.fc2.weight.T + ffn.fc2.bias, block.norm2_out)
+    torch.testing.assert_close(block(x), expected)
+    assert isinstance(model.norm_f, nn.Identity)
+    assert not any(p.numel() for p in block.norm1.parameters()) and not any(p.numel() for p in block.norm2.parameters())
+
+
+@pytest.mark.parametrize("norm_type", list(models.NORMS))
+def test_branch_uses_the_chosen_norm_type_in_every_slot(norm_type: str) -> None:
+    model = models.build(model_cfg("mlp", "branch", norm_type=norm_type), ROWS)
+    norm_class = type(make_norm(norm_type, WIDTH))
+    block = model.blocks[0]
+    assert isinstance(block.ffn.norm, norm_class) and isinstance(block.norm1_out, norm_class)
 
 
 @pytest.mark.parametrize(
