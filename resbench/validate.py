@@ -99,6 +99,7 @@ CHECKS: dict[str, Callable[[str, Any], None]] = {
     "task.seq_len": _integer(1),
     "task.val_batches": _integer(1),
     "task.path": _optional(_path),
+    "task.train_size": _optional(_integer(1)),
     "train.steps": _integer(0),
     "train.batch_size": _integer(1),
     "train.lr": _positive_number,

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import chars, digits, reverse
+from . import chars, digits, mnist, mnist1d, reverse
 from .base import Batch, Task, TaskError, TaskKind, TaskSpec
 
 TASKS: dict[str, Callable[[dict[str, Any], int], Task]] = {
     "chars": chars.build,
     "digits": digits.build,
+    "mnist": mnist.build,
+    "mnist1d": mnist1d.build,
     "reverse": reverse.build,
 }
 
@@ -18,6 +20,8 @@ TASKS: dict[str, Callable[[dict[str, Any], int], Task]] = {
 KINDS: dict[str, TaskKind] = {
     "chars": chars.KIND,
     "digits": digits.KIND,
+    "mnist": mnist.KIND,
+    "mnist1d": mnist1d.KIND,
     "reverse": reverse.KIND,
 }
 
