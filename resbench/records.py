@@ -20,12 +20,15 @@ from typing import Any
 import yaml
 
 METRIC_COLUMNS = ["step", "loss", "val_loss", "lr", "grad_norm", "elapsed_s"]
-GRAD_NORM_COLUMNS = ["step", "layer", "param", "grad_norm"]
+# `stack` names a block's stack (encoder / decoder) in a multi-stack model, empty otherwise; `layer` is
+# the block's 0-based index inside its stack.
+GRAD_NORM_COLUMNS = ["step", "layer", "stack", "param", "grad_norm"]
 RUNS_CSV = "runs.csv"  # at a sweep's root: one row per run
 SWEEP_JSON = "sweep.json"  # at a sweep's root: what was swept (written before any run starts)
 SUMMARY_JSON = "summary.json"
 RUN_RESULT_COLUMNS = ["final_loss", "final_val_loss", "wall_s"]
-LAYER_COLUMNS = ["step", "layer", "grad_norm", "hidden_rms", "act_grad_norm", "update_ratio", "rank_residual"]
+LAYER_COLUMNS = ["step", "layer", "stack", "grad_norm", "hidden_rms", "act_grad_norm", "update_ratio",
+                 "rank_residual"]
 
 
 def _cell(value: Any) -> Any:

@@ -110,7 +110,8 @@ class Trainer:
     def setup(self) -> None:
         torch.manual_seed(self.config["seed"])
         self.device = pick_device(self.config["device"])
-        self.task = tasks.build(self.config["task"], self.train_cfg["batch_size"])
+        self.task = models.task_for(self.config["model"]["name"],
+                                    tasks.build(self.config["task"], self.train_cfg["batch_size"]))
         self.model = models.build(self.config["model"], self.task.spec).to(self.device)
         self.optimizer = OPTIMIZERS[self.train_cfg["optimizer"]](self.model.parameters(), self.train_cfg)
         self.layout = probes.ParamLayout(self.model)
@@ -234,11 +235,16 @@ class Trainer:
         stats = probes.step_stats(self.layout, param_grad_norms, {**blocks.values(), "update_ratio": update.ratio})
         if step == 0:
             self.profile.init = stats.block_grad_norms
-            self.summary["init_grad_ratio"] = _ratio(stats.block_grad_norms)
+            self.summary["init_grad_ratio"] = _ratio(self.last_stack(stats.block_grad_norms))
         self.profile.last, self.profile.last_step = stats.block_grad_norms, step
         self.profile.hidden_rms = stats.blocks["hidden_rms"]
         self.profile.act_grad_norm = stats.blocks["act_grad_norm"]
         return stats
+
+    def last_stack(self, block_values: list[float]) -> list[float]:
+        """The values of the last stack's blocks (the decoder's; every block in a single-stack model)."""
+        last = self.layout.block_stacks[-1]
+        return [value for value, stack in zip(block_values, self.layout.block_stacks) if stack == last]
 
     def record(self, step, loss, val_loss, val_acc, lr, stats, start) -> None:
         """Append this step's rows to metrics.csv, and to grad_norms.csv and layers.csv when logged."""
@@ -247,9 +253,11 @@ class Trainer:
             row.append(val_acc)
         grad_rows, layer_rows = [], []
         if stats is not None:
-            grad_rows = [(step, layer, name, norm) for layer, name, norm in
-                         zip(self.layout.layers, self.layout.names, stats.param_grad_norms)]
-            layer_rows = [(step, layer, *values) for layer, values in enumerate(stats.block_rows())]
+            layout = self.layout
+            grad_rows = list(zip([step] * len(layout.names), layout.layers, layout.stacks, layout.names,
+                                 stats.param_grad_norms))
+            layer_rows = [(step, layer, stack, *values) for layer, stack, values in
+                          zip(layout.block_layers, layout.block_stacks, stats.block_rows())]
         self.recorder.log(row, grad_rows, layer_rows)
 
 

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 METRIC_COLUMNS = ["step", "loss", "val_loss", "lr", "grad_norm", "elapsed_s"]
-GRAD_NORM_COLUMNS = ["step", "layer", "param", "grad_norm"]
+GRAD_NORM_COLUMNS = ["step", "layer", "stack", "param", "grad_norm"]
 BLOCK_PARAMS = {"attn.qkv.weight", "attn.qkv.bias", "attn.out.weight", "attn.out.bias", "ffn.fc1.weight",
                 "ffn.fc1.bias", "ffn.fc2.weight", "ffn.fc2.bias", "norm1.weight", "norm1.bias",
                 "norm2.weight", "norm2.bias"}
@@ -48,7 +48,7 @@ def test_train_writes_the_run_dir_contract(train_cli) -> None:
 
     assert header(run.dir / "metrics.csv") == METRIC_COLUMNS
     assert header(run.dir / "grad_norms.csv") == GRAD_NORM_COLUMNS
-    assert header(run.dir / "layers.csv")[:3] == ["step", "layer", "grad_norm"]
+    assert header(run.dir / "layers.csv")[:4] == ["step", "layer", "stack", "grad_norm"]
 
     logged = {0, 3, 6, 7}  # step 0, every log_every, and the last step
     evaluated = {1, 3, 5, 7}  # every train.eval_every=2, and the last step

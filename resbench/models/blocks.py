@@ -23,10 +23,13 @@ class BlockSpec:
     norm_type: str = "layernorm"  # a key of NORMS
     residual: str = "true"  # a key of RESIDUALS
     residual_scale: float = 1.0
+    alpha: float | None = None  # DeepNorm's α where it is not (2L)^¼ (an encoder–decoder's stacks)
 
     @property
     def skip_scale(self) -> float:
-        return deepnorm_alpha(self.depth) if self.norm == "deepnorm" else self.residual_scale
+        if self.norm != "deepnorm":
+            return self.residual_scale
+        return self.alpha if self.alpha is not None else deepnorm_alpha(self.depth)
 
     def norm_in(self, slot: str, dim: int) -> nn.Module:
         """The norm of `slot` (a NORM_SLOTS name) over `dim` features, or an identity where the placement has none."""

@@ -75,3 +75,11 @@ def deepnorm_alpha(depth: int) -> float:
 def deepnorm_beta(depth: int) -> float:
     """Init gain β = (8L)^-¼ for FFN, value and output projections (Wang et al. 2022)."""
     return (8 * depth) ** -0.25
+
+
+def deepnorm_encoder_decoder(encoder_depth: int, decoder_depth: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    """((α, β) of the encoder, (α, β) of the decoder) for N encoder and M decoder layers (Wang et al. 2022,
+    Table 1): encoder α = 0.81·(N⁴M)^(1/16), β = 0.87·(N⁴M)^(-1/16); decoder α = (3M)^¼, β = (12M)^-¼."""
+    n, m = encoder_depth, decoder_depth
+    encoder = (0.81 * (n**4 * m) ** (1 / 16), 0.87 * (n**4 * m) ** (-1 / 16))
+    return encoder, ((3 * m) ** 0.25, (12 * m) ** -0.25)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import chars, digits, mnist, mnist1d, reverse
+from . import chars, digits, mnist, mnist1d, reverse, sort
 from .base import Batch, Task, TaskError, TaskKind, TaskSpec
 
 TASKS: dict[str, Callable[[dict[str, Any], int], Task]] = {
@@ -14,6 +14,7 @@ TASKS: dict[str, Callable[[dict[str, Any], int], Task]] = {
     "mnist": mnist.build,
     "mnist1d": mnist1d.build,
     "reverse": reverse.build,
+    "sort": sort.build,
 }
 
 # What each task feeds a model, known without building it (validation refuses pairs that do not fit).
@@ -23,6 +24,7 @@ KINDS: dict[str, TaskKind] = {
     "mnist": mnist.KIND,
     "mnist1d": mnist1d.KIND,
     "reverse": reverse.KIND,
+    "sort": sort.KIND,
 }
 
 
