@@ -17,6 +17,7 @@ class ConfigError(ValueError):
 
 
 DEVICES = ("auto", "cpu", "cuda")
+ATTENTION_MODELS = ("transformer", "seq2seq")  # models whose width is split across heads
 OPTIMIZER_NAMES = ("adam", "adamw", "sgd")
 
 
@@ -95,6 +96,7 @@ CHECKS: dict[str, Callable[[str, Any], None]] = {
     "model.name": _choice(list(MODELS)),
     **{f"model.{key}": check for key, check in MODEL_CHECKS.items()},
     "model.ffn_mult": _integer(1),
+    "model.decoder_depth": _optional(_integer(1)),
     "task.name": _choice(list(TASKS)),
     "task.seq_len": _integer(1),
     "task.val_batches": _integer(1),
@@ -126,7 +128,7 @@ def validate(config: dict[str, Any]) -> None:
     if fraction is not None and not (_is_number(fraction) and 0 < fraction < 1):
         raise ConfigError(f"task.val_fraction must be a number between 0 and 1, got {fraction!r}")
     model = config["model"]
-    if model["name"] == "transformer" and model["width"] % model["heads"]:
+    if model["name"] in ATTENTION_MODELS and model["width"] % model["heads"]:
         raise ConfigError(f"width ({model['width']}) must be divisible by heads ({model['heads']})")
     try:
         resolve_init(model["init"], model["norm"])
