@@ -162,3 +162,28 @@ def test_seq2seq_refuses_tasks_without_pairs(cli, tmp_path: Path, task: str) -> 
     line = result.stderr.strip()
     assert f"model=seq2seq does not fit task={task}" in line and "tasks that fit model=seq2seq: reverse, sort" in line
     assert not run_dir.exists()
+
+
+def test_report_draws_each_stack_apart_and_reads_the_decoder_for_per_run_measures(cli, tmp_path: Path) -> None:
+    from resbench.report import aggregate, build_report, load
+
+    sweep = tmp_path / "sweep"
+    result = cli("sweep", "model=seq2seq", "task=sort", "norm=post,pre", "depth=2", "model.decoder_depth=3",
+                 "width=16", "heads=2", "train.steps=3", "train.batch_size=4", "train.eval_every=2",
+                 "task.val_batches=1", "threads=1", f"hydra.sweep.dir={sweep}")
+    assert result.exit_code == 0, result.output
+    report = build_report([sweep])
+    assert report.n_runs == 2 and (report.out_dir / "grad_norm_init.png").stat().st_size > 0
+    run_set = load.load([sweep])
+    assert set(run_set.layers["stack"]) == {"encoder", "decoder"}
+    runs = aggregate.per_run(run_set, ["norm"])
+    curve = aggregate.block_curve(run_set.at["init"], runs, "grad_norm")
+    assert set(curve["panel"]) == {"encoder stack", "decoder stack"}
+    assert curve[curve["panel"] == "encoder stack"]["x"].max() == 1 and curve["x"].max() == 2
+    grid = aggregate.heatmap_grid(run_set.layers, runs)
+    assert {group.split(" · ")[-1] for group in grid["group"]} == {"encoder stack", "decoder stack"}
+    for run in runs.itertuples():  # first / last block = the decoder's, read straight from layers.csv
+        layers = pd.read_csv(Path(run.path) / "layers.csv", keep_default_na=False)
+        decoder = layers[(layers["stack"] == "decoder") & (layers["step"] == 0)]
+        assert run.grad_norm_init_first == pytest.approx(decoder["grad_norm"].iloc[0])
+        assert run.grad_norm_init_last == pytest.approx(decoder["grad_norm"].iloc[-1])

@@ -28,6 +28,7 @@ MAX_SEARCH_DEPTH = 3  # sweep/<subdir>/... : Hydra's sweep.subdir may hold a sla
 # Columns the contract fixes; all numeric. Others (future probes) are inferred.
 METRICS_COLUMNS = ("step", "loss", "val_loss", "lr", "grad_norm", "elapsed_s", "val_acc")
 LAYERS_COLUMNS = ("step", "layer", "grad_norm", "hidden_rms", "act_grad_norm", "update_ratio", "rank_residual")
+STACK = "stack"  # text: encoder / decoder, empty (and absent in older runs) for single-stack models
 GRAD_NORMS_NUMERIC = ("step", "layer", "grad_norm")
 SUMMARY_FIELDS = {
     "status": None,
@@ -291,11 +292,19 @@ def _parse_parts(parts: list[_CsvPart], numeric: tuple[str, ...], issues: dict[i
     return frame.assign(step=frame["step"].astype(np.int64), run=frame["run"].astype(np.int32))
 
 
+def with_stack(frame: pd.DataFrame) -> pd.DataFrame:
+    """`stack` as text, "" where a row has none (single-stack models, runs from before the column)."""
+    if STACK not in frame:
+        return frame.assign(**{STACK: pd.Series("", index=frame.index, dtype=object)})
+    # read as floats (all NaN) when every cell is empty
+    return frame.assign(**{STACK: np.where(frame[STACK].isna(), "", frame[STACK].astype(str)).astype(object)})
+
+
 def _block_norms_from_params(grad_norms: pd.DataFrame) -> pd.DataFrame:
     """Per-block gradient norm from per-tensor norms: √Σ‖g_p‖² over the block's tensors."""
-    blocks = grad_norms.dropna(subset=["layer", "grad_norm"])
+    blocks = with_stack(grad_norms.dropna(subset=["layer", "grad_norm"]))
     squared = blocks.assign(grad_norm=blocks["grad_norm"] ** 2)
-    summed = squared.groupby(["run", "step", "layer"], as_index=False)["grad_norm"].sum()
+    summed = squared.groupby(["run", "step", STACK, "layer"], as_index=False)["grad_norm"].sum()
     return summed.assign(grad_norm=np.sqrt(summed["grad_norm"]), layer=summed["layer"].astype(np.int64))
 
 
@@ -389,7 +398,7 @@ def load(dirs: list[Path], found: list[list[Path]] | None = None) -> RunSet:
     if "layer" in layers:
         layers = layers.dropna(subset=["layer"])
         layers = layers.assign(layer=layers["layer"].astype(np.int64))
-    layers = _fill_block_norms(runs, layers, issues)
+    layers = with_stack(_fill_block_norms(runs, with_stack(layers), issues))
     runs = _fill_final_losses(runs, metrics)
     keys = [key for key in config_keys if key in runs.columns and key not in SUMMARY_FIELDS]
     return RunSet(
@@ -423,7 +432,7 @@ def _fill_block_norms(runs: pd.DataFrame, layers: pd.DataFrame, issues: dict[int
     filled = layers["run"].isin(from_params["run"].unique())
     probes = layers.loc[filled].drop(columns="grad_norm")
     if len(probes) and "layer" in probes:  # keep a run's probe columns, take grad norms from the params
-        from_params = from_params.merge(probes, on=["run", "step", "layer"], how="left")
+        from_params = from_params.merge(probes, on=["run", "step", STACK, "layer"], how="left")
     return pd.concat([layers.loc[~filled], from_params], ignore_index=True)
 
 
