@@ -49,6 +49,7 @@ class GradProfile:
     last_step: int = 0
     hidden_rms: list[float | None] = field(default_factory=list)  # at last_step
     act_grad_norm: list[float | None] = field(default_factory=list)  # at last_step
+    labels: list[str] = field(default_factory=list)  # one per block: "3", or "enc 3" / "dec 3" in a multi-stack model
 
 
 def pick_device(device: str) -> torch.device:
@@ -137,7 +138,8 @@ class Trainer:
             "pid": os.getpid(),
         }
         self.recorder.write_summary(self.summary)
-        self.profile = GradProfile()
+        self.profile = GradProfile(labels=[f"{stack[:3]} {layer}" if stack else str(layer) for stack, layer in
+                                           zip(self.layout.block_stacks, self.layout.block_layers)])
 
     def run(self) -> dict[str, Any]:
         self.setup()
