@@ -33,7 +33,7 @@ def test_case_study_is_the_articles_mlp_on_digits_and_takes_other_data(tmp_path:
 
 
 def test_liu2020_sweeps_post_and_pre_across_depth_on_the_encoder_decoder(tmp_path: Path) -> None:
-    runs, plan = planned_runs(tmp_path, "+experiment=liu2020")
+    runs, _ = planned_runs(tmp_path, "+experiment=liu2020")
     assert {(run["norm"], run["depth"]) for run in runs} == set(itertools.product(["post", "pre"], ["6", "12", "18"]))
     config = hydra_app.check(["+experiment=liu2020", "depth=6", "norm=post"])
     assert config["model"]["name"] == "seq2seq" and config["task"]["name"] == "reverse"
