@@ -103,7 +103,8 @@ class ParamLayout:
         self.names: list[str] = []
         blocks_of: list[int | None] = []  # index across stacks
         for name, param in model.named_parameters():
-            stack, _, rest = name.partition(".") if name.split(".", 1)[0] in first_block else ("", "", name)
+            prefix = name.split(".", 1)[0]  # "encoder" in "encoder.blocks.0.attn.qkv.weight"
+            stack, rest = (prefix, name[len(prefix) + 1 :]) if prefix in first_block else ("", name)
             match = _BLOCK_PARAM.match(rest)
             self.params.append(param)
             self.layers.append(int(match.group(1)) if match else None)

@@ -181,10 +181,8 @@ def with_stack_panels(rows: pd.DataFrame) -> pd.DataFrame:
     """Blocks of a multi-stack run drawn in a panel per stack (an encoder's block 0 is not a decoder's)."""
     if "stack" not in rows or not rows["stack"].astype(bool).any():
         return rows
-    stacked = rows["stack"].astype(bool)
-    suffix = rows["stack"] + " stack"
-    panel = rows["panel"].where(~stacked, (rows["panel"] + " · ").where(rows["panel"].astype(bool), "") + suffix)
-    return rows.assign(panel=panel)
+    prefix = rows["panel"].where(rows["panel"].eq(""), rows["panel"] + " · ")  # "" or "norm=post · "
+    return rows.assign(panel=rows["panel"].mask(rows["stack"].astype(bool), prefix + rows["stack"] + " stack"))
 
 
 def block_points(at: dict[str, pd.DataFrame], columns: list[str]) -> pd.DataFrame:
@@ -354,8 +352,8 @@ def heatmap_grid(layers: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     if rows.empty:
         return pd.DataFrame(columns=["side", "group", "layer", "step", "grad_norm"])
     stacks = layers.loc[rows.index, "stack"] if "stack" in layers else pd.Series("", index=rows.index)
-    names = sorted(set(stacks), key=lambda stack: (stack not in STACK_ORDER, STACK_ORDER.index(stack)
-                                                   if stack in STACK_ORDER else 0, stack))
+    names = sorted(set(stacks), key=lambda stack: (STACK_ORDER.index(stack) if stack in STACK_ORDER
+                                                   else len(STACK_ORDER), stack))
     ordered = runs.sort_values(["side", "group"])
     # A panel per (side, group, stack): the stacks of an encoder–decoder are drawn apart.
     pairs = pd.Series([(side, f"{group} · {stack} stack" if stack else str(group))
