@@ -19,19 +19,26 @@ from resbench.validate import ConfigError, validate
 BATCH, TOKENS, FEATURES, WIDTH, HEADS = 4, 5, 3, 8, 2
 SEQUENCE = TaskSpec(n_outputs=6, seq_len=TOKENS, vocab_size=6, causal=False, per_token=True, accuracy=True)
 ROWS = TaskSpec(n_outputs=4, seq_len=TOKENS, in_features=FEATURES, per_token=False, accuracy=True)
-TASK_OF = {"transformer": SEQUENCE, "mlp": ROWS}
+PAIRS = TaskSpec(n_outputs=6, seq_len=TOKENS, vocab_size=7, per_token=True, accuracy=True, pairs=True,
+                 source_len=TOKENS)  # teacher-forced: source, then a start token (6) and the shifted target
+TASK_OF = {"transformer": SEQUENCE, "mlp": ROWS, "seq2seq": PAIRS}
 
 
 def model_cfg(name: str, norm: str = "pre", norm_type: str = "layernorm", residual: str = "true",
               depth: int = 2, width: int = WIDTH, init: str = "auto") -> dict:
-    return {"name": name, "depth": depth, "width": width, "heads": HEADS, "ffn_mult": 4 if name == "transformer" else 1,
-            "norm": norm, "norm_type": norm_type, "residual": residual, "residual_scale": 1.0, "init": init}
+    return {"name": name, "depth": depth, "width": width, "heads": HEADS, "ffn_mult": 1 if name == "mlp" else 4,
+            "decoder_depth": None, "norm": norm, "norm_type": norm_type, "residual": residual, "residual_scale": 1.0, "init": init}
 
 
 def batch(name: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     if name == "transformer":
         x = torch.randint(SEQUENCE.vocab_size, (BATCH, TOKENS), generator=generator)
         return x, x.flip(1)  # (B, T), (B, T)
+    if name == "seq2seq":
+        source = torch.randint(PAIRS.n_outputs, (BATCH, TOKENS), generator=generator)
+        target = source.flip(1)
+        start = torch.full((BATCH, 1), PAIRS.n_outputs)
+        return torch.cat([source, start, target[:, :-1]], dim=1), target  # (B, 2T), (B, T)
     x = torch.randn(BATCH, TOKENS, FEATURES, generator=generator)  # (B, T, F): rows of an image
     return x, torch.randint(ROWS.n_outputs, (BATCH,), generator=generator)
 
@@ -43,7 +50,7 @@ def loss_of(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 # ---- every placement × norm type × residual form builds and trains ---------------------------------------
 
-GRID = list(itertools.product(["transformer", "mlp"], models.PLACEMENTS, models.NORMS, models.RESIDUALS))
+GRID = list(itertools.product(["transformer", "mlp", "seq2seq"], models.PLACEMENTS, models.NORMS, models.RESIDUALS))
 
 
 @pytest.mark.parametrize("name, norm, norm_type, residual", GRID, ids=["-".join(case) for case in GRID])
