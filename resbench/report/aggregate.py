@@ -178,11 +178,19 @@ def profile_rows(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def with_stack_panels(rows: pd.DataFrame) -> pd.DataFrame:
-    """Blocks of a multi-stack run drawn in a panel per stack (an encoder's block 0 is not a decoder's)."""
+    """Blocks of a multi-stack run drawn in a panel per stack (an encoder's block 0 is not a decoder's).
+
+    The panel becomes an ordered categorical, each facet's stacks in STACK_ORDER (encoder, then decoder).
+    """
     if "stack" not in rows or not rows["stack"].astype(bool).any():
         return rows
     prefix = rows["panel"].where(rows["panel"].eq(""), rows["panel"] + " · ")  # "" or "norm=post · "
-    return rows.assign(panel=rows["panel"].mask(rows["stack"].astype(bool), prefix + rows["stack"] + " stack"))
+    panel = rows["panel"].mask(rows["stack"].astype(bool), prefix + rows["stack"] + " stack")
+    rank = rows["stack"].map(lambda stack: STACK_ORDER.index(stack) if stack in STACK_ORDER else len(STACK_ORDER))
+    facets = {facet: i for i, facet in enumerate(dict.fromkeys(rows["panel"]))}
+    order = pd.DataFrame({"panel": panel, "facet": rows["panel"].map(facets), "rank": rank, "stack": rows["stack"]})
+    categories = order.sort_values(["facet", "rank", "stack"])["panel"].drop_duplicates()
+    return rows.assign(panel=pd.Categorical(panel, categories=categories.tolist(), ordered=True))
 
 
 def block_points(at: dict[str, pd.DataFrame], columns: list[str]) -> pd.DataFrame:
