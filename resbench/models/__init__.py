@@ -1,4 +1,5 @@
-"""Model builders: `build(model_cfg, task_spec)` returns an nn.Module whose `blocks` are the residual blocks."""
+"""Model builders: `build(model_cfg, task_spec)` returns an nn.Module whose `blocks` are the residual blocks
+(an encoder–decoder names its stacks in `stacks`, each holding its own `blocks`)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ def _mlp(spec: BlockSpec, cfg: dict[str, Any], task: TaskSpec) -> nn.Module:
 
 
 def _seq2seq(spec: BlockSpec, cfg: dict[str, Any], task: TaskSpec) -> nn.Module:
+    if task.source_len is None:
+        raise ValueError("model=seq2seq reads teacher-forced pairs: build its task with models.task_for")
     decoder_depth = cfg.get("decoder_depth") or cfg["depth"]  # null: as deep as the encoder
     return Seq2Seq(spec, task, heads=cfg["heads"], ffn_mult=cfg["ffn_mult"], decoder_depth=decoder_depth)
 
