@@ -7,6 +7,7 @@ grammar, per-job output dirs with `.hydra/`, and the job's return value comes ba
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib.util
 import json
 import os
@@ -33,8 +34,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
-from . import records, train
+from . import checkpoint, records, train
 from . import sweep as sweeps
+from .precision import pick_precision
 from .tasks import TaskError
 from .tasks import build as build_task
 from .validate import ConfigError, validate
@@ -123,29 +125,52 @@ def override_value(overrides: list[str], key: str) -> str | None:
     return values[-1] if values else None
 
 
-def run_train(overrides: list[str], progress: train.Progress | None) -> dict[str, Any]:
-    """One run into `hydra.run.dir` (default results/train/<timestamp>); returns its summary."""
+def run_train(overrides: list[str], progress: train.Progress | None,
+              resume_dir: Path | None = None) -> dict[str, Any]:
+    """One run into `hydra.run.dir` (default results/train/<timestamp>); returns its summary.
+    resume_dir: continue the run there from its checkpoint, with its overrides (any given replace those
+    of the same key)."""
     global _progress
-    if override_value(overrides, "hydra.run.dir") is None:
+    if resume_dir is not None:
+        overrides = resume_overrides(resume_dir, overrides)
+    elif override_value(overrides, "hydra.run.dir") is None:
         overrides = [*overrides, f"hydra.run.dir=results/train/{timestamp()}"]
     config = check(overrides)
-    try:
-        train.pick_device(config["device"])  # the run is on this machine: device=cuda needs a GPU here
-    except RuntimeError as err:
+    try:  # the run is on this machine: device=cuda needs a GPU here, and bf16 one that runs it
+        pick_precision(config["precision"], train.pick_device(config["device"]))
+    except (RuntimeError, ValueError) as err:
         raise BadInput(str(err)) from None
-    check_writable(Path(override_value(overrides, "hydra.run.dir")))
+    if resume_dir is None:
+        check_writable(Path(override_value(overrides, "hydra.run.dir")))
+    else:
+        try:
+            checkpoint.check_resumable(resume_dir, records.config_hash(config))
+        except checkpoint.CheckpointError as err:
+            raise BadInput(str(err)) from None
     _progress = progress
     try:
         with hydra_instance() as hydra:
-            job = hydra.run(CONFIG_NAME, train_task, overrides)
+            job = hydra.run(CONFIG_NAME, functools.partial(train_task, resume=resume_dir is not None), overrides)
         return job.return_value
     finally:
         _progress = None
 
 
+def resume_overrides(run_dir: Path, given: list[str]) -> list[str]:
+    """The overrides that continue the run in `run_dir`: its own (.hydra/overrides.yaml), any `given`
+    replacing those of the same key, and the run dir itself as hydra.run.dir."""
+    try:
+        stored = [str(line) for line in OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")]
+    except (OSError, OmegaConfBaseException, TypeError):
+        raise BadInput(f"no run to resume at {run_dir} (it has no readable .hydra/overrides.yaml)") from None
+    given = [o for o in given if records.override_key(o) != "hydra.run.dir"]
+    return [*sweeps.merge_overrides(stored, given), f"hydra.run.dir={_quoted(str(run_dir))}"]
+
+
 def job_facts() -> dict[str, Any]:
     """Where this job executes: the SLURM job id (as submitit names it) when there is one."""
-    facts: dict[str, Any] = {"slurm_job_id": None}
+    # SLURM counts the times it requeued a job (preemption, time limit, `scontrol requeue`).
+    facts: dict[str, Any] = {"slurm_job_id": None, "requeues": int(os.environ.get("SLURM_RESTART_COUNT") or 0)}
     if "SLURM_ARRAY_JOB_ID" in os.environ:
         facts["slurm_job_id"] = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
     elif "SLURM_JOB_ID" in os.environ:
@@ -163,14 +188,15 @@ def set_threads(config: dict[str, Any], in_sweep: bool) -> None:
         torch.set_num_threads(sweeps.thread_budget(config.get("threads")))
 
 
-def train_task(cfg: DictConfig) -> dict[str, Any]:
-    """Hydra's task function: one run in Hydra's job dir. Module-level so launchers can pickle it."""
+def train_task(cfg: DictConfig, resume: bool = False) -> dict[str, Any]:
+    """Hydra's task function: one run in Hydra's job dir. Module-level so launchers can pickle it.
+    resume (`train --resume`): continue the run in that dir from its checkpoint."""
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     config = to_plain(cfg)
     if hydra_cfg.mode != RunMode.MULTIRUN:
         set_threads(config, in_sweep=False)
-        return train.run(config, run_dir, progress=_progress, job=job_facts())
+        return train.run(config, run_dir, progress=_progress, job=job_facts(), resume=resume)
     return sweep_job(config, run_dir, Path(hydra_cfg.sweep.dir))
 
 
@@ -183,11 +209,14 @@ def sweep_job(config: dict[str, Any], run_dir: Path, sweep_dir: Path) -> dict[st
     if _stopping:  # this worker was told to stop: start no further run
         raise KeyboardInterrupt
     previous = records.read_json(run_dir / records.SUMMARY_JSON)
-    if sweeps.is_done(previous, records.config_hash(config)):
+    config_hash = records.config_hash(config)
+    if sweeps.is_done(previous, config_hash):
         return {**previous, "skipped": True}
+    # A run of this config that was interrupted, failed, killed or requeued goes on from its checkpoint.
+    resume = bool(previous) and previous.get("config_hash") == config_hash
     set_threads(config, in_sweep=True)
     try:
-        summary = train.run(config, run_dir, progress=_progress, job=job_facts())
+        summary = train.run(config, run_dir, progress=_progress, job=job_facts(), resume=resume)
     except Exception as err:  # the trainer broke before it could record it: record it here
         if _during_interrupt(err):  # recording an interrupted run broke: still an interrupt, not a failure
             raise KeyboardInterrupt from err
@@ -387,7 +416,8 @@ def run_sweep(plan: sweeps.SweepPlan, display: Any) -> sweeps.SweepOutcome:
     `interrupted` and no further run starts (SweepOutcome.interrupted)."""
     global _progress, _launching_pid
     sweeps.write_sweep_json(plan)
-    watcher = sweeps.Watcher(plan.runs, display.run_ended)
+    watcher = sweeps.Watcher(plan.runs, display.run_ended, provisional=(
+        ("interrupted",) if plan.launcher in sweeps.REQUEUEING_LAUNCHERS else ()))
     submitted_before = sweeps.submitit_job_dirs(plan)
     interrupted, error = False, None
     display.start(plan)

@@ -180,8 +180,8 @@ class BlockCapture:
     def _reduce_pass(self) -> None:
         per_stack = []
         for start, size in zip(_starts(self.stack_sizes), self.stack_sizes):
-            outputs = torch.stack(self._outputs[start : start + size])  # (L, B, T, C) or (L, B, C)
-            grads = torch.stack(self._grads[start : start + size])
+            outputs = torch.stack(self._outputs[start : start + size]).float()  # (L, B, T, C) or (L, B, C)
+            grads = torch.stack(self._grads[start : start + size]).float()  # fp32 also under autocast
             if self._examples_are_tokens:
                 outputs, grads = outputs[:, :, None], grads[:, :, None]  # (L, B, 1, C)
             # For the MLP the rank is over the batch: one "sequence" whose tokens are the examples.
