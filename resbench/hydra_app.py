@@ -34,7 +34,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
-from . import checkpoint, records, train
+from . import checkpoint, loggers, records, train
 from . import sweep as sweeps
 from .precision import pick_precision
 from .tasks import TaskError
@@ -439,7 +439,18 @@ def run_sweep(plan: sweeps.SweepPlan, display: Any) -> sweeps.SweepOutcome:
         watcher.stop()
         display.stop()
         records.write_runs_csv(plan.sweep_dir)
+        _write_hparams(plan)
     return sweeps.collect(plan, watcher, interrupted, error)
+
+
+def _write_hparams(plan: sweeps.SweepPlan) -> None:
+    """The HParams sessions of the runs that logged to TensorBoard (only the sweep knows its swept keys)."""
+    if not any((run.dir / loggers.TB_DIR).is_dir() for run in plan.runs):
+        return
+    try:
+        loggers.write_sweep_hparams(plan.sweep_dir)
+    except (OSError, ValueError):  # a run unreadable now: `resbench report DIR --tensorboard` writes them later
+        pass
 
 
 # ----------------------------------------------------------------------------- error messages

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -87,11 +87,21 @@ def block_stacks(model: nn.Module) -> list[tuple[str, nn.ModuleList]]:
 class ParamLayout:
     """Every parameter with its block (None outside the blocks), its stack and its readable name.
 
-    Blocks are numbered across stacks (encoder then decoder) for the per-block sums; `block_stacks`
-    and `block_layers` give each block's stack and its 0-based index inside that stack.
+    The blocks are `model.blocks` (resbench's models: `blocks.3.attn.qkv.weight` is block 3's
+    `attn.qkv.weight`; an encoder–decoder's stacks each hold their own, see `block_stacks`), or any
+    modules of `model` named in `blocks` (resbench.watch on your own model). Blocks are numbered across
+    stacks (encoder then decoder) for the per-block sums; `block_stacks` and `block_layers` give each
+    block's stack and its 0-based index inside that stack.
     """
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, blocks: Sequence[nn.Module] | None = None):
+        if blocks is None:
+            self._by_name(model)
+        else:
+            self._by_identity(model, blocks)
+        self._group_blocks()
+
+    def _by_name(self, model: nn.Module) -> None:
         stacks = block_stacks(model)
         self.block_stacks = [name for name, blocks in stacks for _ in blocks]
         self.block_layers = [layer for _, blocks in stacks for layer in range(len(blocks))]
@@ -101,7 +111,7 @@ class ParamLayout:
         self.layers: list[int | None] = []  # index inside the stack
         self.stacks: list[str] = []  # "" outside the blocks and for single-stack models
         self.names: list[str] = []
-        blocks_of: list[int | None] = []  # index across stacks
+        self._blocks_of: list[int | None] = []  # index across stacks
         for name, param in model.named_parameters():
             prefix = name.split(".", 1)[0]  # "encoder" in "encoder.blocks.0.attn.qkv.weight"
             stack, rest = (prefix, name[len(prefix) + 1 :]) if prefix in first_block else ("", name)
@@ -110,12 +120,32 @@ class ParamLayout:
             self.layers.append(int(match.group(1)) if match else None)
             self.stacks.append(stack if match else "")
             self.names.append(match.group(2) if match else name)
-            blocks_of.append(first_block[stack] + int(match.group(1)) if match else None)
+            self._blocks_of.append(first_block[stack] + int(match.group(1)) if match else None)
+
+    def _by_identity(self, model: nn.Module, blocks: Sequence[nn.Module]) -> None:
+        """Block i owns the parameters of blocks[i] (the first block to hold a shared one), named within it."""
+        owner: dict[int, tuple[int, str]] = {}
+        for index, block in enumerate(blocks):
+            for name, param in block.named_parameters():
+                owner.setdefault(id(param), (index, name))
+        self.n_blocks = len(blocks)
+        self.block_stacks, self.block_layers = [""] * self.n_blocks, list(range(self.n_blocks))
+        self.params, self.layers, self.names = [], [], []
+        for name, param in model.named_parameters():
+            layer, inner = owner.get(id(param), (None, name))
+            self.params.append(param)
+            self.layers.append(layer)
+            self.names.append(inner)
+        self.stacks = [""] * len(self.params)
+        self._blocks_of = list(self.layers)
+
+    def _group_blocks(self) -> None:
         # Parameters outside the blocks go to an extra bucket n_blocks, dropped from block rows.
         device = self.params[0].device
-        self.group = torch.tensor([self.n_blocks if block is None else block for block in blocks_of], device=device)
+        self.group = torch.tensor([self.n_blocks if block is None else block for block in self._blocks_of],
+                                  device=device)
         # The block parameters block by block, so that one flat copy of them is a run of per-block segments.
-        in_blocks = sorted((block, i) for i, block in enumerate(blocks_of) if block is not None)
+        in_blocks = sorted((block, i) for i, block in enumerate(self._blocks_of) if block is not None)
         self.block_params = [self.params[i] for _, i in in_blocks]
         self.block_sizes = [0] * self.n_blocks
         for block, i in in_blocks:
@@ -162,7 +192,9 @@ class BlockCapture:
         self._examples_are_tokens = False
 
     def forward_hook(self, index: int):
-        def hook(module: nn.Module, args, output: torch.Tensor) -> None:
+        def hook(module: nn.Module, args, output: torch.Tensor | tuple) -> None:
+            if isinstance(output, tuple):  # blocks that also return caches or attention weights: the stream first
+                output = output[0]
             if output.dim() == 2:  # an MLP's (B, C): each example one token
                 self._examples_are_tokens = True
             self._outputs[index] = output.detach()
@@ -203,9 +235,11 @@ class BlockCapture:
 
 
 @contextmanager
-def capture(model: nn.Module, active: bool = True) -> Iterator[BlockCapture]:
-    """Hooks on every block (of every stack) while the model runs forward and backward; none when not `active`."""
-    stacks = [stack_blocks for _, stack_blocks in block_stacks(model)]
+def capture(model: nn.Module, active: bool = True, modules: Sequence[nn.Module] | None = None
+            ) -> Iterator[BlockCapture]:
+    """Hooks on the blocks (every stack's `blocks`, or `modules`) while they run forward and backward; none
+    when not `active`."""
+    stacks = [stack for _, stack in block_stacks(model)] if modules is None else [list(modules)]
     every_block = [block for stack_blocks in stacks for block in stack_blocks]
     blocks = BlockCapture(len(every_block), [len(stack_blocks) for stack_blocks in stacks])
     if not active:

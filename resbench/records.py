@@ -111,7 +111,8 @@ def read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-NOT_IN_HASH = ("threads", "train.checkpoint_every")  # how a run executes or is kept, not what it computes
+NOT_IN_HASH = ("threads", "train.checkpoint_every", "logger")  # how a run executes, is kept or watched, not
+# what it computes
 # Keys added after runs were first recorded: left out at their default, so older runs keep their identity.
 HASH_OMITS_AT_DEFAULT = {"precision": "fp32"}
 

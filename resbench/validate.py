@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from .loggers import INSTALL_HINT, LOGGERS, logger_available
 from .models import INITS, MODELS, NORMS, PLACEMENTS, RESIDUALS, fits
 from .models.init import resolve_init
 from .models.residuals import residual_name
@@ -74,6 +75,12 @@ def _choice(choices: Any, normalise: Callable[[Any], Any] = lambda v: v) -> Call
     return check
 
 
+def _logger(key: str, value: Any) -> None:
+    _choice(list(LOGGERS))(key, value)
+    if not logger_available(value):
+        raise ConfigError(INSTALL_HINT)
+
+
 # The short model keys, also checked under `model.` for overrides that bypass them (model.norm=...).
 MODEL_CHECKS: dict[str, Callable[[str, Any], None]] = {
     "depth": _integer(1),
@@ -94,6 +101,7 @@ CHECKS: dict[str, Callable[[str, Any], None]] = {
     "init_batches": _integer(1),
     "device": _choice(DEVICES),
     "precision": _choice(list(PRECISIONS)),
+    "logger": _logger,
     "threads": _optional(_integer(1)),
     "model.name": _choice(list(MODELS)),
     **{f"model.{key}": check for key, check in MODEL_CHECKS.items()},

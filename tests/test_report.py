@@ -72,9 +72,11 @@ def test_every_relative_link_in_report_md_resolves(sweep_report):
 def test_terminal_and_markdown_show_groups_profiles_and_findings(sweep_report):
     sweep, result, terminal = sweep_report
     markdown = (sweep / "report" / "report.md").read_text()
+    assert "depth=4,norm=post,residual=true" in markdown
+    assert re.search(r"^depth +norm +residual ", terminal, re.MULTILINE), "the terminal shows one column per key"
+    assert re.search(r"^4 +post +true ", terminal, re.MULTILINE)
     for text in (terminal, markdown):
-        assert "depth=4,norm=post,residual=true" in text
-        assert "Gradient norm per block" in text and "init last/first" in text
+        assert "Gradient norm per block" in text and re.search(r"init\s+last/first|init last/first", text)
         assert "Hidden-state RMS per block" in text and "Rank residual" in text
         assert re.search(r"agrees(\*\*)? with Xiong et al. 2020", text)
     assert "## Findings" in markdown
