@@ -28,6 +28,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
@@ -37,7 +38,7 @@ from . import records, train
 from . import sweep as sweeps
 from .tasks import TaskError
 from .tasks import build as build_task
-from .validate import ConfigError, validate
+from .validate import CHECKS, CONFIG_GROUPS, ConfigError, validate
 
 CONFIG_MODULE = "resbench.conf"
 CONFIG_NAME = "config"
@@ -117,23 +118,50 @@ def check_writable(directory: Path) -> None:
         raise BadInput(f"output dir is not empty: {directory}")
 
 
-def override_value(overrides: list[str], key: str) -> str | None:
-    """The value given to `key` on the command line (the last one wins), or None."""
-    values = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+") == key and "=" in o]
-    return values[-1] if values else None
+def parse_overrides(overrides: list[str]) -> list[Override]:
+    """The overrides as Hydra's grammar reads them: every check on a user value uses these parsed values
+    (a quoted path is the path, not its quotes)."""
+    try:
+        return OverridesParser.create().parse_overrides(list(overrides))
+    except OverrideParseException as err:
+        raise BadInput(explain(err, overrides)) from None
+
+
+def given_override(overrides: list[str], key: str) -> Override | None:
+    """The last override of `key` (a config key or a group such as hydra/launcher), parsed, or None."""
+    matches = [override for override in parse_overrides(overrides) if override.key_or_group == key]
+    return matches[-1] if matches else None
+
+
+def without_key(overrides: list[str], key: str) -> list[str]:
+    """`overrides` less those of `key` (matched on the parsed key, however the override is spelled)."""
+    return [text for text, parsed in zip(overrides, parse_overrides(overrides)) if parsed.key_or_group != key]
+
+
+def resolved_dir(overrides: list[str], key: str) -> Path:
+    """The output dir that `key` (hydra.run.dir or hydra.sweep.dir) resolves to under `overrides`, as
+    Hydra will use it: quotes parsed, interpolations such as ${now:...} resolved (once: the caller pins it)."""
+    cfg = compose(overrides, with_hydra=True)
+    try:
+        value = OmegaConf.select(cfg, key, throw_on_missing=True)
+    except OmegaConfBaseException as err:
+        raise BadInput(f"{key}: {explain(err)}") from None
+    if not isinstance(value, str) or not value.strip():
+        raise BadInput(f"{key} must be a directory path, got {value!r}")
+    return Path(value)
 
 
 def run_train(overrides: list[str], progress: train.Progress | None) -> dict[str, Any]:
     """One run into `hydra.run.dir` (default results/train/<timestamp>); returns its summary."""
     global _progress
-    if override_value(overrides, "hydra.run.dir") is None:
-        overrides = [*overrides, f"hydra.run.dir=results/train/{timestamp()}"]
+    run_dir = resolved_dir(overrides, "hydra.run.dir")
+    overrides = [*without_key(overrides, "hydra.run.dir"), f"hydra.run.dir={_quoted(str(run_dir))}"]
     config = check(overrides)
     try:
         train.pick_device(config["device"])  # the run is on this machine: device=cuda needs a GPU here
     except RuntimeError as err:
         raise BadInput(str(err)) from None
-    check_writable(Path(override_value(overrides, "hydra.run.dir")))
+    check_writable(run_dir)
     _progress = progress
     try:
         with hydra_instance() as hydra:
@@ -246,10 +274,53 @@ def _quoted(text: str) -> str:
 
 
 def _stored_overrides(sweep_dir: Path) -> list[str]:
-    data = records.read_json(sweep_dir / records.SWEEP_JSON)
-    if data is None:
+    """The overrides sweep.json recorded, trusted no more than the command line: only resbench's own
+    config keys and the launcher knobs of RESUMABLE_HYDRA_KEYS, never a Hydra setting that could import,
+    call or run anything (callbacks, _target_, launcher setup commands, environment, search path)."""
+    path = sweep_dir / records.SWEEP_JSON
+    if not path.is_file():
         raise BadInput(f"no sweep to resume at {sweep_dir} (it has no {records.SWEEP_JSON})")
-    return list(data.get("overrides") or [])
+    data = records.read_json(path)
+    if not isinstance(data, dict):
+        raise BadInput(f"cannot resume from {path}: it is not a JSON object as resbench writes it "
+                       "(unreadable, damaged or edited)")
+    stored = data.get("overrides", [])
+    if not isinstance(stored, list) or not all(isinstance(o, str) for o in stored):
+        raise BadInput(f"cannot resume from {path}: 'overrides' must be a list of strings, got {stored!r}"[:300])
+    try:
+        parsed = parse_overrides(stored)
+    except BadInput as err:
+        raise BadInput(f"cannot resume from {path}: {err}") from None
+    for text, override in zip(stored, parsed):
+        if not _resumable(override):
+            raise BadInput(f"cannot resume from {path}: refusing its override '{text}': only resbench's "
+                           "config keys and launcher settings are taken from a sweep record "
+                           "(give anything else on the command line)")
+    return stored
+
+
+# Hydra settings a sweep record may carry into a resume: the launcher and its plain knobs, as README
+# documents them. Anything else of Hydra's (callbacks, setup commands, env_set, searchpath...) is refused.
+RESUMABLE_HYDRA_KEYS = {
+    "hydra/launcher", "hydra.sweep.subdir", "hydra.sweeper.max_batch_size",
+    *(f"hydra.launcher.{knob}" for knob in (
+        "n_jobs", "timeout_min", "cpus_per_task", "gpus_per_node", "tasks_per_node", "nodes", "mem_gb",
+        "partition", "account", "qos", "gres", "constraint", "array_parallelism")),
+}
+
+
+def _resumable(override: Override) -> bool:
+    key = override.key_or_group
+    if "_target_" in key or override.is_delete() or override.package is not None:
+        return False
+    value = override.value()
+    if key == "hydra/launcher":
+        return value in ("basic", *LAUNCHER_PLUGINS)
+    if key in RESUMABLE_HYDRA_KEYS:  # a plain value: no interpolation, no nested config
+        return isinstance(value, (str, int, float)) and "${" not in str(value)
+    if key in CONFIG_GROUPS:
+        return True  # Hydra picks an option of resbench's own conf/ or refuses the name
+    return key in CHECKS
 
 
 def plan_sweep(overrides: list[str], resume: bool = False, resume_dir: Path | None = None) -> sweeps.SweepPlan:
@@ -258,19 +329,21 @@ def plan_sweep(overrides: list[str], resume: bool = False, resume_dir: Path | No
 
     resume: continue the sweep in `resume_dir` (default: hydra.sweep.dir if given, else the latest),
     with its stored overrides, any given here replacing those of the same key."""
-    given_dir = override_value(overrides, "hydra.sweep.dir")
-    overrides = [o for o in overrides if records.override_key(o) != "hydra.sweep.dir"]
+    dir_overrides = [o for o in overrides if o not in without_key(overrides, "hydra.sweep.dir")][-1:]
+    overrides = without_key(overrides, "hydra.sweep.dir")
+    # A given dir is resolved once here (it may hold ${now:...} or quotes), then pinned.
+    given_dir = resolved_dir(dir_overrides, "hydra.sweep.dir") if dir_overrides else None
     if resume:
-        sweep_dir = resume_dir or (Path(given_dir) if given_dir else sweeps.latest_sweep())
+        sweep_dir = resume_dir or given_dir or sweeps.latest_sweep()
         if sweep_dir is None:
             raise BadInput(f"no sweep to resume: none under {sweeps.SWEEPS_ROOT}/ (name one: --resume DIR)")
         overrides = sweeps.merge_overrides(_stored_overrides(sweep_dir), overrides)
+    else:
+        sweep_dir = given_dir or sweeps.SWEEPS_ROOT / timestamp()
     _check_launcher_installed(overrides)
     try:
         with hydra_instance() as hydra:
-            base = _compose_sweep(hydra, [*overrides, *([f"hydra.sweep.dir={given_dir}"] if given_dir else [])])
-            if not resume:  # a given dir is resolved once here (it may hold ${now:...}), then pinned
-                sweep_dir = Path(str(base.hydra.sweep.dir)) if given_dir else sweeps.SWEEPS_ROOT / timestamp()
+            base = _compose_sweep(hydra, overrides)
             return _plan(hydra, base, overrides, sweep_dir.resolve(), resume)
     except BadInput:
         raise
@@ -279,11 +352,16 @@ def plan_sweep(overrides: list[str], resume: bool = False, resume_dir: Path | No
 
 
 def _check_launcher_installed(overrides: list[str]) -> None:
-    launcher = override_value(overrides, "hydra/launcher")
-    if launcher in LAUNCHER_PLUGINS:
-        module, extra = LAUNCHER_PLUGINS[launcher]
-        if importlib.util.find_spec(module) is None:
-            raise BadInput(f"hydra/launcher={launcher} needs its plugin: pip install '{extra}'")
+    launcher = given_override(overrides, "hydra/launcher")
+    name = launcher.value() if launcher is not None else None
+    if name in LAUNCHER_PLUGINS:
+        module, extra = LAUNCHER_PLUGINS[name]
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # not even the hydra_plugins namespace: no plugin installed at all
+            found = False
+        if not found:
+            raise BadInput(f"hydra/launcher={name} needs its plugin: pip install '{extra}'")
 
 
 def _compose_sweep(hydra: Any, overrides: list[str]) -> DictConfig:
@@ -325,7 +403,7 @@ def _plan(hydra: Any, base: DictConfig, overrides: list[str], sweep_dir: Path, r
 
     # Run dirs are named by the swept keys only (depth=6,norm=pre): stable across resume; keys that
     # do not vary (train.steps=3, +experiment=NAME) stay out of the name.
-    if override_value(overrides, "hydra.sweep.subdir") is None:
+    if given_override(overrides, "hydra.sweep.subdir") is None:
         fixed = sorted(set(values) - set(swept_keys))
         pins.append(f"hydra.job.config.override_dirname.exclude_keys=[{','.join(map(_quoted, fixed))}]")
         if not swept_keys:
