@@ -38,6 +38,22 @@ BAD_INPUTS = {
     "output dir under a file": (["hydra.run.dir={tmp}/a_file/run"], "not writable"),
     "output dir in /proc": (["hydra.run.dir=/proc/resbench-test/run"], "not writable"),
     "output dir not empty": (["hydra.run.dir={tmp}/full"], "not empty"),
+    # the checks read the value Hydra parses, not the override's text: quotes are the grammar's
+    "output dir not empty, quoted": (["hydra.run.dir='{tmp}/full'"], "not empty"),
+    "output dir not empty, double-quoted": (['hydra.run.dir="{tmp}/full"'], "not empty"),
+    "output dir empty string": (["hydra.run.dir=''"], "hydra.run.dir must be a directory path"),
+    "output dir blank": (["hydra.run.dir=' '"], "hydra.run.dir must be a directory path"),
+    # every key goes through the validator, task keys and keys added with + included
+    "task.vocab 0": (["task=reverse", "task.vocab=0"], "task.vocab must be an integer >= 1, got 0"),
+    "task.vocab negative": (["task=reverse", "task.vocab=-3"], "task.vocab must be an integer"),
+    "task.vocab text": (["task=reverse", "task.vocab=abc"], "task.vocab must be an integer"),
+    "task.vocab float": (["task=reverse", "task.vocab=2.5"], "task.vocab must be an integer"),
+    "unknown key added with +": (["+nonexistent=1"], "unknown key 'nonexistent'"),
+    "unknown nested key added with +": (["+train.stepz=1"], "did you mean 'steps'"),
+    "seed past 64 bits": (["seed=36893488147419103232"], "seed must be an integer <= 18446744073709551615"),
+    "model too large for memory": (["width=10000000", "heads=1"], "GiB"),
+    "depth too large for memory": (["depth=1000000000"], "GiB"),
+    "task.path empty": (["task.path=''"], "task.path must be a file path"),
 }
 
 
@@ -78,11 +94,49 @@ def test_bad_input_exits_2_with_one_line(cli, tiny, workdir: Path, overrides: li
     assert not Path("/proc/resbench-test").exists()
 
 
-@pytest.mark.parametrize("args", [["config", "bogus=1"], ["config", "norm=bogus"]], ids=["key", "choice"])
+@pytest.mark.parametrize("args", [["config", "bogus=1"], ["config", "norm=bogus"], ["config", "+bogus=1"]],
+                         ids=["key", "choice", "added key"])
 def test_config_command_refuses_bad_input(cli, args: list[str]) -> None:
     result = cli(*args)
     assert result.exit_code == 2, result.output
     assert_one_clean_line(result.stderr, "bogus")
+
+
+@pytest.mark.parametrize("command", [["config"], ["sweep", "--dry-run"]])
+def test_task_keys_are_validated_in_config_and_in_sweep_lists(cli, tiny, command: list[str]) -> None:
+    result = cli(*command, *tiny, "task=reverse", "task.vocab=4,0" if "sweep" in command else "task.vocab=0")
+    assert result.exit_code == 2, result.output
+    assert_one_clean_line(result.stderr, "task.vocab must be an integer >= 1, got 0")
+
+
+def test_a_quoted_run_dir_never_overwrites_a_finished_run(train_cli, cli, tiny, tmp_path: Path) -> None:
+    """The run dir is the value Hydra resolves: quoting it as the grammar allows must not slip past the
+    not-empty check and write over a finished run."""
+    first = train_cli()
+    assert first.exit_code == 0, first.stderr
+    before = {path: path.read_bytes() for path in first.dir.rglob("*") if path.is_file()}
+    for quoted in (f"'{first.dir}'", f'"{first.dir}"', f"'{first.dir}/'"):
+        result = cli("train", "--quiet", *tiny, "seed=1", f"hydra.run.dir={quoted}")
+        assert result.exit_code == 2, (quoted, result.output)
+        assert_one_clean_line(result.stderr, "not empty")
+    assert {path: path.read_bytes() for path in first.dir.rglob("*") if path.is_file()} == before
+
+
+def test_empty_run_dir_never_writes_into_the_working_directory(cli, tiny, tmp_path: Path) -> None:
+    result = cli("train", "--quiet", *tiny, "hydra.run.dir=''")
+    assert result.exit_code == 2, result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_launcher_without_any_hydra_plugin_installed_is_one_line(cli, tiny, monkeypatch) -> None:
+    """With no plugin at all there is no hydra_plugins namespace, and looking one up raises."""
+    from resbench import hydra_app
+
+    monkeypatch.setitem(hydra_app.LAUNCHER_PLUGINS, "joblib",
+                        ("resbench_absent_namespace.hydra_joblib_launcher", "resbench[joblib]"))
+    result = cli("sweep", "--dry-run", *tiny, "seed=0,1", "hydra/launcher=joblib")
+    assert result.exit_code == 2, result.output
+    assert_one_clean_line(result.stderr, "pip install 'resbench[joblib]'")
 
 
 def test_bad_input_in_a_real_terminal(tmp_path: Path) -> None:
