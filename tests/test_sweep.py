@@ -251,6 +251,71 @@ def test_resuming_a_folder_that_is_not_a_sweep_exits_2(cli, tmp_path: Path) -> N
     assert result.exit_code == 2 and "no sweep to resume" in result.stderr
 
 
+@pytest.mark.parametrize(("content", "message"), [
+    ("[]", "not a JSON object"),
+    ("{not json", "not a JSON object"),
+    ('{"overrides": "depth=2"}', "'overrides' must be a list of strings"),
+    ('{"overrides": [1, 2]}', "'overrides' must be a list of strings"),
+    ('{"overrides": ["depth=[1,2"]}', "cannot parse override"),
+], ids=["a list", "unparsable", "a string", "not strings", "bad grammar"])
+def test_a_malformed_sweep_json_is_one_line(cli, tmp_path: Path, content: str, message: str) -> None:
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    (sweep_dir / "sweep.json").write_text(content)
+    result = cli("sweep", "--resume", str(sweep_dir))
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "sweep.json" in lines[0], result.stderr
+    assert [p.name for p in sweep_dir.iterdir()] == ["sweep.json"]
+
+
+PLANTED_CALLBACK = """
+from pathlib import Path
+Path(__file__).with_name("imported").touch()
+class Callback:
+    def __init__(self, *args, **kwargs):
+        Path(__file__).with_name("called").touch()
+"""
+
+
+@pytest.mark.parametrize("tampered", [
+    "+hydra.callbacks.planted._target_=resbench_planted.Callback",
+    "hydra.job.env_set.PYTHONPATH=/tmp",
+    "+hydra.launcher.setup=[touch /tmp/planted]",
+    "hydra.searchpath=[file:///tmp]",
+    "+planted._target_=resbench_planted.Callback",
+    "~depth",
+], ids=["callback", "env_set", "setup", "searchpath", "target", "delete"])
+def test_a_tampered_sweep_json_can_make_resume_import_nothing(cli, sweep, tmp_path: Path, monkeypatch,
+                                                             tampered: str) -> None:
+    """Result files are data: a sweep.json edited to add Hydra callbacks (or any Hydra setting that
+    imports, calls or runs something) is refused with one line before anything is imported or run."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "resbench_planted.py").write_text(PLANTED_CALLBACK)
+    result, sweep_dir = sweep("seed=0")
+    assert result.exit_code == 0, result.stderr
+    record = json.loads((sweep_dir / "sweep.json").read_text())
+    record["overrides"].append(tampered)
+    (sweep_dir / "sweep.json").write_text(json.dumps(record))
+    (sweep_dir / "run" / "summary.json").unlink()  # so that resuming would run something
+    result = cli("sweep", "--resume", str(sweep_dir))
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "refusing its override" in lines[0] and tampered in lines[0], result.stderr
+    assert not (tmp_path / "imported").exists() and not (tmp_path / "called").exists()
+    assert not (sweep_dir / "run" / "summary.json").exists(), "nothing ran"
+
+
+def test_stored_launcher_settings_and_presets_still_resume(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    stored = [*TINY, "+experiment=dong2021", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+              "hydra.sweeper.max_batch_size=4", "depth=2,3"]
+    (sweep_dir / "sweep.json").write_text(json.dumps({"overrides": stored}))
+    plan = hydra_app.plan_sweep([], resume=True, resume_dir=sweep_dir)
+    assert plan.launcher == "joblib" and plan.overrides == stored
+
+
 def test_a_new_sweep_never_writes_into_an_existing_sweep(sweep) -> None:
     result, _ = sweep("seed=0")
     assert result.exit_code == 0, result.stderr
