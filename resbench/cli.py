@@ -54,7 +54,7 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; just write the run dir.")] = False,
 ) -> None:
     """Train one run; write config.yaml, metrics.csv, grad_norms.csv, layers.csv, summary.json."""
-    from . import hydra_app
+    from . import hydra_app, records
     from .console import RunDisplay
 
     _sigterm_as_interrupt()
@@ -63,11 +63,15 @@ def train(
         summary = hydra_app.run_train(list(overrides or []), display)
     except hydra_app.BadInput as err:
         fail(str(err))
+    except records.NoSpaceError as err:  # what could still be written says failed; rows so far are whole
+        fail(str(err), EXIT_FAILED)
     except KeyboardInterrupt:
         if not quiet:
             _console(stderr=True).print("[yellow]interrupted[/yellow]: rows written so far are kept")
         raise typer.Exit(EXIT_INTERRUPTED)
     if summary["status"] == "failed":
+        if quiet:  # the display, which shows the error otherwise, is silent: the one line still goes out
+            fail(summary.get("error") or "the run failed", EXIT_FAILED)
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -84,7 +88,7 @@ def sweep(
     """Run a grid of runs through Hydra's multirun; write runs.csv and one run dir per run."""
     from pathlib import Path
 
-    from . import hydra_app
+    from . import hydra_app, records
     from .console import SweepDisplay, plan_header, plan_table, sweep_table
 
     _sigterm_as_interrupt()
@@ -107,6 +111,8 @@ def sweep(
         outcome = hydra_app.run_sweep(plan, SweepDisplay(console, quiet=quiet))
     except KeyboardInterrupt:  # a second Ctrl-C while the sweep was winding down
         raise typer.Exit(EXIT_INTERRUPTED)
+    except records.NoSpaceError as err:  # sweep.json could not be written: no run started
+        fail(str(err))
     if not quiet:
         from rich.markup import escape
 
@@ -159,6 +165,7 @@ def config(overrides: Overrides = None) -> None:
 
 
 def main() -> None:
+    _sigterm_as_interrupt()  # first of all: a SIGTERM while torch loads ends like one during the run (130)
     # Idle OpenMP threads sleep instead of spinning: with one other busy process on the cores, spinning
     # threads made a 2-thread run ~10x slower (set OMP_WAIT_POLICY=ACTIVE to spin). Before torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

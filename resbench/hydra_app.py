@@ -18,6 +18,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -164,8 +165,10 @@ def run_train(overrides: list[str], progress: train.Progress | None) -> dict[str
     check_writable(run_dir)
     _progress = progress
     try:
-        with hydra_instance() as hydra:
+        with hydra_instance() as hydra, records.no_space_named(run_dir):  # Hydra writes .hydra/ first
             job = hydra.run(CONFIG_NAME, train_task, overrides)
+        if isinstance(job.return_value, TaskRaised):
+            raise job.return_value.error
         return job.return_value
     finally:
         _progress = None
@@ -191,15 +194,47 @@ def set_threads(config: dict[str, Any], in_sweep: bool) -> None:
         torch.set_num_threads(sweeps.thread_budget(config.get("threads")))
 
 
-def train_task(cfg: DictConfig) -> dict[str, Any]:
+@dataclass
+class TaskRaised:
+    """What train_task returns for an exception it could not record in the run (a full disk): handed back
+    as a value, so that Hydra does not print its own lines about it and the CLI says it in one."""
+
+    error: Exception
+
+
+def train_task(cfg: DictConfig) -> dict[str, Any] | TaskRaised:
     """Hydra's task function: one run in Hydra's job dir. Module-level so launchers can pickle it."""
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     config = to_plain(cfg)
-    if hydra_cfg.mode != RunMode.MULTIRUN:
-        set_threads(config, in_sweep=False)
+    try:
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            set_threads(config, in_sweep=False)
+            return recorded_run(config, run_dir)
+        return sweep_job(config, run_dir, Path(hydra_cfg.sweep.dir))
+    except Exception as err:  # noqa: BLE001 - handed to the caller, see TaskRaised
+        return TaskRaised(err)
+
+
+def recorded_run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """train.run, with every way it can end recorded in summary.json once the run dir exists: an
+    exception the trainer could not record itself (e.g. while building a model too large to allocate)
+    ends the run `failed` with its error; an interrupt before the trainer's own handling ends it
+    `interrupted` (then re-raised), never left `running`."""
+    try:
         return train.run(config, run_dir, progress=_progress, job=job_facts())
-    return sweep_job(config, run_dir, Path(hydra_cfg.sweep.dir))
+    except KeyboardInterrupt:
+        record_end(config, run_dir, "interrupted")
+        raise
+    except Exception as err:
+        if _during_interrupt(err):  # recording an interrupted run broke: still an interrupt, not a failure
+            record_end(config, run_dir, "interrupted")
+            raise KeyboardInterrupt from err
+        summary = record_end(config, run_dir, "failed", f"{type(err).__name__}: {err}")
+        if _progress is not None:  # the run failed before the display heard of it: say so there
+            _progress.run_started(config, run_dir)
+            _progress.run_finished(summary, train.GradProfile())
+        return summary
 
 
 def sweep_job(config: dict[str, Any], run_dir: Path, sweep_dir: Path) -> dict[str, Any]:
@@ -215,17 +250,12 @@ def sweep_job(config: dict[str, Any], run_dir: Path, sweep_dir: Path) -> dict[st
         return {**previous, "skipped": True}
     set_threads(config, in_sweep=True)
     try:
-        summary = train.run(config, run_dir, progress=_progress, job=job_facts())
-    except Exception as err:  # the trainer broke before it could record it: record it here
-        if _during_interrupt(err):  # recording an interrupted run broke: still an interrupt, not a failure
-            raise KeyboardInterrupt from err
-        summary = record_failure(config, run_dir, err)
+        return recorded_run(config, run_dir)
     finally:
         try:
             records.write_runs_csv(sweep_dir)
         except OSError:  # runs.csv is rebuilt once more at the end of the sweep
             pass
-    return summary
 
 
 def _during_interrupt(err: BaseException) -> bool:
@@ -239,12 +269,17 @@ def _during_interrupt(err: BaseException) -> bool:
     return False
 
 
-def record_failure(config: dict[str, Any], run_dir: Path, err: Exception) -> dict[str, Any]:
-    """summary.json of a run that raised outside the trainer's own recording (e.g. while building it)."""
-    summary = records.read_json(run_dir / records.SUMMARY_JSON) or {
+def record_end(config: dict[str, Any], run_dir: Path, status: str, error: str | None = None) -> dict[str, Any]:
+    """summary.json of a run that ended outside the trainer's own recording (an exception while building
+    it, an interrupt during setup). A final status this process already wrote for it is kept."""
+    summary = records.read_json(run_dir / records.SUMMARY_JSON)
+    if isinstance(summary, dict) and summary.get("status") in sweeps.FINAL and summary.get("pid") == os.getpid():
+        return summary
+    summary = summary if isinstance(summary, dict) else {
         "steps_done": 0, "final_loss": None, "final_val_loss": None, "wall_s": 0.0}
-    summary.update(status="failed", error=f"{type(err).__name__}: {err}", config_hash=records.config_hash(config),
-                   slurm_job_id=job_facts()["slurm_job_id"], pid=os.getpid())
+    summary.update(status=status, error=error if error is not None else summary.get("error"),
+                   config_hash=records.config_hash(config), slurm_job_id=job_facts()["slurm_job_id"],
+                   pid=os.getpid())
     run_dir.mkdir(parents=True, exist_ok=True)
     records.write_json(run_dir / records.SUMMARY_JSON, summary)
     return summary
@@ -464,7 +499,12 @@ def run_sweep(plan: sweeps.SweepPlan, display: Any) -> sweeps.SweepOutcome:
     (display.run_ended); return what each run ended as. Ctrl-C or SIGTERM: the runs going on end
     `interrupted` and no further run starts (SweepOutcome.interrupted)."""
     global _progress, _launching_pid
-    sweeps.write_sweep_json(plan)
+    try:
+        sweeps.write_sweep_json(plan)
+    except OSError:
+        if plan.sweep_dir.is_dir() and not any(plan.sweep_dir.iterdir()):
+            plan.sweep_dir.rmdir()  # nothing started: leave nothing behind
+        raise
     watcher = sweeps.Watcher(plan.runs, display.run_ended)
     submitted_before = sweeps.submitit_job_dirs(plan)
     interrupted, error = False, None
@@ -474,20 +514,34 @@ def run_sweep(plan: sweeps.SweepPlan, display: Any) -> sweeps.SweepOutcome:
     watcher.start()
     try:
         with sweeps.stop_workers_on_interrupt(plan, watcher), hydra_instance() as hydra:
-            hydra.multirun(CONFIG_NAME, train_task, [*plan.hydra_overrides, "hydra.mode=MULTIRUN"])
+            batches = hydra.multirun(CONFIG_NAME, train_task, [*plan.hydra_overrides, "hydra.mode=MULTIRUN"])
+        raised = [job.return_value for batch in batches or [] for job in batch
+                  if isinstance(job.return_value, TaskRaised)]
+        if raised:
+            error = _one_line(raised[0].error)
     except KeyboardInterrupt:
         interrupted = True
         if plan.launcher == "submitit_slurm" and sweeps.cancel_slurm_jobs(plan, submitted_before):
             sweeps.wait_for_flush(plan.runs, watcher, None)
     except Exception as err:  # noqa: BLE001 - the sweep broke (a worker killed, a job lost): report it
-        lines = [line for line in str(err).splitlines() if line.strip()]
-        error = f"{type(err).__name__}: {lines[0][:300] if lines else ''}"
+        error = _one_line(err)
     finally:
         _progress, _launching_pid = None, None
         watcher.stop()
         display.stop()
-        records.write_runs_csv(plan.sweep_dir)
+        try:
+            records.write_runs_csv(plan.sweep_dir)
+        except OSError as err:  # a full disk: runs.csv keeps its last whole version
+            error = error or _one_line(err)
     return sweeps.collect(plan, watcher, interrupted, error)
+
+
+def _one_line(err: BaseException) -> str:
+    """An error as one line: a full disk as records names it, anything else by its type and first line."""
+    if isinstance(err, records.NoSpaceError):
+        return str(err)
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[0][:300] if lines else ''}"
 
 
 # ----------------------------------------------------------------------------- error messages

@@ -7,11 +7,14 @@ summary.json is replaced atomically, so a reader never sees half of it.
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import json
 import math
 import os
+import signal
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,33 +40,108 @@ def _cell(value: Any) -> Any:
     return value
 
 
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+class NoSpaceError(OSError):
+    """The disk (or quota) is full while writing `path`. The message is the one line the user sees."""
+
+    def __init__(self, path: Path):
+        super().__init__(errno.ENOSPC, f"no space left on device: {path}")
+        self.path = Path(path)
+
+    def __str__(self) -> str:
+        return f"no space left on device: {self.path}"
+
+    def __reduce__(self) -> tuple[type, tuple[Path]]:  # from a launcher's worker process back to the sweep
+        return NoSpaceError, (self.path,)
+
+
+@contextmanager
+def no_space_named(path: Path) -> Iterator[None]:
+    """A full disk while writing `path` raises NoSpaceError naming it; other errors pass unchanged."""
+    try:
+        yield
+    except NoSpaceError:
+        raise
+    except OSError as err:
+        if err.errno in NO_SPACE_ERRNOS:
+            raise NoSpaceError(path) from err
+        raise
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the block is done, then arrive: a status write that a second Ctrl-C
+    would cut short completes first. Only the main thread receives them; elsewhere (or without
+    pthread_sigmask, on Windows) this does nothing."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 class CsvWriter:
-    """An append-only CSV file with a fixed header."""
+    """An append-only CSV file with a fixed header. Rows are buffered until flush(), which writes them
+    whole or not at all: a write that fails (a full disk) is cut back to the last flushed row."""
 
     def __init__(self, path: Path, columns: Sequence[str]):
+        self.path = Path(path)
         self.columns = list(columns)
-        self._file = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115 - open until close()
-        self._writer = csv.writer(self._file)
+        with no_space_named(self.path):
+            self._file = open(path, "wb", buffering=0)  # noqa: SIM115 - open until close()
+        self._pending = io.StringIO()
+        self._writer = csv.writer(self._pending)
+        self._flushed_size = 0
         self._writer.writerow(self.columns)
+        self.flush()
 
     def write_rows(self, rows: Iterable[Sequence[Any]]) -> None:
         self._writer.writerows([_cell(v) for v in row] for row in rows)
 
     def flush(self) -> None:
-        self._file.flush()
+        data = self._pending.getvalue().encode("utf-8")
+        self._pending.seek(0)
+        self._pending.truncate()
+        if not data:
+            return
+        try:
+            with no_space_named(self.path):
+                view = memoryview(data)
+                while view:
+                    view = view[self._file.write(view):]
+        except BaseException:
+            # a partial row would be a cut line: go back to the rows already whole (this also frees space)
+            os.ftruncate(self._file.fileno(), self._flushed_size)
+            self._file.seek(self._flushed_size)
+            raise
+        self._flushed_size += len(data)
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self.flush()
+        finally:
+            self._file.close()
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and rename: the old or the new content, never a mix."""
+    """Write via a temporary file and rename: the old or the new content, never a mix, and never a
+    temporary file left behind (not by an error, a full disk or a second Ctrl-C: signals wait)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())  # the rename must not outrun the data, even on a machine crash
-    os.replace(tmp, path)
+    try:
+        with signals_deferred(), no_space_named(path):
+            with open(tmp, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())  # the rename must not outrun the data, even on a machine crash
+            os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -115,9 +193,20 @@ class RunRecorder:
             f.flush()
 
     def close(self, summary: dict[str, Any]) -> None:
-        for f in self._files:
-            f.close()
-        self.write_summary(summary)
+        """Close the CSVs and write the final summary; a second Ctrl-C waits until both are done. A
+        summary that can be written is written even when the CSVs could not be (a full disk)."""
+        with signals_deferred():
+            errors = []
+            for f in self._files:
+                try:
+                    f.close()
+                except OSError as err:
+                    errors.append(err)
+            if errors:  # the last rows could not be written: the run did not end as it was about to say
+                summary = {**summary, "status": "failed", "error": f"{type(errors[0]).__name__}: {errors[0]}"}
+            self.write_summary(summary)
+            if errors:
+                raise errors[0]
 
 
 # ----------------------------------------------------------------------------- sweeps

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -160,3 +162,102 @@ def test_cuda_asked_for_without_a_gpu(cli, tiny, tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     assert_one_clean_line(result.stderr, "device=cuda")
     assert not (tmp_path / "run").exists()
+
+
+# ----------------------------------------------------------------------------- a full disk
+class TinyDisk:
+    """`open` for resbench.records with `free` bytes left on the disk of the files matching `suffixes`:
+    a write past it writes what fits and raises OSError(ENOSPC), as a full disk does."""
+
+    def __init__(self, free: int, suffixes: tuple[str, ...] = ("",)):
+        self.free = free
+        self.suffixes = suffixes
+
+    def open(self, path, mode="r", *args, **kwargs):
+        handle = open(path, mode, *args, **kwargs)
+        if "r" in mode or not str(path).endswith(self.suffixes):
+            return handle
+        return LimitedFile(handle, self)
+
+
+class LimitedFile:
+    def __init__(self, handle, disk: TinyDisk):
+        self._handle, self._disk = handle, disk
+
+    def write(self, data):
+        fits = min(len(data), self._disk.free)
+        self._handle.write(data[:fits])
+        self._disk.free -= fits
+        if fits < len(data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return fits
+
+    def __getattr__(self, name):
+        return getattr(self._handle, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._handle.close()
+
+
+def test_a_csv_row_that_does_not_fit_is_cut_back_to_whole_rows(tmp_path: Path, monkeypatch) -> None:
+    from resbench import records
+
+    monkeypatch.setattr(records, "open", TinyDisk(free=60).open, raising=False)
+    path = tmp_path / "metrics.csv"
+    writer = records.CsvWriter(path, ["step", "loss"])
+    writer.write_rows([[0, 1.5], [1, 1.25]])
+    writer.flush()
+    writer.write_rows([[step, 0.123456789] for step in range(2, 10)])
+    with pytest.raises(records.NoSpaceError) as caught:
+        writer.flush()
+    assert str(caught.value) == f"no space left on device: {path}"
+    writer.close()
+    assert path.read_bytes() == b"step,loss\r\n0,1.5\r\n1,1.25\r\n", "rows already written stay whole"
+
+
+def test_a_summary_that_does_not_fit_keeps_the_old_one_and_no_temporary_file(tmp_path: Path, monkeypatch) -> None:
+    from resbench import records
+
+    path = tmp_path / "summary.json"
+    records.write_json(path, {"status": "running"})
+    monkeypatch.setattr(records, "open", TinyDisk(free=5).open, raising=False)
+    with pytest.raises(records.NoSpaceError, match=f"no space left on device: {path}"):
+        records.write_json(path, {"status": "completed", "final_loss": 1.0})
+    assert records.read_json(path) == {"status": "running"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
+
+
+def test_train_on_a_full_disk_is_one_line_and_the_run_failed(cli, tiny, tmp_path: Path, monkeypatch) -> None:
+    """The CSVs fill the disk mid-run (their cut rows give back the space a summary needs): one line,
+    exit 1, summary.json failed with that error, every row already written whole."""
+    from resbench import records
+
+    monkeypatch.setattr(records, "open", TinyDisk(free=30_000, suffixes=(".csv",)).open, raising=False)
+    run_dir = tmp_path / "run"
+    result = cli("train", "--quiet", *tiny, "train.steps=400", "log_every=1", f"hydra.run.dir={run_dir}")
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert_one_clean_line(result.stderr, "no space left on device: ")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "failed" and "no space left on device" in summary["error"]
+    for name in ("metrics.csv", "grad_norms.csv", "layers.csv"):
+        text = (run_dir / name).read_text()
+        assert text.endswith("\n"), name
+        widths = {len(line.split(",")) for line in text.splitlines()}
+        assert len(widths) == 1, (name, widths)
+    assert not list(run_dir.glob(".*.tmp"))
+
+
+def test_train_on_a_disk_that_stays_full_is_one_line(cli, tiny, tmp_path: Path, monkeypatch) -> None:
+    from resbench import records
+
+    disk = TinyDisk(free=30_000)
+    monkeypatch.setattr(records, "open", disk.open, raising=False)
+    run_dir = tmp_path / "run"
+    result = cli("train", "--quiet", *tiny, "train.steps=400", "log_every=1", f"hydra.run.dir={run_dir}")
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert_one_clean_line(result.stderr, "no space left on device: ")
+    assert json.loads((run_dir / "summary.json").read_text())["status"] in ("running", "failed")
+    assert not list(run_dir.glob(".*.tmp"))
