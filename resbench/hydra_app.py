@@ -15,6 +15,7 @@ import shutil
 import signal
 import tempfile
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,12 +27,15 @@ from typing import Any
 from hydra import compose as hydra_compose
 from hydra import initialize_config_module
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra._internal.callbacks import Callbacks
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobStatus
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException, OverrideParseException
-from hydra.types import RunMode
+from hydra.types import HydraContext, RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
@@ -243,6 +247,7 @@ def sweep_job(config: dict[str, Any], run_dir: Path, sweep_dir: Path) -> dict[st
     recorded as a failed run so the sweep goes on; runs.csv is rebuilt as the run ends."""
     if os.getpid() != _launching_pid:
         _stop_once_on_signal()
+        _end_when_orphaned()
     if _stopping:  # this worker was told to stop: start no further run
         raise KeyboardInterrupt
     previous = records.read_json(run_dir / records.SUMMARY_JSON)
@@ -283,6 +288,25 @@ def record_end(config: dict[str, Any], run_dir: Path, status: str, error: str | 
     run_dir.mkdir(parents=True, exist_ok=True)
     records.write_json(run_dir / records.SUMMARY_JSON, summary)
     return summary
+
+
+_watching_controller = False
+
+
+def _end_when_orphaned() -> None:
+    """In a launcher's worker: once the sweep's controlling process is gone (kill -9), end the current
+    run as a signal would (interrupted, flushed), then the worker itself, so that no orphan goes on
+    writing runs that a resume may start again."""
+    global _watching_controller
+    if _watching_controller:
+        return
+
+    def orphaned() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(sweeps.FLUSH_WAIT_S)  # the run records `interrupted`; then nothing is left to do here
+        os._exit(130)
+
+    _watching_controller = sweeps.die_with_controller(os.environ.get(sweeps.CONTROLLER_ENV), orphaned) is not None
 
 
 def _stop_once_on_signal() -> None:
@@ -447,6 +471,7 @@ def _plan(hydra: Any, base: DictConfig, overrides: list[str], sweep_dir: Path, r
 
     runs = []
     checked_tasks: set[str] = set()
+    done_elsewhere = sweeps.done_runs_by_hash(sweep_dir) if resume else {}
     for index, job in enumerate(jobs):
         job_cfg = hydra.config_loader.load_sweep_config(base, list(job))
         name = str(job_cfg.hydra.sweep.subdir)
@@ -470,16 +495,17 @@ def _plan(hydra: Any, base: DictConfig, overrides: list[str], sweep_dir: Path, r
         if name in ("", ".") or not run_dir.resolve().is_relative_to(sweep_dir):
             raise BadInput(f"run dir '{name}' of {label or 'the run'} is not inside the sweep dir "
                            "(check hydra.sweep.subdir)")
+        config_hash = records.config_hash(config)
         previous = records.read_json(run_dir / records.SUMMARY_JSON) if resume else None
-        runs.append(sweeps.PlannedRun(index, name, run_dir, list(job), swept, records.config_hash(config), previous))
+        if resume and not sweeps.is_done(previous, config_hash) and config_hash in done_elsewhere:
+            name, previous = done_elsewhere[config_hash]  # this config already ran under another name
+            run_dir = sweep_dir / name
+        runs.append(sweeps.PlannedRun(index, name, run_dir, list(job), swept, config_hash, previous))
 
     shared = [name for name, count in Counter(run.name for run in runs).items() if count > 1]
     if shared:
         raise BadInput(f"two runs would share the run dir '{shared[0]}': is a value listed twice?")
-    ended = [run for run in runs if (run.previous or {}).get("status") in sweeps.DONE and not run.done_before]
-    if ended:  # never write over a result
-        raise BadInput(f"run dir '{ended[0].name}' holds a {ended[0].previous['status']} run of another config, "
-                       "which resuming would overwrite: start a new sweep (or remove that run dir to rerun it)")
+    check_resumable(runs)
     if not resume:
         check_writable(sweep_dir)
 
@@ -487,6 +513,7 @@ def _plan(hydra: Any, base: DictConfig, overrides: list[str], sweep_dir: Path, r
     n_parallel = sweeps.parallel_runs(launcher, launcher_cfg, base.hydra.sweeper.max_batch_size,
                                       sum(not run.done_before for run in runs))
     pins.append(f"++hydra.job.env_set.{sweeps.PARALLEL_RUNS_ENV}={n_parallel}")
+    pins.append(f"++hydra.job.env_set.{sweeps.CONTROLLER_ENV}={_quoted(sweeps.controller_id())}")
     return sweeps.SweepPlan(
         sweep_dir=sweep_dir, launcher=launcher, overrides=overrides, hydra_overrides=[*overrides, *pins],
         swept_keys=swept_keys, runs=runs, parallel_runs=n_parallel, resume=resume,
@@ -494,17 +521,37 @@ def _plan(hydra: Any, base: DictConfig, overrides: list[str], sweep_dir: Path, r
     )
 
 
+def check_resumable(runs: list[sweeps.PlannedRun]) -> None:
+    """Refuse (BadInput) to write over a result of another config, or into a run a live process owns."""
+    ended = [run for run in runs if (run.previous or {}).get("status") in sweeps.DONE and not run.done_before]
+    if ended:  # never write over a result
+        raise BadInput(f"run dir '{ended[0].name}' holds a {ended[0].previous['status']} run of another config, "
+                       "which resuming would overwrite: start a new sweep (or remove that run dir to rerun it)")
+    for run in runs:
+        if (pid := sweeps.live_owner(run.previous)) is not None:
+            raise BadInput(f"run dir '{run.name}' is being run by live process {pid} (a worker of an earlier "
+                           "sweep?): wait for it to end or stop it, then resume")
+
+
 def run_sweep(plan: sweeps.SweepPlan, display: Any) -> sweeps.SweepOutcome:
-    """Launch the planned sweep through Hydra's multirun and its launcher; report runs as they end
-    (display.run_ended); return what each run ended as. Ctrl-C or SIGTERM: the runs going on end
-    `interrupted` and no further run starts (SweepOutcome.interrupted)."""
-    global _progress, _launching_pid
+    """Launch the planned sweep through Hydra's launcher; report runs as they end (display.run_ended);
+    return what each run ended as. The sweep dir is locked for the whole time: a second sweep or resume
+    there is refused (BadInput). Ctrl-C or SIGTERM: the runs going on end `interrupted` and no further run
+    starts (SweepOutcome.interrupted)."""
     try:
-        sweeps.write_sweep_json(plan)
-    except OSError:
-        if plan.sweep_dir.is_dir() and not any(plan.sweep_dir.iterdir()):
-            plan.sweep_dir.rmdir()  # nothing started: leave nothing behind
-        raise
+        with sweeps.sweep_lock(plan.sweep_dir):
+            if plan.resume:  # what the runs are now, read again under the lock
+                for run in plan.runs:
+                    run.previous = records.read_json(run.dir / records.SUMMARY_JSON)
+                check_resumable(plan.runs)
+            return _run_locked(plan, display)
+    except sweeps.SweepBusy as err:
+        raise BadInput(str(err)) from None
+
+
+def _run_locked(plan: sweeps.SweepPlan, display: Any) -> sweeps.SweepOutcome:
+    global _progress, _launching_pid
+    sweeps.write_sweep_json(plan)
     watcher = sweeps.Watcher(plan.runs, display.run_ended)
     submitted_before = sweeps.submitit_job_dirs(plan)
     interrupted, error = False, None
@@ -514,11 +561,9 @@ def run_sweep(plan: sweeps.SweepPlan, display: Any) -> sweeps.SweepOutcome:
     watcher.start()
     try:
         with sweeps.stop_workers_on_interrupt(plan, watcher), hydra_instance() as hydra:
-            batches = hydra.multirun(CONFIG_NAME, train_task, [*plan.hydra_overrides, "hydra.mode=MULTIRUN"])
-        raised = [job.return_value for batch in batches or [] for job in batch
-                  if isinstance(job.return_value, TaskRaised)]
-        if raised:
-            error = _one_line(raised[0].error)
+            batches = _launch_planned(hydra, plan)
+        error = next((_one_line(problem) for problem in map(_job_problem, (j for b in batches for j in b))
+                      if problem is not None), None)
     except KeyboardInterrupt:
         interrupted = True
         if plan.launcher == "submitit_slurm" and sweeps.cancel_slurm_jobs(plan, submitted_before):
@@ -534,6 +579,34 @@ def run_sweep(plan: sweeps.SweepPlan, display: Any) -> sweeps.SweepOutcome:
         except OSError as err:  # a full disk: runs.csv keeps its last whole version
             error = error or _one_line(err)
     return sweeps.collect(plan, watcher, interrupted, error)
+
+
+def _job_problem(job: Any) -> Exception | None:
+    """What went wrong with a launched job (a JobReturn), if anything: an exception its task function
+    handed back (TaskRaised), or one Hydra met around it (e.g. writing .hydra/ on a full disk)."""
+    if job.status == JobStatus.FAILED:
+        return job._return_value
+    return job.return_value.error if isinstance(job.return_value, TaskRaised) else None
+
+
+def _launch_planned(hydra: Any, plan: sweeps.SweepPlan) -> list[Any]:
+    """Hydra's multirun (compose, callbacks, sweeper's launcher, multirun.yaml), launching the planned
+    jobs that are to run: the plan is the basic sweeper's own expansion, less the runs resume skips, so a
+    skipped run's dir (its .hydra/ included) is never touched. Batches of hydra.sweeper.max_batch_size."""
+    cfg = hydra.compose_config(CONFIG_NAME, [*plan.hydra_overrides, "hydra.mode=MULTIRUN"],
+                               run_mode=RunMode.MULTIRUN, with_log_configuration=True)
+    callbacks = Callbacks(cfg)
+    callbacks.on_multirun_start(config=cfg, config_name=CONFIG_NAME)
+    sweeper = Plugins.instance().instantiate_sweeper(
+        config=cfg, hydra_context=HydraContext(config_loader=hydra.config_loader, callbacks=callbacks),
+        task_function=train_task)
+    OmegaConf.save(cfg, plan.sweep_dir / "multirun.yaml")
+    jobs = [run.overrides for run in plan.to_run]
+    size = sweeper.max_batch_size if sweeper.max_batch_size and sweeper.max_batch_size > 0 else max(1, len(jobs))
+    batches = [sweeper.launcher.launch(jobs[start:start + size], initial_job_idx=start)
+               for start in range(0, len(jobs), size)]
+    callbacks.on_multirun_end(config=cfg, config_name=CONFIG_NAME)
+    return batches
 
 
 def _one_line(err: BaseException) -> str:
