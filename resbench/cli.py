@@ -111,7 +111,7 @@ def sweep(
         outcome = hydra_app.run_sweep(plan, SweepDisplay(console, quiet=quiet))
     except KeyboardInterrupt:  # a second Ctrl-C while the sweep was winding down
         raise typer.Exit(EXIT_INTERRUPTED)
-    except records.NoSpaceError as err:  # sweep.json could not be written: no run started
+    except (hydra_app.BadInput, records.NoSpaceError) as err:  # the dir is busy, or sweep.json did not fit
         fail(str(err))
     if not quiet:
         from rich.markup import escape

@@ -224,6 +224,20 @@ def read_overrides(run_dir: Path) -> dict[str, str]:
     return {override_key(line): line.split("=", 1)[1] for line in lines or [] if "=" in str(line)}
 
 
+def config_value(run_dir: Path, key: str) -> Any:
+    """The value of a dotted key in a run's resolved config.yaml (None if absent, unreadable or a group):
+    a key a resumed sweep added to the sweep was not in the overrides of the runs made before."""
+    try:
+        node = yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return None if isinstance(node, (dict, list)) else node
+
+
 def find_runs(sweep_dir: Path) -> list[Path]:
     """Run dirs under a sweep dir: every folder with a summary.json, hidden folders (.submitit) skipped."""
     found = []
@@ -262,7 +276,8 @@ def runs_rows(sweep_dir: Path, swept_keys: Sequence[str], order: Sequence[str] =
         if summary is None:  # unreadable: skip rather than break the table
             continue
         overrides = read_overrides(sweep_dir / name)
-        rows.append([name, summary.get("status"), *(overrides.get(key) for key in swept_keys),
+        values = [overrides[key] if key in overrides else config_value(sweep_dir / name, key) for key in swept_keys]
+        rows.append([name, summary.get("status"), *values,
                      *(summary.get(column) for column in RUN_RESULT_COLUMNS)])
     return rows
 

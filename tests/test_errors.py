@@ -174,7 +174,7 @@ class TinyDisk:
         self.suffixes = suffixes
 
     def open(self, path, mode="r", *args, **kwargs):
-        handle = open(path, mode, *args, **kwargs)
+        handle = open(path, mode, *args, **kwargs)  # noqa: SIM115 - handed to the caller
         if "r" in mode or not str(path).endswith(self.suffixes):
             return handle
         return LimitedFile(handle, self)
