@@ -261,3 +261,34 @@ def test_train_on_a_disk_that_stays_full_is_one_line(cli, tiny, tmp_path: Path, 
     assert_one_clean_line(result.stderr, "no space left on device: ")
     assert json.loads((run_dir / "summary.json").read_text())["status"] in ("running", "failed")
     assert not list(run_dir.glob(".*.tmp"))
+
+
+# ----------------------------------------------------------------------------- the report's helper
+PLANTED_PANDAS = """
+from pathlib import Path
+Path(__file__).with_name("planted-imported").touch()
+raise ImportError("a planted pandas.py was imported")
+"""
+
+
+def test_the_report_helper_never_imports_from_the_working_directory(tmp_path: Path, monkeypatch) -> None:
+    """The helper process unpickles DataFrames (so imports pandas): a pandas.py where the user runs
+    `resbench report` must not be what it imports."""
+    import pandas as pd
+
+    from resbench.report import render
+
+    (tmp_path / "pandas.py").write_text(PLANTED_PANDAS)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    curve = pd.DataFrame({"panel": "", "line": ["a", "a"], "side": "", "x": [0, 1], "y": [1.0, 2.0]})
+    jobs = [render.PlotJob("line_figure", curve, tmp_path / f"plot{i}.png",
+                           {"title": "t", "x_label": "x", "y_label": "y"}) for i in range(2)]
+    helper = render.Helper()
+    try:
+        render.draw_all(jobs, helper)
+        assert helper.process.returncode == 0, "the helper failed (and this process drew its share)"
+    finally:
+        helper.close()
+    assert not (tmp_path / "planted-imported").exists()
+    assert all(job.path.stat().st_size > 0 for job in jobs)

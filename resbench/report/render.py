@@ -1,7 +1,7 @@
 """Draw the report's figures, on two cores when there are two.
 
 Drawing is most of a big report's time and it is single-threaded matplotlib, so a helper process
-(`python -m resbench.report.render`, started before the runs are read, so its imports overlap the
+(an isolated `python -I` running `render.main`, started before the runs are read, so its imports overlap the
 loading) draws about half the figures while this process draws the rest. The helper is a plain
 subprocess of a module, not multiprocessing: nothing of the caller's `__main__` is ever re-run. Any
 trouble with it (cannot start, crashes) and this process draws its share too: same files either way.
@@ -50,18 +50,22 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+# The helper's whole program. Python runs it isolated (-I): neither the current directory nor PYTHONPATH
+# is on its sys.path, so a stray pandas.py where the user runs `resbench report` is never imported; this
+# very resbench is put first by hand.
+HELPER_PROGRAM = "import sys; sys.path.insert(0, sys.argv[1]); from resbench.report.render import main; main()"
+
+
 class Helper:
     """A second process that draws the PlotJobs it is sent, once, then exits."""
 
     def __init__(self) -> None:
         package_root = Path(__file__).resolve().parents[2]  # so the helper imports this very resbench
-        path = os.pathsep.join([str(package_root), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         # Its output is never needed (on any failure this process redraws its share), and an unread
         # pipe could fill and stall it: both streams go nowhere.
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "resbench.report.render"],
+            [sys.executable, "-I", "-c", HELPER_PROGRAM, str(package_root)],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONPATH": path},
         )
 
     @classmethod
