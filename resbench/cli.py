@@ -140,13 +140,21 @@ def report(
     """Tables, PNG plots, summary.csv and report.md (with computed findings) for sweeps or runs."""
     from rich.markup import escape
 
+    from .records import NoSpaceError
     from .report import ReportInputError, build_report, latest_sweep
 
+    if out is not None and out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file, not a directory: give a directory for the report")
     console = _console()
     try:
         result = build_report(list(dirs) if dirs else [latest_sweep()], console=console, out_dir=out)
     except ReportInputError as err:
         fail(str(err))
+    except NoSpaceError as err:  # the files written so far are whole (plots are replaced atomically)
+        fail(str(err), EXIT_FAILED)
+    except OSError as err:  # the report's dir cannot be made or written (read-only, not a directory, ...)
+        fail(f"cannot write the report to {out or 'the report dir'}: {err.strerror or err}"
+             + (f": {err.filename}" if err.filename else ""))
     console.print(f"report: {escape(str(result.out_dir / 'report.md'))} ({result.n_runs} runs)")
 
 

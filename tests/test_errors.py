@@ -292,3 +292,50 @@ def test_the_report_helper_never_imports_from_the_working_directory(tmp_path: Pa
         helper.close()
     assert not (tmp_path / "planted-imported").exists()
     assert all(job.path.stat().st_size > 0 for job in jobs)
+
+
+# ----------------------------------------------------------------------------- report on damaged runs
+def _append_rows(path: Path, *rows: str) -> None:
+    path.write_text(path.read_text() + "".join(row + "\n" for row in rows))
+
+
+DAMAGE = {
+    "config.yaml not UTF-8": (lambda run: (run / "config.yaml").write_bytes(b"depth: 2\nname: caf\xe9\n"),
+                              "config.yaml unparsable"),
+    "impossible layer ids": (lambda run: _append_rows(run / "layers.csv", "10,99999,1,1,1,1,1", "10,-5,1,1,1,1,1"),
+                             "layers.csv: 2 rows with an impossible layer skipped"),
+    "absurd steps": (lambda run: _append_rows(run / "metrics.csv", "99999999999999999999999,1.0,,0.1,1.0,1.0",
+                                              "-7,1.0,,0.1,1.0,1.0"),
+                     "metrics.csv: 2 rows with an impossible step skipped"),
+    "absurd step in layers.csv": (lambda run: _append_rows(run / "layers.csv", "1e300,0,1,1,1,1,1"),
+                                  "layers.csv: 1 rows with an impossible step skipped"),
+}
+
+
+@pytest.mark.parametrize(("damage", "warning"), DAMAGE.values(), ids=DAMAGE.keys())
+def test_report_on_a_damaged_run_warns_naming_it_and_uses_the_rest(cli, tmp_path: Path, damage, warning) -> None:
+    from report_fixtures import write_run
+
+    sweep_dir = tmp_path / "sweep"
+    write_run(sweep_dir / "depth=2", {"depth": 2})
+    write_run(sweep_dir / "depth=4", {"depth": 4})
+    damage(sweep_dir / "depth=2")
+    result = cli("report", str(sweep_dir))
+    assert result.exit_code == 0, (result.output, result.exception)
+    report = (sweep_dir / "report" / "report.md").read_text()
+    assert "depth=2" in report and warning in report, report
+    assert (sweep_dir / "report" / "grad_norm_heatmap.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("out", ["{tmp}/a_file", "{tmp}/a_file/report", "/proc/resbench-test/report"],
+                         ids=["a file", "under a file", "unwritable"])
+def test_report_out_that_cannot_be_written_is_one_line(cli, tmp_path: Path, out: str) -> None:
+    from report_fixtures import write_run
+
+    write_run(tmp_path / "sweep" / "depth=2", {"depth": 2})
+    (tmp_path / "a_file").write_text("a regular file\n")
+    before = listing(tmp_path)
+    result = cli("report", str(tmp_path / "sweep"), "--out", out.format(tmp=tmp_path))
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert_one_clean_line(result.stderr, "report")
+    assert listing(tmp_path) == before

@@ -38,9 +38,19 @@ class PlotJob:
         return max(1, self.data[column].nunique())
 
     def draw(self) -> Path:
+        """Draw into a temporary file and rename it: a PNG is whole or absent (a full disk, a crash)."""
+        from resbench.records import no_space_named
         from resbench.report import plots
 
-        return getattr(plots, self.figure)(self.data, self.path, **self.options)
+        tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp{self.path.suffix}")
+        try:
+            with no_space_named(self.path):
+                getattr(plots, self.figure)(self.data, tmp, **self.options)
+                os.replace(tmp, self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return self.path
 
 
 def _usable_cores() -> int:
