@@ -552,7 +552,7 @@ def run_sweep(plan: sweeps.SweepPlan, display: Any) -> sweeps.SweepOutcome:
 def _run_locked(plan: sweeps.SweepPlan, display: Any) -> sweeps.SweepOutcome:
     global _progress, _launching_pid
     sweeps.write_sweep_json(plan)
-    watcher = sweeps.Watcher(plan.runs, display.run_ended)
+    watcher = sweeps.Watcher(plan.runs, display.run_ended, on_start=lambda run: _rebuild_runs_csv(plan.sweep_dir))
     submitted_before = sweeps.submitit_job_dirs(plan)
     interrupted, error = False, None
     display.start(plan)
@@ -579,6 +579,13 @@ def _run_locked(plan: sweeps.SweepPlan, display: Any) -> sweeps.SweepOutcome:
         except OSError as err:  # a full disk: runs.csv keeps its last whole version
             error = error or _one_line(err)
     return sweeps.collect(plan, watcher, interrupted, error)
+
+
+def _rebuild_runs_csv(sweep_dir: Path) -> None:
+    try:
+        records.write_runs_csv(sweep_dir)
+    except OSError:  # a full disk: rebuilt again as runs end and at the end of the sweep
+        pass
 
 
 def _job_problem(job: Any) -> Exception | None:
@@ -643,7 +650,12 @@ def explain(err: Exception, overrides: list[str] = ()) -> str:
     """One line for a Hydra/OmegaConf error: what is wrong and what would be valid."""
     text = str(err)
     if isinstance(err, OverrideParseException):
-        return f"cannot parse override '{err.override}': {text.splitlines()[0]}"
+        hint = (" (Hydra's grammar takes no bare ~ in a value: write $HOME/..., which the shell expands)"
+                if "=~" in str(err.override) else "")
+        return f"cannot parse override '{err.override}': {text.splitlines()[0]}{hint}"
+    if "requires --multirun" in text or "is a sweep override" in text:
+        return f"{text.splitlines()[0].split(' requires')[0]}: a list or sweep needs `resbench sweep`; " \
+               "`resbench train` runs one config"
     if match := _NOT_IN_STRUCT.search(text):
         key = match.group(1)
         valid = _valid_keys(key, list(overrides))

@@ -243,12 +243,14 @@ class Watcher:
     during this sweep, whatever launcher runs it and wherever (the sweep dir is all it needs)."""
 
     def __init__(self, runs: list[PlannedRun], on_end: Callable[[PlannedRun, dict[str, Any]], None],
-                 interval: float = 0.5):
+                 interval: float = 0.5, on_start: Callable[[PlannedRun], None] | None = None):
         self.runs = runs
         self.on_end = on_end
+        self.on_start = on_start  # once per run seen `running` (e.g. rebuild runs.csv: a kill -9 shows it)
         self.interval = interval
         self.initial = {run.name: _signature(run.dir / records.SUMMARY_JSON) for run in runs}
         self.reported: set[str] = set()
+        self.started: set[str] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="resbench-sweep-watcher", daemon=True)
 
@@ -261,9 +263,14 @@ class Watcher:
             if run.name in self.reported or not self.changed(run):
                 continue
             summary = records.read_json(run.dir / records.SUMMARY_JSON)
-            if summary and summary.get("status") in FINAL:
+            if not isinstance(summary, dict):
+                continue
+            if summary.get("status") in FINAL:
                 self.reported.add(run.name)
                 self.on_end(run, summary)
+            elif self.on_start is not None and run.name not in self.started:
+                self.started.add(run.name)
+                self.on_start(run)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
