@@ -23,7 +23,7 @@ def readme_commands() -> list[list[str]]:
     continuations included) and of its inline code, as the shell would split it; placeholders left out."""
     text = README.read_text(encoding="utf-8")
     lines = []
-    for shell, block in re.findall(r"```(bash)?\n(.*?)```", text, flags=re.S):
+    for shell, block in re.findall(r"```(bash)?\n(.*?)```", text, flags=re.DOTALL):
         block_lines = block.replace("\\\n", " ").splitlines()
         # a shell block is commands; in a sample of output, only the `$ ` lines are
         lines += block_lines if shell else [line[2:] for line in block_lines if line.startswith("$ ")]
@@ -34,9 +34,9 @@ def readme_commands() -> list[list[str]]:
             if part.split()[:1] != ["resbench"]:
                 continue
             words = shlex.split(os.path.expandvars(part), comments=True)  # the shell expands $HOME
-            if words[:1] == ["resbench"] and not any(PLACEHOLDER.search(word) for word in words[1:]):
-                if words not in commands:
-                    commands.append(words)
+            placeholder = any(PLACEHOLDER.search(word) for word in words[1:])
+            if words[:1] == ["resbench"] and not placeholder and words not in commands:
+                commands.append(words)
     return commands
 
 
