@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -339,3 +340,61 @@ def test_report_out_that_cannot_be_written_is_one_line(cli, tmp_path: Path, out:
     assert result.exit_code == 2, (result.output, result.exception)
     assert_one_clean_line(result.stderr, "report")
     assert listing(tmp_path) == before
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 200 KB tmpfs at tmp_path/disk, where the platform lets this process mount one."""
+    import shutil
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root and mount(8); the injected-ENOSPC tests cover the writers")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mount)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def assert_whole_rows(directory: Path) -> None:
+    for path in directory.rglob("*.csv"):
+        text = path.read_text()
+        assert text.endswith("\n"), path
+        assert len({len(line.split(",")) for line in text.splitlines()}) == 1, path
+
+
+@pytest.mark.slow
+def test_a_real_full_disk(cli, tiny, small_disk: Path) -> None:
+    """train and sweep on a 200 KB tmpfs: one line, exit 1, no traceback, no temporary file, every row
+    whole; --resume once there is room runs the rest."""
+    import subprocess
+
+    run_dir = small_disk / "run"
+    result = cli("train", "--quiet", *tiny, "train.steps=400", "log_every=1", f"hydra.run.dir={run_dir}")
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert_one_clean_line(result.stderr, "no space left on device: ")
+    assert json.loads((run_dir / "summary.json").read_text())["status"] in ("failed", "running")
+    assert_whole_rows(run_dir)
+    assert not list(small_disk.rglob(".*.tmp"))
+    subprocess.run(["rm", "-rf", str(run_dir)], check=True)
+
+    sweep_dir = small_disk / "sweep"
+    args = [*tiny, "train.steps=400", "log_every=1", "seed=0,1"]
+    result = cli("sweep", "--quiet", *args, f"hydra.sweep.dir={sweep_dir}")
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert "Traceback" not in result.output
+    assert not list(small_disk.rglob(".*.tmp")) and not list(small_disk.rglob(".*.tmp.*"))
+    assert_whole_rows(sweep_dir)
+
+    subprocess.run(["mount", "-o", "remount,size=20m", str(small_disk)], check=True)
+    result = cli("sweep", "--resume", str(sweep_dir))
+    assert result.exit_code == 0, (result.output, result.exception)
+    statuses = {run.name: json.loads((run / "summary.json").read_text())["status"] for run in sweep_dir.iterdir()
+                if (run / "summary.json").is_file()}
+    assert statuses == {"seed=0": "completed", "seed=1": "completed"}
