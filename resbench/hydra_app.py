@@ -27,6 +27,7 @@ from typing import Any
 from hydra import compose as hydra_compose
 from hydra import initialize_config_module
 from hydra._internal.callbacks import Callbacks
+from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -437,6 +438,47 @@ def _pin(base: DictConfig, hydra_overrides: list[str], sweep_dir: Path) -> None:
         base.hydra.sweep.dir = str(sweep_dir)
 
 
+class JobConfigs:
+    """Each job's config exactly as the launcher's load_sweep_config will compose it, without composing
+    every job: Hydra composes the defaults a job's group choices select, then applies its other overrides
+    in order. Jobs of one sweep that choose the same groups and set the same keys share one composition,
+    on which each job's values are applied in turn (they overwrite the same keys). A job that adds (+) or
+    deletes (~) keys is composed in full."""
+
+    def __init__(self, hydra: Any, base: DictConfig):
+        self.loader = hydra.config_loader
+        self.base = base
+        self.parser = OverridesParser.create(config_loader=hydra.config_loader)
+        self.parsed: dict[str, Override] = {}
+        self.shared: dict[tuple, DictConfig] = {}
+
+    def _parse(self, text: str) -> Override:
+        if text not in self.parsed:
+            self.parsed[text] = self.parser.parse_overrides([text])[0]
+        return self.parsed[text]
+
+    def _is_group(self, override: Override) -> bool:
+        return self.loader.repository.group_exists(override.key_or_group) and not isinstance(override.value(), dict)
+
+    def compose(self, job: list[str]) -> DictConfig:
+        parsed = [self._parse(text) for text in job]
+        values = [override for override in parsed if not self._is_group(override)]
+        if any(override.is_add() or override.is_delete() for override in values):
+            return self.loader.load_sweep_config(self.base, job)
+        key = (tuple(o.input_line for o in parsed if self._is_group(o)), tuple(o.key_or_group for o in values))
+        cfg = self.shared.get(key)
+        if cfg is None:
+            cfg = self.shared[key] = self.loader.load_sweep_config(self.base, job)
+            return cfg
+        ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
+        dirname = cfg.hydra.job.config.override_dirname
+        with read_write(cfg.hydra), open_dict(cfg.hydra):
+            cfg.hydra.overrides.task = list(job)
+            cfg.hydra.job.override_dirname = get_overrides_dirname(
+                overrides=parsed, kv_sep=dirname.kv_sep, item_sep=dirname.item_sep, exclude_keys=dirname.exclude_keys)
+        return cfg
+
+
 def _plan(hydra: Any, base: DictConfig, overrides: list[str], sweep_dir: Path, resume: bool) -> sweeps.SweepPlan:
     if resume and not (sweep_dir / records.SWEEP_JSON).is_file():
         raise BadInput(f"no sweep to resume at {sweep_dir} (it has no {records.SWEEP_JSON})")
@@ -472,16 +514,16 @@ def _plan(hydra: Any, base: DictConfig, overrides: list[str], sweep_dir: Path, r
     runs = []
     checked_tasks: set[str] = set()
     done_elsewhere = sweeps.done_runs_by_hash(sweep_dir) if resume else {}
+    job_configs = JobConfigs(hydra, base)
     for index, job in enumerate(jobs):
-        job_cfg = hydra.config_loader.load_sweep_config(base, list(job))
+        job_cfg = job_configs.compose(list(job))
         name = str(job_cfg.hydra.sweep.subdir)
         job_values = {records.override_key(o): o.split("=", 1)[1] for o in job}
         swept = {key: job_values[key] for key in swept_keys}
         label = " ".join(f"{key}={value}" for key, value in swept.items())
-        with read_write(job_cfg), open_dict(job_cfg):
-            del job_cfg["hydra"]
         try:
-            config = to_plain(job_cfg)
+            config = {key: OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+                      for key, node in job_cfg.items() if key != "hydra"}
             validate(config)
             task_key = json.dumps([config["task"], config["train"]["batch_size"]], sort_keys=True, default=str)
             if task_key not in checked_tasks:  # build each distinct task once (it may read a corpus)

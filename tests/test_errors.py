@@ -57,6 +57,9 @@ BAD_INPUTS = {
     "model too large for memory": (["width=10000000", "heads=1"], "GiB"),
     "depth too large for memory": (["depth=1000000000"], "GiB"),
     "task.path empty": (["task.path=''"], "task.path must be a file path"),
+    "seq_len too long for the built-in corpus": (["task.seq_len=10000000"], "the built-in corpus"),
+    "a sweep given to train": (["seed=range(2)"], "`resbench sweep`"),
+    "a bare ~ in a path": (["task.path=~/book.txt"], "$HOME"),
 }
 
 
