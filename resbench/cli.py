@@ -52,15 +52,20 @@ def _sigterm_as_interrupt() -> None:
 def train(
     overrides: Overrides = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; just write the run dir.")] = False,
+    resume: Annotated[Path | None, typer.Option(
+        "--resume", metavar="RUN_DIR", help="Continue the interrupted, failed or killed run in RUN_DIR from its "
+        "checkpoint, with its overrides (any given replace those of the same key).")] = None,
 ) -> None:
     """Train one run; write config.yaml, metrics.csv, grad_norms.csv, layers.csv, summary.json."""
     from . import hydra_app, records
     from .console import RunDisplay
 
+    if resume is not None and not resume.is_dir():
+        fail(f"no run to resume at {resume}: no such directory")
     _sigterm_as_interrupt()
     display = RunDisplay(_console(), quiet=quiet)
     try:
-        summary = hydra_app.run_train(list(overrides or []), display)
+        summary = hydra_app.run_train(list(overrides or []), display, resume_dir=resume)
     except hydra_app.BadInput as err:
         fail(str(err))
     except records.NoSpaceError as err:  # what could still be written says failed; rows so far are whole

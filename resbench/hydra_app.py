@@ -7,6 +7,7 @@ grammar, per-job output dirs with `.hydra/`, and the job's return value comes ba
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib.util
 import json
 import os
@@ -40,8 +41,9 @@ from hydra.types import HydraContext, RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
-from . import records, train
+from . import checkpoint, records, train
 from . import sweep as sweeps
+from .precision import pick_precision
 from .tasks import TaskError
 from .tasks import build as build_task
 from .validate import CHECKS, CONFIG_GROUPS, ConfigError, validate
@@ -157,21 +159,32 @@ def resolved_dir(overrides: list[str], key: str) -> Path:
     return Path(value)
 
 
-def run_train(overrides: list[str], progress: train.Progress | None) -> dict[str, Any]:
-    """One run into `hydra.run.dir` (default results/train/<timestamp>); returns its summary."""
+def run_train(overrides: list[str], progress: train.Progress | None,
+              resume_dir: Path | None = None) -> dict[str, Any]:
+    """One run into `hydra.run.dir` (default results/train/<timestamp>); returns its summary.
+    resume_dir: continue the run there from its checkpoint, with its overrides (any given replace those
+    of the same key)."""
     global _progress
+    if resume_dir is not None:
+        overrides = resume_overrides(resume_dir, overrides)
     run_dir = resolved_dir(overrides, "hydra.run.dir")
     overrides = [*without_key(overrides, "hydra.run.dir"), f"hydra.run.dir={_quoted(str(run_dir))}"]
     config = check(overrides)
-    try:
-        train.pick_device(config["device"])  # the run is on this machine: device=cuda needs a GPU here
-    except RuntimeError as err:
+    try:  # the run is on this machine: device=cuda needs a GPU here, and bf16 one that runs it
+        pick_precision(config["precision"], train.pick_device(config["device"]))
+    except (RuntimeError, ValueError) as err:
         raise BadInput(str(err)) from None
-    check_writable(run_dir)
+    if resume_dir is None:
+        check_writable(run_dir)
+    else:
+        try:
+            checkpoint.check_resumable(resume_dir, records.config_hash(config))
+        except checkpoint.CheckpointError as err:
+            raise BadInput(str(err)) from None
     _progress = progress
     try:
         with hydra_instance() as hydra, records.no_space_named(run_dir):  # Hydra writes .hydra/ first
-            job = hydra.run(CONFIG_NAME, train_task, overrides)
+            job = hydra.run(CONFIG_NAME, functools.partial(train_task, resume=resume_dir is not None), overrides)
         if isinstance(job.return_value, TaskRaised):
             raise job.return_value.error
         return job.return_value
@@ -179,9 +192,21 @@ def run_train(overrides: list[str], progress: train.Progress | None) -> dict[str
         _progress = None
 
 
+def resume_overrides(run_dir: Path, given: list[str]) -> list[str]:
+    """The overrides that continue the run in `run_dir`: its own (.hydra/overrides.yaml), any `given`
+    replacing those of the same key, and the run dir itself as hydra.run.dir."""
+    try:
+        stored = [str(line) for line in OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")]
+    except (OSError, OmegaConfBaseException, TypeError):
+        raise BadInput(f"no run to resume at {run_dir} (it has no readable .hydra/overrides.yaml)") from None
+    return [*sweeps.merge_overrides(stored, without_key(given, "hydra.run.dir")),
+            f"hydra.run.dir={_quoted(str(run_dir))}"]
+
+
 def job_facts() -> dict[str, Any]:
     """Where this job executes: the SLURM job id (as submitit names it) when there is one."""
-    facts: dict[str, Any] = {"slurm_job_id": None}
+    # SLURM counts the times it requeued a job (preemption, time limit, `scontrol requeue`).
+    facts: dict[str, Any] = {"slurm_job_id": None, "requeues": int(os.environ.get("SLURM_RESTART_COUNT") or 0)}
     if "SLURM_ARRAY_JOB_ID" in os.environ:
         facts["slurm_job_id"] = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
     elif "SLURM_JOB_ID" in os.environ:
@@ -207,27 +232,28 @@ class TaskRaised:
     error: Exception
 
 
-def train_task(cfg: DictConfig) -> dict[str, Any] | TaskRaised:
-    """Hydra's task function: one run in Hydra's job dir. Module-level so launchers can pickle it."""
+def train_task(cfg: DictConfig, resume: bool = False) -> dict[str, Any] | TaskRaised:
+    """Hydra's task function: one run in Hydra's job dir. Module-level so launchers can pickle it.
+    resume (`train --resume`): continue the run in that dir from its checkpoint."""
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     config = to_plain(cfg)
     try:
         if hydra_cfg.mode != RunMode.MULTIRUN:
             set_threads(config, in_sweep=False)
-            return recorded_run(config, run_dir)
+            return recorded_run(config, run_dir, resume=resume)
         return sweep_job(config, run_dir, Path(hydra_cfg.sweep.dir))
     except Exception as err:  # noqa: BLE001 - handed to the caller, see TaskRaised
         return TaskRaised(err)
 
 
-def recorded_run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+def recorded_run(config: dict[str, Any], run_dir: Path, resume: bool = False) -> dict[str, Any]:
     """train.run, with every way it can end recorded in summary.json once the run dir exists: an
     exception the trainer could not record itself (e.g. while building a model too large to allocate)
     ends the run `failed` with its error; an interrupt before the trainer's own handling ends it
     `interrupted` (then re-raised), never left `running`."""
     try:
-        return train.run(config, run_dir, progress=_progress, job=job_facts())
+        return train.run(config, run_dir, progress=_progress, job=job_facts(), resume=resume)
     except KeyboardInterrupt:
         record_end(config, run_dir, "interrupted")
         raise
@@ -252,11 +278,14 @@ def sweep_job(config: dict[str, Any], run_dir: Path, sweep_dir: Path) -> dict[st
     if _stopping:  # this worker was told to stop: start no further run
         raise KeyboardInterrupt
     previous = records.read_json(run_dir / records.SUMMARY_JSON)
-    if sweeps.is_done(previous, records.config_hash(config)):
+    config_hash = records.config_hash(config)
+    if sweeps.is_done(previous, config_hash):
         return {**previous, "skipped": True}
+    # A run of this config that was interrupted, failed, killed or requeued goes on from its checkpoint.
+    resume = bool(previous) and previous.get("config_hash") == config_hash
     set_threads(config, in_sweep=True)
     try:
-        return recorded_run(config, run_dir)
+        return recorded_run(config, run_dir, resume=resume)
     finally:
         try:
             records.write_runs_csv(sweep_dir)
@@ -594,7 +623,9 @@ def run_sweep(plan: sweeps.SweepPlan, display: Any) -> sweeps.SweepOutcome:
 def _run_locked(plan: sweeps.SweepPlan, display: Any) -> sweeps.SweepOutcome:
     global _progress, _launching_pid
     sweeps.write_sweep_json(plan)
-    watcher = sweeps.Watcher(plan.runs, display.run_ended, on_start=lambda run: _rebuild_runs_csv(plan.sweep_dir))
+    watcher = sweeps.Watcher(plan.runs, display.run_ended, provisional=(
+        ("interrupted",) if plan.launcher in sweeps.REQUEUEING_LAUNCHERS else ()),
+        on_start=lambda run: _rebuild_runs_csv(plan.sweep_dir))
     submitted_before = sweeps.submitit_job_dirs(plan)
     interrupted, error = False, None
     display.start(plan)

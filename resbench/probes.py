@@ -149,8 +149,8 @@ class BlockCapture:
 
     @torch.no_grad()
     def _reduce_pass(self) -> None:
-        outputs = torch.stack(self._outputs)  # (L, B, T, C) or (L, B, C)
-        grads = torch.stack(self._grads)
+        outputs = torch.stack(self._outputs).float()  # (L, B, T, C) or (L, B, C); fp32 also under autocast
+        grads = torch.stack(self._grads).float()
         if self._examples_are_tokens:
             outputs, grads = outputs[:, :, None], grads[:, :, None]  # (L, B, 1, C)
         # For the MLP the rank is over the batch: one "sequence" whose tokens are the examples.

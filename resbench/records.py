@@ -27,6 +27,7 @@ GRAD_NORM_COLUMNS = ["step", "layer", "param", "grad_norm"]
 RUNS_CSV = "runs.csv"  # at a sweep's root: one row per run
 SWEEP_JSON = "sweep.json"  # at a sweep's root: what was swept (written before any run starts)
 SUMMARY_JSON = "summary.json"
+METRICS_CSV, GRAD_NORMS_CSV, LAYERS_CSV = "metrics.csv", "grad_norms.csv", "layers.csv"
 RUN_RESULT_COLUMNS = ["final_loss", "final_val_loss", "wall_s"]
 LAYER_COLUMNS = ["step", "layer", "grad_norm", "hidden_rms", "act_grad_norm", "update_ratio", "rank_residual"]
 
@@ -87,21 +88,31 @@ def signals_deferred() -> Iterator[None]:
 
 class CsvWriter:
     """An append-only CSV file with a fixed header. Rows are buffered until flush(), which writes them
-    whole or not at all: a write that fails (a full disk) is cut back to the last flushed row."""
+    whole or not at all: a write that fails (a full disk) is cut back to the last flushed row.
+    `keep_rows`: continue an existing file after its first `keep_rows` data rows (a resumed run),
+    dropping whatever came after them."""
 
-    def __init__(self, path: Path, columns: Sequence[str]):
+    def __init__(self, path: Path, columns: Sequence[str], keep_rows: int | None = None):
         self.path = Path(path)
         self.columns = list(columns)
-        with no_space_named(self.path):
-            self._file = open(path, "wb", buffering=0)  # noqa: SIM115 - open until close()
+        self.rows = 0  # data rows in the file: where a checkpoint says this file stood
         self._pending = io.StringIO()
         self._writer = csv.writer(self._pending)
-        self._flushed_size = 0
-        self._writer.writerow(self.columns)
+        with no_space_named(self.path):
+            if keep_rows is None:
+                self._file = open(path, "wb", buffering=0)  # noqa: SIM115 - open until close()
+                self._writer.writerow(self.columns)
+            else:
+                truncate_rows(path, self.columns, keep_rows)
+                self.rows = keep_rows
+                self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - open until close()
+        self._flushed_size = os.fstat(self._file.fileno()).st_size
         self.flush()
 
     def write_rows(self, rows: Iterable[Sequence[Any]]) -> None:
-        self._writer.writerows([_cell(v) for v in row] for row in rows)
+        cells = [[_cell(v) for v in row] for row in rows]
+        self._writer.writerows(cells)
+        self.rows += len(cells)
 
     def flush(self) -> None:
         data = self._pending.getvalue().encode("utf-8")
@@ -121,11 +132,30 @@ class CsvWriter:
             raise
         self._flushed_size += len(data)
 
+    def sync(self) -> None:
+        """Flush to the disk itself, so a checkpoint never counts rows a machine crash could lose."""
+        self.flush()
+        os.fsync(self._file.fileno())
+
     def close(self) -> None:
         try:
             self.flush()
         finally:
             self._file.close()
+
+
+def truncate_rows(path: Path, columns: Sequence[str], keep_rows: int) -> None:
+    """Cut `path` after its header and first `keep_rows` whole data rows (rows hold no newlines)."""
+    with open(path, "rb") as handle:
+        lines = handle.read().splitlines(keepends=True)
+    header = lines[0].decode("utf-8").rstrip("\r\n").split(",") if lines else []
+    if header != list(columns):
+        raise ValueError(f"{path.name}: header {header} is not {list(columns)}")
+    whole = [line for line in lines[1 : keep_rows + 1] if line.endswith(b"\n")]
+    if len(whole) < keep_rows:
+        raise ValueError(f"{path.name} has {len(whole)} whole rows, fewer than the {keep_rows} "
+                         "its checkpoint counted")
+    os.truncate(path, sum(len(line) for line in lines[: keep_rows + 1]))
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -156,28 +186,48 @@ def read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-NOT_IN_HASH = ("threads",)  # how a run executes, not what it computes
+NOT_IN_HASH = ("threads", "train.checkpoint_every")  # how a run executes or is kept, not what it computes
+# Keys added after runs were first recorded: left out at their default, so older runs keep their identity.
+HASH_OMITS_AT_DEFAULT = {"precision": "fp32"}
 
 
 def config_hash(config: dict[str, Any]) -> str:
     """Identity of a run: a hash of its resolved config (which holds no output paths), without the
     settings of NOT_IN_HASH, so that a sweep resumed on another launcher still knows its runs."""
-    identity = {key: value for key, value in config.items() if key not in NOT_IN_HASH}
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    identity = json.loads(json.dumps(config, default=str))  # a deep copy to prune
+    for dotted in NOT_IN_HASH:
+        *parents, leaf = dotted.split(".")
+        node = identity
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    for key, default in HASH_OMITS_AT_DEFAULT.items():
+        if identity.get(key) == default:
+            del identity[key]
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class RunRecorder:
     """Opens a run's files, appends rows as the run goes and closes them with a summary."""
 
     def __init__(self, run_dir: Path, config: dict[str, Any], metric_columns: Sequence[str],
-                 layer_columns: Sequence[str]):
+                 layer_columns: Sequence[str], resume_rows: dict[str, int] | None = None):
+        """`resume_rows`: continue the files of a run, each after the rows its checkpoint counted."""
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(self.run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-        self.metrics = CsvWriter(self.run_dir / "metrics.csv", metric_columns)
-        self.grad_norms = CsvWriter(self.run_dir / "grad_norms.csv", GRAD_NORM_COLUMNS)
-        self.layers = CsvWriter(self.run_dir / "layers.csv", layer_columns)
-        self._files = (self.metrics, self.grad_norms, self.layers)
+        files = {METRICS_CSV: metric_columns, GRAD_NORMS_CSV: GRAD_NORM_COLUMNS, LAYERS_CSV: layer_columns}
+        self.files = {name: CsvWriter(self.run_dir / name, columns, None if resume_rows is None
+                                      else resume_rows[name]) for name, columns in files.items()}
+        self.metrics, self.grad_norms, self.layers = self.files.values()
+        self._files = tuple(self.files.values())
+
+    def positions(self) -> dict[str, int]:
+        """Rows in each CSV, synced to disk: where the files stand at a checkpoint."""
+        for f in self._files:
+            f.sync()
+        return {name: f.rows for name, f in self.files.items()}
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_json(self.run_dir / "summary.json", summary)

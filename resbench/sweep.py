@@ -28,6 +28,9 @@ FINAL = (*DONE, "failed", "interrupted")  # a run that ended
 PARALLEL_RUNS_ENV = "RESBENCH_PARALLEL_RUNS"  # set for each job: runs sharing its machine at once
 LOCAL_WORKER_LAUNCHERS = ("joblib", "submitit_local")  # runs in child processes of the sweep
 FLUSH_WAIT_S = 10.0  # after Ctrl-C: how long runs elsewhere get to write their `interrupted` status
+# A SLURM job that is preempted, timed out or requeued ends its run `interrupted` and runs again later,
+# continuing from its checkpoint: on this launcher an interrupted run has ended only once the sweep has.
+REQUEUEING_LAUNCHERS = ("submitit_slurm",)
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -243,11 +246,15 @@ class Watcher:
     during this sweep, whatever launcher runs it and wherever (the sweep dir is all it needs)."""
 
     def __init__(self, runs: list[PlannedRun], on_end: Callable[[PlannedRun, dict[str, Any]], None],
-                 interval: float = 0.5, on_start: Callable[[PlannedRun], None] | None = None):
+                 interval: float = 0.5, provisional: tuple[str, ...] = (),
+                 on_start: Callable[[PlannedRun], None] | None = None):
+        """provisional: statuses that may still change (a requeued run's `interrupted`): reported only
+        by the last poll, at stop()."""
         self.runs = runs
         self.on_end = on_end
         self.on_start = on_start  # once per run seen `running` (e.g. rebuild runs.csv: a kill -9 shows it)
         self.interval = interval
+        self.provisional = provisional
         self.initial = {run.name: _signature(run.dir / records.SUMMARY_JSON) for run in runs}
         self.reported: set[str] = set()
         self.started: set[str] = set()
@@ -258,17 +265,18 @@ class Watcher:
         """Its summary.json was written during this sweep."""
         return _signature(run.dir / records.SUMMARY_JSON) not in (None, self.initial[run.name])
 
-    def poll(self) -> None:
+    def poll(self, last: bool = False) -> None:
         for run in self.runs:
             if run.name in self.reported or not self.changed(run):
                 continue
             summary = records.read_json(run.dir / records.SUMMARY_JSON)
             if not isinstance(summary, dict):
                 continue
-            if summary.get("status") in FINAL:
+            status = summary.get("status")
+            if status in FINAL and (last or status not in self.provisional):
                 self.reported.add(run.name)
                 self.on_end(run, summary)
-            elif self.on_start is not None and run.name not in self.started:
+            elif status not in FINAL and self.on_start is not None and run.name not in self.started:
                 self.started.add(run.name)
                 self.on_start(run)
 
@@ -284,7 +292,7 @@ class Watcher:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
-        self.poll()  # the last runs, so that every line is printed before the table
+        self.poll(last=True)  # the last runs, so that every line is printed before the table
 
 
 # ----------------------------------------------------------------------------- Ctrl-C and SIGTERM

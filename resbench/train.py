@@ -6,7 +6,7 @@ import math
 import os
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -14,11 +14,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import models, probes, tasks
-from .records import LAYER_COLUMNS, METRIC_COLUMNS, RunRecorder, config_hash
+from . import checkpoint, models, probes, tasks
+from .precision import pick_precision
+from .records import LAYER_COLUMNS, METRIC_COLUMNS, SUMMARY_JSON, RunRecorder, config_hash, read_json
 
 FINAL_LOSS_WINDOW = 10  # final_loss is the mean training loss of the last 10 steps
 INIT_BATCHES_STREAM = 1  # SeedSequence key of the init_batches data stream (training data: the seed itself)
+# Summary fields a checkpoint carries over to the run that continues it.
+CARRIED_SUMMARY = ("steps_done", "final_loss", "final_val_loss", "final_val_acc", "init_grad_ratio")
+
+
+class StopAtBoundary(Exception):
+    """A stop signal came during a step: that step has ended and a checkpoint holds the state after it."""
 
 
 class Progress(Protocol):
@@ -100,25 +107,34 @@ class Trainer:
     """One run: build task and model, loop, record. `run()` returns the summary it also writes."""
 
     def __init__(self, config: dict[str, Any], run_dir: Path, progress: Progress | None = None,
-                 job: dict[str, Any] | None = None):
+                 job: dict[str, Any] | None = None, resume: bool = False):
         self.config = config
         self.train_cfg = config["train"]
         self.run_dir = Path(run_dir)
         self.progress = progress or Silent()
-        self.job = job or {}  # facts about where the run executes (slurm_job_id, threads, ...)
+        self.job = job or {}  # facts about where the run executes (slurm_job_id, requeues, ...)
+        self.resume = resume  # continue the run in run_dir from its checkpoint (from step 0 if it has none)
+        self.checkpoint_path = self.run_dir / checkpoint.CHECKPOINT_PT
+        self.signals = checkpoint.DeferredSignals()
 
     def setup(self) -> None:
         torch.manual_seed(self.config["seed"])
         self.device = pick_device(self.config["device"])
+        self.precision = pick_precision(self.config.get("precision", "fp32"), self.device)
         self.task = tasks.build(self.config["task"], self.train_cfg["batch_size"])
         self.model = models.build(self.config["model"], self.task.spec).to(self.device)
         self.optimizer = OPTIMIZERS[self.train_cfg["optimizer"]](self.model.parameters(), self.train_cfg)
+        self.scaler = self.precision.scaler(self.device)
         self.layout = probes.ParamLayout(self.model)
         # The data order follows the seed but not the model: variants of one seed see the same batches.
         self.data_generator = torch.Generator().manual_seed(self.config["seed"])
+        self.init_generator = torch.Generator().manual_seed(init_batches_seed(self.config["seed"]))
         self.val_batches = self.task.val_batches()
+        hash_ = config_hash(self.config)
+        state = self.checkpoint_to_continue(hash_)
         metric_columns = METRIC_COLUMNS + (["val_acc"] if self.task.spec.accuracy else [])
-        self.recorder = RunRecorder(self.run_dir, self.config, metric_columns, LAYER_COLUMNS)
+        self.recorder = RunRecorder(self.run_dir, self.config, metric_columns, LAYER_COLUMNS,
+                                    resume_rows=state["csv_rows"] if state else None)
         self.summary: dict[str, Any] = {
             "status": "running",
             "steps_done": 0,
@@ -128,30 +144,53 @@ class Trainer:
             "wall_s": 0.0,
             "n_params": sum(p.numel() for p in self.model.parameters()),
             "error": None,
-            "config_hash": config_hash(self.config),
+            "config_hash": hash_,
             "init_grad_ratio": None,
             "device": str(self.device),
+            "precision": self.precision.name,
             "threads": torch.get_num_threads(),
             "slurm_job_id": self.job.get("slurm_job_id"),
+            "requeues": self.job.get("requeues", 0),
+            "resumes": (previous_resumes(self.run_dir) + 1) if self.resume else 0,
+            "checkpoint_step": None,
             "pid": os.getpid(),
         }
-        self.recorder.write_summary(self.summary)
         self.profile = GradProfile()
+        self.recent_losses: deque[float] = deque(maxlen=FINAL_LOSS_WINDOW)
+        self.start_step, self.elapsed_before = 0, 0.0
+        if state is not None:
+            self.restore(state)
+        self.recorder.write_summary(self.summary)
+
+    def checkpoint_to_continue(self, config_hash: str) -> dict[str, Any] | None:
+        """The checkpoint a resumed run goes on from (None: none was written, start over at step 0)."""
+        if not self.checkpoint_path.exists():
+            return None
+        if self.resume:
+            return checkpoint.load(self.checkpoint_path, config_hash)
+        self.checkpoint_path.unlink()  # a run started over: its old state must never be continued
+        return None
 
     def run(self) -> dict[str, Any]:
-        self.setup()
-        self.progress.run_started(self.config, self.run_dir)
-        start = time.perf_counter()
-        try:
-            self.summary["status"] = self.loop(start)
-        except KeyboardInterrupt:
-            self.finish("interrupted", start)
-            raise
-        except Exception as err:  # noqa: BLE001 - a failed run is a result: record it and go on
-            self.summary["error"] = f"{type(err).__name__}: {err}"
-            self.finish("failed", start)
-            return self.summary
-        self.finish(self.summary["status"], start)
+        """Train; a stop signal (Ctrl-C, SIGTERM, SLURM's) waits for the step to end, is checkpointed, and
+        then goes to the handler that was there before (which raises KeyboardInterrupt or requeues a job)."""
+        with self.signals:
+            self.setup()
+            self.progress.run_started(self.config, self.run_dir)
+            start = time.perf_counter() - self.elapsed_before  # a continued run counts its earlier time
+            try:
+                status = self.loop(start)
+            except StopAtBoundary:
+                status = "interrupted"
+            except KeyboardInterrupt:  # asked twice: stopped mid-step, so no checkpoint of this step
+                self.finish("interrupted", start)
+                raise
+            except Exception as err:  # noqa: BLE001 - a failed run is a result: record it and go on
+                self.summary["error"] = f"{type(err).__name__}: {err}"
+                self.finish("failed", start)
+                return self.summary
+            self.finish(status, start)
+            self.signals.dispatch()
         return self.summary
 
     def finish(self, status: str, start: float) -> None:
@@ -162,19 +201,21 @@ class Trainer:
 
     def loop(self, start: float) -> str:
         steps, batch_size = self.train_cfg["steps"], self.train_cfg["batch_size"]
-        recent_losses: deque[float] = deque(maxlen=FINAL_LOSS_WINDOW)
-        val_loss = None
-        for step in range(max(steps, 1)):  # steps=0 still measures the gradient at init (step 0)
+        recent_losses = self.recent_losses
+        for step in range(self.start_step, max(steps, 1)):  # steps=0 still measures the gradient at init
             lr = self.train_cfg["lr"] * warmup_factor(step, self.train_cfg["warmup"])
             x, y = (t.to(self.device) for t in self.task.batch(self.data_generator, batch_size))
             logged = is_logged(step, steps, self.config["log_every"])
             with probes.capture(self.model, active=logged) as blocks:  # block hooks on logged steps only
-                logits = self.model(x)
-                loss = cross_entropy(logits, y)
+                with self.precision.autocast(self.device):
+                    logits = self.model(x)
+                    loss = cross_entropy(logits, y)
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                self.scaler.scale(loss).backward()
+                self.scaler.unscale_(self.optimizer)  # fp16: every norm below is of the true fp32 gradient
                 # Norms of the unclipped gradient, on the device, before clipping or the update touch it.
                 param_grad_norms = probes.grad_norms(self.logged_gradient(step)) if logged else None
+                loss_scale = self.scaler.get_scale() if logged and self.precision.scaled else 1.0
             loss_value = loss.item()
             recent_losses.append(loss_value)
             # A gradient's finiteness is known only after the step's one host copy, which follows the update.
@@ -182,13 +223,17 @@ class Trainer:
             with probes.track_update(self.layout, active=logged and update_taken) as update:
                 if update_taken:
                     self.update(lr)
-            stats = self.measure(step, param_grad_norms, blocks, update) if logged else None
-            diverged = not math.isfinite(loss_value) or (stats is not None and not math.isfinite(stats.grad_norm))
+            stats = self.measure(step, param_grad_norms, blocks, update, loss_scale) if logged else None
+            # Under fp16's scaler a non-finite gradient is an overflow of the scaled loss: the scaler skips
+            # that update and lowers its scale, so only a non-finite loss means the run diverged.
+            bad_gradient = stats is not None and not math.isfinite(stats.grad_norm) and not self.precision.scaled
+            diverged = not math.isfinite(loss_value) or bad_gradient
             if update_taken and not diverged:
                 self.summary["steps_done"] = step + 1
             val_loss = val_acc = None
             if not diverged and is_evaluated(step, steps, self.train_cfg["eval_every"]):
-                val_loss, val_acc = evaluate(self.model, self.val_batches, self.device)
+                with self.precision.autocast(self.device):
+                    val_loss, val_acc = evaluate(self.model, self.val_batches, self.device)
                 self.summary["final_val_loss"] = val_loss
                 if self.task.spec.accuracy:
                     self.summary["final_val_acc"] = val_acc
@@ -200,14 +245,60 @@ class Trainer:
             self.progress.step(step, steps, loss_value, val_loss, (step + 1) / max(elapsed, 1e-9))
             if diverged:
                 return "diverged"
+            self.step_boundary(step + 1, max(steps, 1), start)
         return "completed"
+
+    def step_boundary(self, next_step: int, total: int, start: float) -> None:
+        """Between two steps: stop here if a signal came (with a checkpoint, unless the run is done),
+        else write the periodic checkpoint when one is due."""
+        every = self.train_cfg.get("checkpoint_every")
+        if self.signals.pending:
+            if next_step < total:
+                self.save_checkpoint(next_step, start)
+                raise StopAtBoundary
+        elif every and next_step % every == 0 and next_step < total:
+            self.save_checkpoint(next_step, start)
+
+    def save_checkpoint(self, next_step: int, start: float) -> None:
+        """checkpoint.pt: the state after step next_step - 1 and where each CSV stood then."""
+        checkpoint.save(self.checkpoint_path, {
+            "config_hash": self.summary["config_hash"],
+            "step": next_step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": checkpoint.rng_states(self.generators()),
+            "csv_rows": self.recorder.positions(),
+            "summary": {key: self.summary[key] for key in CARRIED_SUMMARY},
+            "recent_losses": list(self.recent_losses),
+            "profile": asdict(self.profile),
+            "elapsed_s": time.perf_counter() - start,
+        })
+        self.summary["checkpoint_step"] = next_step
+        self.recorder.write_summary(self.summary)
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint: weights, optimizer, scaler, every random stream, the loop's records."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        checkpoint.restore_rng_states(state["rng"], self.generators())
+        self.summary.update(state["summary"], checkpoint_step=state["step"])
+        self.recent_losses.extend(state["recent_losses"])
+        self.profile = GradProfile(**state["profile"])
+        self.start_step, self.elapsed_before = state["step"], state["elapsed_s"]
+
+    def generators(self) -> dict[str, torch.Generator]:
+        """The run's own random streams (torch's global ones are saved beside them)."""
+        return {"data": self.data_generator, "init_batches": self.init_generator}
 
     def update(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         if self.train_cfg["clip"] is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train_cfg["clip"])
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)  # fp16: skipped when the scaled gradient overflowed
+        self.scaler.update()
 
     def logged_gradient(self, step: int) -> list[torch.Tensor]:
         """The gradient a logged step reports: its own, or at step 0 the mean over `init_batches` batches.
@@ -219,19 +310,23 @@ class Trainer:
         extra = self.config["init_batches"] - 1 if step == 0 else 0
         if extra == 0:
             return grads
-        generator = torch.Generator().manual_seed(init_batches_seed(self.config["seed"]))
         total = torch._foreach_mul(grads, 1.0)
         for _ in range(extra):
-            x, y = (t.to(self.device) for t in self.task.batch(generator, self.train_cfg["batch_size"]))
-            loss = cross_entropy(self.model(x), y)
+            x, y = (t.to(self.device) for t in self.task.batch(self.init_generator, self.train_cfg["batch_size"]))
+            with self.precision.autocast(self.device):
+                loss = cross_entropy(self.model(x), y)
             torch._foreach_add_(total, torch.autograd.grad(loss, self.layout.params, allow_unused=True,
                                                            materialize_grads=True))
         return torch._foreach_div(total, float(extra + 1))
 
     def measure(self, step: int, param_grad_norms: torch.Tensor, blocks: probes.BlockCapture,
-                update: probes.UpdateTracker) -> probes.StepStats:
-        """The logged step's probes, brought to the host in one copy; keeps the end-of-run profile."""
-        stats = probes.step_stats(self.layout, param_grad_norms, {**blocks.values(), "update_ratio": update.ratio})
+                update: probes.UpdateTracker, loss_scale: float = 1.0) -> probes.StepStats:
+        """The logged step's probes, brought to the host in one copy; keeps the end-of-run profile.
+        `loss_scale`: fp16's scale of this step's loss, which the activation gradients still carry."""
+        values = blocks.values()
+        if loss_scale != 1.0 and "act_grad_norm" in values:
+            values["act_grad_norm"] = values["act_grad_norm"] / loss_scale
+        stats = probes.step_stats(self.layout, param_grad_norms, {**values, "update_ratio": update.ratio})
         if step == 0:
             self.profile.init = stats.block_grad_norms
             self.summary["init_grad_ratio"] = _ratio(stats.block_grad_norms)
@@ -265,7 +360,13 @@ def init_batches_seed(seed: int) -> int:
     return int(np.random.SeedSequence([seed, INIT_BATCHES_STREAM]).generate_state(1)[0])
 
 
+def previous_resumes(run_dir: Path) -> int:
+    """How often the run in `run_dir` was continued before (its summary.json's count)."""
+    return int((read_json(Path(run_dir) / SUMMARY_JSON) or {}).get("resumes") or 0)
+
+
 def run(config: dict[str, Any], run_dir: Path | str, progress: Progress | None = None,
-        job: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train one run of `config` (a resolved config as a plain dict) into `run_dir`; return its summary."""
-    return Trainer(config, Path(run_dir), progress, job).run()
+        job: dict[str, Any] | None = None, resume: bool = False) -> dict[str, Any]:
+    """Train one run of `config` (a resolved config as a plain dict) into `run_dir`; return its summary.
+    `resume`: continue the run already in `run_dir` from its checkpoint (from step 0 when it has none)."""
+    return Trainer(config, Path(run_dir), progress, job, resume).run()

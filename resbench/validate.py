@@ -11,6 +11,7 @@ from typing import Any
 from .models import INITS, MODELS, NORMS, PLACEMENTS, RESIDUALS, fits
 from .models.init import resolve_init
 from .models.residuals import residual_name
+from .precision import PRECISIONS
 from .tasks import KINDS, TASKS
 
 
@@ -98,6 +99,7 @@ CHECKS: dict[str, Callable[[str, Any], None]] = {
     "log_every": _integer(1),
     "init_batches": _integer(1),
     "device": _choice(DEVICES),
+    "precision": _choice(list(PRECISIONS)),
     "threads": _optional(_integer(1)),
     "model.name": _choice(list(MODELS)),
     **{f"model.{key}": check for key, check in MODEL_CHECKS.items()},
@@ -116,6 +118,7 @@ CHECKS: dict[str, Callable[[str, Any], None]] = {
     "train.weight_decay": _non_negative_number,
     "train.clip": _optional(_positive_number),
     "train.eval_every": _integer(1),
+    "train.checkpoint_every": _optional(_integer(1)),
 }
 
 

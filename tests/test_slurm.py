@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 pytestmark = pytest.mark.slurm
@@ -76,3 +77,75 @@ def test_submitit_slurm_runs_each_run_as_a_slurm_job(tmp_path: Path) -> None:
     states = sacct_states(job_ids, time.monotonic() + 30)
     assert all(states.get(j) == "COMPLETED" for j in job_ids), states
     assert (sweep_dir / "runs.csv").read_text().count("completed") == 2
+
+
+# ----------------------------------------------------------------------------- preemption and requeue
+REQUEUE_RUN = ["depth=2", "width=16", "heads=2", "task.seq_len=8", "train.batch_size=4", "train.eval_every=50",
+               "train.steps=300", "log_every=1", "train.checkpoint_every=null", "threads=1"]
+
+
+def wait_until(condition, timeout: float, what: str, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process is not None and process.poll() is not None:
+            pytest.fail(f"the sweep ended before {what}: {process.communicate()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} within {timeout} s")
+        time.sleep(0.2)
+
+
+def job_state(job_id: str) -> str:
+    out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, timeout=10,
+                         check=False)
+    return out.stdout.strip()
+
+
+@pytest.mark.parametrize("preempt", [["scontrol", "requeue"], ["scancel", "--signal=USR2"]],
+                         ids=["scontrol-requeue", "submitit-preemption-signal"])
+def test_a_requeued_run_continues_from_its_checkpoint_and_equals_a_straight_run(tmp_path: Path, cli,
+                                                                                preempt: list[str]) -> None:
+    """`scontrol requeue` (SIGTERM, then SLURM requeues the job) and SIGUSR2, the signal submitit asks SLURM
+    to send before a time limit (its handler requeues the job): either way the run checkpoints at the step
+    boundary, ends `interrupted`, and the rerun continues it; the sweep waits for it and reports it once."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="needs resbench[slurm]")
+    partition = default_partition()
+    if partition is None:
+        pytest.skip("no SLURM cluster answers `sinfo` (CI starts one: ../shared/slurm/start-local-slurm.sh)")
+    sweep_dir = tmp_path / "sweep"
+    run_dir = sweep_dir / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "resbench.cli", "sweep", *REQUEUE_RUN, "hydra/launcher=submitit_slurm",
+         f"hydra.launcher.partition={partition}", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
+         "hydra.launcher.timeout_min=60", f"hydra.sweep.dir={sweep_dir}"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    job_id = None
+    try:
+        metrics = run_dir / "metrics.csv"
+        wait_until(lambda: metrics.is_file() and len(metrics.read_text().splitlines()) > 50, 90,
+                   "50 steps of the run", process)
+        job_id = json.loads((run_dir / "summary.json").read_text())["slurm_job_id"]
+        subprocess.run([*preempt, str(job_id)], check=True, capture_output=True, timeout=30)
+        wait_until(lambda: job_state(job_id) == "PENDING", 60, "requeued job")
+        interrupted = json.loads((run_dir / "summary.json").read_text())
+        assert interrupted["status"] == "interrupted" and 0 < interrupted["checkpoint_step"] < 300, interrupted
+        # SLURM holds a requeued job back about two minutes (BeginTime); start it now instead.
+        subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True, timeout=30)
+        stdout, stderr = process.communicate(timeout=SWEEP_TIMEOUT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            if job_id is not None:
+                subprocess.run(["scancel", str(job_id)], check=False, timeout=30)
+    assert process.returncode == 0, stderr
+    assert "interrupted" not in stdout and stdout.count("completed") >= 1, stdout
+    done = json.loads((run_dir / "summary.json").read_text())
+    assert done["status"] == "completed" and done["steps_done"] == 300
+    assert done["slurm_job_id"] == job_id and done["requeues"] == 1 and done["resumes"] == 1
+
+    straight = cli("train", "--quiet", *REQUEUE_RUN, f"hydra.run.dir={tmp_path / 'straight'}")
+    assert straight.exit_code == 0, straight.stderr
+    for name in ("grad_norms.csv", "layers.csv"):
+        assert (run_dir / name).read_bytes() == (tmp_path / "straight" / name).read_bytes(), name
+    columns = ["step", "loss", "val_loss", "lr", "grad_norm"]
+    frames = [pd.read_csv(d / "metrics.csv")[columns] for d in (run_dir, tmp_path / "straight")]
+    pd.testing.assert_frame_equal(*frames)
