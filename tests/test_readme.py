@@ -16,6 +16,7 @@ from report_fixtures import write_sweep
 README = Path(__file__).resolve().parents[1] / "README.md"
 PLACEHOLDER = re.compile(r"\[|…|^[A-Z][A-Z_]*$|=[A-Z][A-Z_]*$")  # [OVERRIDES…], DIR, A B, +experiment=NAME
 SWEEP_NAME = "2026-01-01_00-00-00"
+TINY_RUN = ["depth=2", "width=16", "heads=2", "train.steps=3", "task.seq_len=8", "train.batch_size=4", "threads=1"]
 
 
 def readme_commands() -> list[list[str]]:
@@ -62,7 +63,13 @@ def results(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("words", COMMANDS, ids=[" ".join(words[1:]) or "bare" for words in COMMANDS])
 def test_a_readme_command_works_as_typed(cli, results: Path, words: list[str]) -> None:
     command, args = (words[1], words[2:]) if len(words) > 1 else ("--help", [])
-    if command == "train":
+    if command == "train" and "--resume" in args:  # the run it continues: a tiny one, then interrupted
+        run_dir = Path(args[args.index("--resume") + 1])
+        assert cli("train", "--quiet", *TINY_RUN, f"hydra.run.dir={run_dir}").exit_code == 0
+        summary = json.loads((run_dir / "summary.json").read_text())
+        (run_dir / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))
+        args = [*args, "--quiet"]
+    elif command == "train":
         command, args = "config", [arg for arg in args if not arg.startswith("-")]
     elif command == "sweep":
         args = [*args, "--dry-run"]
