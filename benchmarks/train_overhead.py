@@ -3,6 +3,7 @@
     python benchmarks/train_overhead.py                       # default model: depth 6, width 64, seq_len 32, batch 32
     python benchmarks/train_overhead.py depth=12 --block 20   # any config overrides
     python benchmarks/train_overhead.py --log-every 10        # the default probe interval instead
+    python benchmarks/train_overhead.py logger=tensorboard    # with TensorBoard event files written too
 
 Both run in this process, interleaved: the Trainer (log_every=1, every file written to a temp dir)
 calls its Progress after each step, and every `--block` trainer steps that callback runs `--block`
@@ -23,7 +24,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from resbench import hydra_app, models, tasks, train
+from resbench import hydra_app, loggers, models, tasks, train
+
+# Wall-clock time by default; with --clock process, this process's CPU time (all its threads, the event
+# writer's too), which other processes on a busy machine do not inflate (as in probe_overhead.py).
+CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
+clock_now = CLOCKS["wall"]
 
 
 class BareLoop:
@@ -43,7 +49,7 @@ class BareLoop:
 
     def run(self, steps: int) -> float:
         """Seconds for `steps` optimizer steps."""
-        start = time.perf_counter()
+        start = clock_now()
         for _ in range(steps):
             x, y = self.batches[self.position % len(self.batches)]
             self.position += 1
@@ -54,7 +60,7 @@ class BareLoop:
             self.optimizer.step()
         if self.device.type == "cuda":
             torch.cuda.synchronize()
-        return time.perf_counter() - start
+        return clock_now() - start
 
 
 class Interleaved:
@@ -73,7 +79,7 @@ class Interleaved:
     def run_finished(self, summary: dict[str, Any], profile: Any) -> None: ...
 
     def step(self, step: int, total: int, loss: float, val_loss: float | None, steps_per_s: float) -> None:
-        now = time.perf_counter()
+        now = clock_now()
         if 0 < step < total - 1:
             self._elapsed += now - self._mark
             self._counted += 1
@@ -81,7 +87,38 @@ class Interleaved:
                 self.trainer_blocks.append(self._elapsed)
                 self.bare_blocks.append(self.bare.run(self.block))
                 self._elapsed, self._counted = 0.0, 0
-        self._mark = time.perf_counter()
+        self._mark = clock_now()
+
+
+class TimedListener:
+    """A logger (the `logger` key's step listener) whose own time in `log` is summed: its cost measured
+    directly, apart from the machine's noise on whole steps."""
+
+    def __init__(self, inner: Any):
+        self.inner, self.seconds, self.calls = inner, 0.0, 0
+
+    def log(self, *rows: Any) -> None:
+        start = clock_now()
+        self.inner.log(*rows)
+        self.seconds += clock_now() - start
+        self.calls += 1
+
+    def close(self, summary: dict[str, Any]) -> None:
+        self.inner.close(summary)
+
+
+def time_listeners(name: str) -> list[TimedListener]:
+    """Wrap logger `name`'s listeners in TimedListener; returns the list they are added to."""
+    timed: list[TimedListener] = []
+    factory = loggers.LOGGERS[name]
+    def timed_factory(run_dir: Path, config: dict[str, Any]) -> TimedListener:
+        listener = TimedListener(factory(run_dir, config))
+        timed.append(listener)
+        return listener
+
+    if factory is not None:
+        loggers.LOGGERS[name] = timed_factory
+    return timed
 
 
 def main() -> None:
@@ -90,7 +127,11 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=50, help="steps per block (default 50)")
     parser.add_argument("--repeats", type=int, default=8, help="timed block pairs (default 8)")
     parser.add_argument("--log-every", type=int, default=1, help="the trainer's log_every (default 1: every step)")
+    parser.add_argument("--clock", choices=list(CLOCKS), default="wall",
+                        help="wall time (default) or this process's CPU time (steadier on a busy machine)")
     args = parser.parse_args()
+    global clock_now
+    clock_now = CLOCKS[args.clock]
 
     steps = (args.repeats + 1) * args.block + 2  # + warm-up block, step 0 and the last step
     overrides = [*args.overrides, f"log_every={args.log_every}", f"train.steps={steps}", f"train.eval_every={steps + 1}"]
@@ -98,6 +139,7 @@ def main() -> None:
     if config.get("threads"):
         torch.set_num_threads(config["threads"])
     device = train.pick_device(config["device"])
+    timed = time_listeners(config.get("logger") or "none")
     bare = BareLoop(config, device)
     interleaved = Interleaved(bare, args.block)
     with tempfile.TemporaryDirectory(prefix="resbench-bench-") as run_dir:
@@ -111,12 +153,18 @@ def main() -> None:
     model = config["model"]
     print(f"model {model['name']} depth={model['depth']} width={model['width']} "
           f"seq_len={config['task'].get('seq_len')} batch={config['train']['batch_size']} "
-          f"device={device} threads={torch.get_num_threads()} · {args.repeats} × {args.block} steps each "
+          f"device={device} threads={torch.get_num_threads()} logger={config.get('logger', 'none')} · "
+          f"{args.repeats} × {args.block} steps each "
           f"· {rows} grad_norms rows written")
     print(f"bare loop   {statistics.median(bare_rates):8.1f} steps/s (median)")
     print(f"trainer     {statistics.median(trainer_rates):8.1f} steps/s (median, log_every={args.log_every})")
     print(f"ratio       {statistics.median(ratios):8.3f}  (median of paired blocks; "
           f"min {min(ratios):.3f}, max {max(ratios):.3f})")
+    for listener in timed:
+        per_step = listener.seconds / max(listener.calls, 1)
+        step_s = 1 / statistics.median(trainer_rates)
+        print(f"logger      {per_step * 1e3:8.3f} ms per recorded step in its log() ({listener.calls} calls), "
+              f"{per_step / step_s:.1%} of a trainer step: alone it allows {step_s / (step_s + per_step):.3f}×")
 
 
 if __name__ == "__main__":

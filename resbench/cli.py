@@ -14,14 +14,22 @@ from typing import Annotated
 
 import typer
 
+from .completion import complete_override
+
+
+def _complete(ctx: typer.Context, incomplete: str) -> list[str]:
+    """TAB on an override: the words typed before it (bash splits `norm=` into `norm` `=`) and the word."""
+    return complete_override([*(ctx.params.get("overrides") or []), *ctx.args], incomplete)
+
+
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 OVERRIDES_HELP = "Hydra overrides, e.g. depth=12 norm=post train.lr=3e-4 (see README: Config keys)."
-Overrides = Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP)]
+Overrides = Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, autocompletion=_complete)]
 SWEEP_OVERRIDES_HELP = ("Hydra overrides with lists, e.g. depth=6,12,24 seed=range(3) norm=choice(pre,post) "
                         "hydra/launcher=joblib; with --resume, a SWEEP_DIR may come first.")
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion: commands, override keys and values
     no_args_is_help=True,
     help="See, layer by layer, what residual connections and normalization placement do to deep networks.",
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -82,7 +90,8 @@ def train(
 
 @app.command(context_settings=_ARGS)
 def sweep(
-    overrides: Annotated[list[str] | None, typer.Argument(help=SWEEP_OVERRIDES_HELP)] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help=SWEEP_OVERRIDES_HELP,
+                                                          autocompletion=_complete)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the expanded runs as a table; run nothing.")]
     = False,
     resume: Annotated[bool, typer.Option(
@@ -141,6 +150,8 @@ def report(
     dirs: Annotated[list[Path] | None, typer.Argument(
         help="Sweep or run dirs (default: the latest sweep under results/sweeps). Two dirs: a comparison.")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the report here instead of DIR/report.")] = None,
+    tensorboard: Annotated[bool, typer.Option(
+        "--tensorboard", help="Also write each run's TensorBoard event files (RUN/tb/) from its CSVs.")] = False,
 ) -> None:
     """Tables, PNG plots, summary.csv and report.md (with computed findings) for sweeps or runs."""
     from rich.markup import escape
@@ -151,8 +162,15 @@ def report(
     if out is not None and out.exists() and not out.is_dir():
         fail(f"--out {out} is a file, not a directory: give a directory for the report")
     console = _console()
+    targets = list(dirs) if dirs else None
     try:
-        result = build_report(list(dirs) if dirs else [latest_sweep()], console=console, out_dir=out)
+        targets = targets or [latest_sweep()]
+        if tensorboard:
+            from . import loggers
+
+            if not loggers.logger_available("tensorboard"):
+                fail(loggers.INSTALL_HINT.replace("logger=tensorboard", "--tensorboard"))
+        result = build_report(targets, console=console, out_dir=out)
     except ReportInputError as err:
         fail(str(err))
     except NoSpaceError as err:  # the files written so far are whole (plots are replaced atomically)
@@ -161,6 +179,10 @@ def report(
         fail(f"cannot write the report to {out or 'the report dir'}: {err.strerror or err}"
              + (f": {err.filename}" if err.filename else ""))
     console.print(f"report: {escape(str(result.out_dir / 'report.md'))} ({result.n_runs} runs)")
+    if tensorboard:
+        written = loggers.export(targets)
+        console.print(f"tensorboard: {len(written)} run(s) · tensorboard --logdir {escape(str(targets[0]))}",
+                      soft_wrap=True)
 
 
 @app.command(context_settings=_ARGS)

@@ -168,7 +168,9 @@ def plan_table(plan: Any) -> Table:
 def sweep_table(outcome: Any) -> Table:
     """End of a sweep: one row per run: swept keys, status, final losses, init grad ratio, wall time."""
     plan = outcome.plan
-    table = Table(title=f"sweep {escape(str(plan.sweep_dir))}", title_justify="left",
+    # The sweep dir is not in the title: a title wraps to the table's width and would break the path; the
+    # line after the table names it (runs.csv) without wrapping.
+    table = Table(title=f"sweep: {len(outcome.runs)} run(s)", title_justify="left",
                   caption="grad ratio: the last block's gradient norm over the first's, at init"
                   + (" · skipped: ended before with this config (resume)" if any(r.skipped for r in outcome.runs)
                      else ""), caption_justify="left")
@@ -176,8 +178,8 @@ def sweep_table(outcome: Any) -> Table:
     for key in keys:
         table.add_column(escape(key))
     table.add_column("status", no_wrap=True)
-    for name in ("final loss", "val loss", "grad ratio", "wall s"):
-        table.add_column(name, justify="right")
+    for name in ("final loss", "val loss", "grad ratio", "wall s"):  # numbers never wrap
+        table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
     errors = any(r.summary and r.summary.get("error") and not r.skipped for r in outcome.runs)
     if errors:
         table.add_column("error", overflow="fold")

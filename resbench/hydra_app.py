@@ -41,7 +41,7 @@ from hydra.types import HydraContext, RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
-from . import checkpoint, records, train
+from . import checkpoint, loggers, records, train
 from . import sweep as sweeps
 from .precision import pick_precision
 from .tasks import TaskError
@@ -651,7 +651,18 @@ def _run_locked(plan: sweeps.SweepPlan, display: Any) -> sweeps.SweepOutcome:
             records.write_runs_csv(plan.sweep_dir)
         except OSError as err:  # a full disk: runs.csv keeps its last whole version
             error = error or _one_line(err)
+        _write_hparams(plan)
     return sweeps.collect(plan, watcher, interrupted, error)
+
+
+def _write_hparams(plan: sweeps.SweepPlan) -> None:
+    """The HParams sessions of the runs that logged to TensorBoard (only the sweep knows its swept keys)."""
+    if not any((run.dir / loggers.TB_DIR).is_dir() for run in plan.runs):
+        return
+    try:
+        loggers.write_sweep_hparams(plan.sweep_dir)
+    except (OSError, ValueError):  # a run unreadable now: `resbench report DIR --tensorboard` writes them later
+        pass
 
 
 def _rebuild_runs_csv(sweep_dir: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -76,9 +76,20 @@ def update_ratio(before: torch.Tensor, after: torch.Tensor, sizes: list[int]) ->
 
 
 class ParamLayout:
-    """Every parameter with its block index (None outside the blocks) and its readable name."""
+    """Every parameter with its block index (None outside the blocks) and its readable name.
 
-    def __init__(self, model: nn.Module):
+    The blocks are `model.blocks` (resbench's models: `blocks.3.attn.qkv.weight` is block 3's
+    `attn.qkv.weight`), or any modules of `model` named in `blocks` (resbench.watch on your own model).
+    """
+
+    def __init__(self, model: nn.Module, blocks: Sequence[nn.Module] | None = None):
+        if blocks is None:
+            self._by_name(model)
+        else:
+            self._by_identity(model, blocks)
+        self._group_blocks()
+
+    def _by_name(self, model: nn.Module) -> None:
         self.n_blocks = len(model.blocks)
         self.params: list[nn.Parameter] = []
         self.layers: list[int | None] = []
@@ -88,6 +99,22 @@ class ParamLayout:
             self.params.append(param)
             self.layers.append(int(match.group(1)) if match else None)
             self.names.append(match.group(2) if match else name)
+
+    def _by_identity(self, model: nn.Module, blocks: Sequence[nn.Module]) -> None:
+        """Block i owns the parameters of blocks[i] (the first block to hold a shared one), named within it."""
+        owner: dict[int, tuple[int, str]] = {}
+        for index, block in enumerate(blocks):
+            for name, param in block.named_parameters():
+                owner.setdefault(id(param), (index, name))
+        self.n_blocks = len(blocks)
+        self.params, self.layers, self.names = [], [], []
+        for name, param in model.named_parameters():
+            layer, inner = owner.get(id(param), (None, name))
+            self.params.append(param)
+            self.layers.append(layer)
+            self.names.append(inner)
+
+    def _group_blocks(self) -> None:
         # Parameters outside the blocks go to an extra bucket n_blocks, dropped from block rows.
         device = self.params[0].device
         self.group = torch.tensor([self.n_blocks if layer is None else layer for layer in self.layers],
@@ -133,7 +160,9 @@ class BlockCapture:
         self._examples_are_tokens = False
 
     def forward_hook(self, index: int):
-        def hook(module: nn.Module, args, output: torch.Tensor) -> None:
+        def hook(module: nn.Module, args, output: torch.Tensor | tuple) -> None:
+            if isinstance(output, tuple):  # blocks that also return caches or attention weights: the stream first
+                output = output[0]
             if output.dim() == 2:  # an MLP's (B, C): each example one token
                 self._examples_are_tokens = True
             self._outputs[index] = output.detach()
@@ -171,13 +200,16 @@ class BlockCapture:
 
 
 @contextmanager
-def capture(model: nn.Module, active: bool = True) -> Iterator[BlockCapture]:
-    """Hooks on `model.blocks` while the block runs forward and backward; none when not `active`."""
-    blocks = BlockCapture(len(model.blocks))
+def capture(model: nn.Module, active: bool = True, modules: Sequence[nn.Module] | None = None
+            ) -> Iterator[BlockCapture]:
+    """Hooks on the blocks (`model.blocks`, or `modules`) while they run forward and backward; none when
+    not `active`."""
+    modules = model.blocks if modules is None else modules
+    blocks = BlockCapture(len(modules))
     if not active:
         yield blocks
         return
-    handles = [block.register_forward_hook(blocks.forward_hook(i)) for i, block in enumerate(model.blocks)]
+    handles = [block.register_forward_hook(blocks.forward_hook(i)) for i, block in enumerate(modules)]
     try:
         yield blocks
     finally:

@@ -186,7 +186,8 @@ def read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-NOT_IN_HASH = ("threads", "train.checkpoint_every")  # how a run executes or is kept, not what it computes
+NOT_IN_HASH = ("threads", "train.checkpoint_every", "logger")  # how a run executes, is kept or watched, not
+# what it computes
 # Keys added after runs were first recorded: left out at their default, so older runs keep their identity.
 HASH_OMITS_AT_DEFAULT = {"precision": "fp32"}
 
@@ -233,14 +234,15 @@ class RunRecorder:
         write_json(self.run_dir / "summary.json", summary)
 
     def log(self, metrics_row: Sequence[Any] | None, grad_rows: Sequence[Sequence[Any]] = (),
-            layer_rows: Sequence[Sequence[Any]] = ()) -> None:
-        """Append one step's rows to every file and flush them."""
+            layer_rows: Sequence[Sequence[Any]] = (), flush: bool = True) -> None:
+        """Append one step's rows to every file; flush them when asked (the trainer: on logged steps)."""
         if metrics_row is not None:
             self.metrics.write_rows([metrics_row])
         self.grad_norms.write_rows(grad_rows)
         self.layers.write_rows(layer_rows)
-        for f in self._files:
-            f.flush()
+        if flush:
+            for f in self._files:
+                f.flush()
 
     def close(self, summary: dict[str, Any]) -> None:
         """Close the CSVs and write the final summary; a second Ctrl-C waits until both are done. A

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
+import types
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,9 +16,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import checkpoint, models, probes, tasks
+from . import checkpoint, loggers, models, probes, tasks
 from .precision import pick_precision
-from .records import LAYER_COLUMNS, METRIC_COLUMNS, SUMMARY_JSON, RunRecorder, config_hash, read_json
+from .records import (
+    GRAD_NORM_COLUMNS,
+    LAYER_COLUMNS,
+    METRIC_COLUMNS,
+    SUMMARY_JSON,
+    RunRecorder,
+    config_hash,
+    read_json,
+)
 
 FINAL_LOSS_WINDOW = 10  # final_loss is the mean training loss of the last 10 steps
 INIT_BATCHES_STREAM = 1  # SeedSequence key of the init_batches data stream (training data: the seed itself)
@@ -135,6 +145,7 @@ class Trainer:
         metric_columns = METRIC_COLUMNS + (["val_acc"] if self.task.spec.accuracy else [])
         self.recorder = RunRecorder(self.run_dir, self.config, metric_columns, LAYER_COLUMNS,
                                     resume_rows=state["csv_rows"] if state else None)
+        self.listeners = loggers.build(self.config, self.run_dir)  # e.g. TensorBoard (the `logger` key)
         self.summary: dict[str, Any] = {
             "status": "running",
             "steps_done": 0,
@@ -197,6 +208,8 @@ class Trainer:
         self.summary["status"] = status
         self.summary["wall_s"] = round(time.perf_counter() - start, 3)
         self.recorder.close(self.summary)
+        for listener in self.listeners:
+            listener.close(self.summary)
         self.progress.run_finished(self.summary, self.profile)
 
     def loop(self, start: float) -> str:
@@ -237,8 +250,9 @@ class Trainer:
                 self.summary["final_val_loss"] = val_loss
                 if self.task.spec.accuracy:
                     self.summary["final_val_acc"] = val_acc
-            if stats is not None or val_loss is not None or diverged:  # the step that diverged is kept
-                self.record(step, loss_value, val_loss, val_acc, lr, stats, start)
+            # A metrics row every step (steps-to-a-loss-target needs them); flushed on the steps that matter.
+            flush = stats is not None or val_loss is not None or diverged  # the step that diverged is kept
+            self.record(step, loss_value, val_loss, val_acc, lr, stats, start, flush)
             finite = [v for v in recent_losses if math.isfinite(v)]
             self.summary["final_loss"] = sum(finite) / len(finite) if finite else None
             elapsed = time.perf_counter() - start
@@ -335,8 +349,8 @@ class Trainer:
         self.profile.act_grad_norm = stats.blocks["act_grad_norm"]
         return stats
 
-    def record(self, step, loss, val_loss, val_acc, lr, stats, start) -> None:
-        """Append this step's rows to metrics.csv, and to grad_norms.csv and layers.csv when logged."""
+    def record(self, step, loss, val_loss, val_acc, lr, stats, start, flush: bool = True) -> None:
+        """Append this step's row to metrics.csv, and rows to grad_norms.csv and layers.csv when logged."""
         row = [step, loss, val_loss, lr, stats.grad_norm if stats else None, round(time.perf_counter() - start, 4)]
         if self.task.spec.accuracy:
             row.append(val_acc)
@@ -345,7 +359,13 @@ class Trainer:
             grad_rows = [(step, layer, name, norm) for layer, name, norm in
                          zip(self.layout.layers, self.layout.names, stats.param_grad_norms)]
             layer_rows = [(step, layer, *values) for layer, values in enumerate(stats.block_rows())]
-        self.recorder.log(row, grad_rows, layer_rows)
+        self.recorder.log(row, grad_rows, layer_rows, flush)
+        if not flush:  # listeners hear the logged, evaluated and diverging steps; other rows are metrics.csv's
+            return
+        for listener in self.listeners:  # the same rows, by column name
+            listener.log(dict(zip(self.recorder.metrics.columns, row)),
+                         [dict(zip(GRAD_NORM_COLUMNS, r)) for r in grad_rows],
+                         [dict(zip(self.recorder.layers.columns, r)) for r in layer_rows])
 
 
 def _ratio(block_norms: list[float]) -> float | None:
@@ -370,3 +390,17 @@ def run(config: dict[str, Any], run_dir: Path | str, progress: Progress | None =
     """Train one run of `config` (a resolved config as a plain dict) into `run_dir`; return its summary.
     `resume`: continue the run already in `run_dir` from its checkpoint (from step 0 when it has none)."""
     return Trainer(config, Path(run_dir), progress, job, resume).run()
+
+
+class _CallableModule(types.ModuleType):
+    """`resbench.train` is this module (train.run, train.Trainer, …) and, for notebooks, also the call
+    `resbench.train(overrides_or_config, run_dir)` of resbench.api.train: a package attribute cannot be
+    both a submodule and a function, and the submodule's name is taken by every importer of it."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        from .api import train
+
+        return train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

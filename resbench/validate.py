@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from .loggers import INSTALL_HINT, LOGGERS, logger_available
 from .models import INITS, MODELS, NORMS, PLACEMENTS, RESIDUALS, fits
 from .models.init import resolve_init
 from .models.residuals import residual_name
@@ -79,6 +80,12 @@ def _choice(choices: Any, normalise: Callable[[Any], Any] = lambda v: v) -> Call
     return check
 
 
+def _logger(key: str, value: Any) -> None:
+    _choice(list(LOGGERS))(key, value)
+    if not logger_available(value):
+        raise ConfigError(INSTALL_HINT)
+
+
 # The short model keys, also checked under `model.` for overrides that bypass them (model.norm=...).
 MODEL_CHECKS: dict[str, Callable[[str, Any], None]] = {
     "depth": _integer(1),
@@ -100,10 +107,11 @@ CHECKS: dict[str, Callable[[str, Any], None]] = {
     "init_batches": _integer(1),
     "device": _choice(DEVICES),
     "precision": _choice(list(PRECISIONS)),
+    "logger": _logger,
     "threads": _optional(_integer(1)),
     "model.name": _choice(list(MODELS)),
     **{f"model.{key}": check for key, check in MODEL_CHECKS.items()},
-    "model.ffn_mult": _integer(1),
+    "model.ffn_mult": _integer(0),  # 0: attention-only Transformer blocks (checked per model below)
     "task.name": _choice(list(TASKS)),
     "task.seq_len": _integer(1),
     "task.val_batches": _integer(1),
@@ -191,6 +199,9 @@ def validate(config: dict[str, Any]) -> None:
     model = config["model"]
     if model["name"] == "transformer" and model["width"] % model["heads"]:
         raise ConfigError(f"width ({model['width']}) must be divisible by heads ({model['heads']})")
+    if model.get("ffn_mult") == 0 and model["name"] != "transformer":
+        raise ConfigError(f"model.ffn_mult=0 (no FFN sublayer) needs model=transformer; model={model['name']} "
+                          "has no other sublayer (use model.ffn_mult >= 1)")
     _check_model_fits_in_memory(model)
     try:
         resolve_init(model["init"], model["norm"])
