@@ -253,8 +253,9 @@ class Trainer:
                 self.summary["final_val_loss"] = val_loss
                 if self.task.spec.accuracy:
                     self.summary["final_val_acc"] = val_acc
-            if stats is not None or val_loss is not None or diverged:  # the step that diverged is kept
-                self.record(step, loss_value, val_loss, val_acc, lr, stats, start)
+            # A metrics row every step (steps-to-a-loss-target needs them); flushed on the steps that matter.
+            flush = stats is not None or val_loss is not None or diverged  # the step that diverged is kept
+            self.record(step, loss_value, val_loss, val_acc, lr, stats, start, flush)
             finite = [v for v in recent_losses if math.isfinite(v)]
             self.summary["final_loss"] = sum(finite) / len(finite) if finite else None
             elapsed = time.perf_counter() - start
@@ -356,8 +357,8 @@ class Trainer:
         last = self.layout.block_stacks[-1]
         return [value for value, stack in zip(block_values, self.layout.block_stacks) if stack == last]
 
-    def record(self, step, loss, val_loss, val_acc, lr, stats, start) -> None:
-        """Append this step's rows to metrics.csv, and to grad_norms.csv and layers.csv when logged."""
+    def record(self, step, loss, val_loss, val_acc, lr, stats, start, flush: bool = True) -> None:
+        """Append this step's row to metrics.csv, and rows to grad_norms.csv and layers.csv when logged."""
         row = [step, loss, val_loss, lr, stats.grad_norm if stats else None, round(time.perf_counter() - start, 4)]
         if self.task.spec.accuracy:
             row.append(val_acc)
@@ -368,7 +369,9 @@ class Trainer:
                                  stats.param_grad_norms))
             layer_rows = [(step, layer, stack, *values) for layer, stack, values in
                           zip(layout.block_layers, layout.block_stacks, stats.block_rows())]
-        self.recorder.log(row, grad_rows, layer_rows)
+        self.recorder.log(row, grad_rows, layer_rows, flush)
+        if not flush:  # listeners hear the logged, evaluated and diverging steps; other rows are metrics.csv's
+            return
         for listener in self.listeners:  # the same rows, by column name
             listener.log(dict(zip(self.recorder.metrics.columns, row)),
                          [dict(zip(GRAD_NORM_COLUMNS, r)) for r in grad_rows],

@@ -44,7 +44,10 @@ BLOCK_PARAMS = {  # param names inside one block, per model
     "mlp": ("ffn.fc1.weight", "ffn.fc2.weight", "norm1.weight"),
 }
 OUTSIDE_PARAMS = ("embed.weight", "head.weight")
-RESERVED = ("_status", "_final_loss")  # per-run settings carried in a run's dict, not config keys
+# Per-run settings carried in a run's dict, not config keys: the status, the final loss, and shapes of the
+# synthetic numbers (last/first gradient ratio at init, factor on every gradient norm, rank kept per block,
+# variance each pre-LN block adds to the stream, how fast the loss falls).
+RESERVED = ("_status", "_final_loss", "_init_ratio", "_scale", "_rank_decay", "_rms_per_block", "_speed")
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ def _init_ratio(config: dict, knobs: Knobs) -> float:
     """Last/first block gradient-norm ratio at init."""
     depth, norm, residual = config["depth"], config["norm"], str(config["residual"]).lower()
     if residual == "false":
-        return 0.2
+        return 20.0  # plain stacks: gradients vanish toward the first block
     if norm == "post":
         return 1 + 0.15 * depth if knobs.post_grows else 0.5
     return {"pre": 0.8, "deepnorm": 1.2}.get(norm, 1.0)
@@ -108,20 +111,18 @@ def default_final_loss(config: dict, knobs: Knobs) -> float:
     return {"deepnorm": 0.3}.get(norm, 0.3 + 0.005 * depth)
 
 
-def _profiles(config: dict, knobs: Knobs, steps: np.ndarray, total_steps: int) -> dict[str, np.ndarray]:
-    """Per-(step, block) arrays, shape (len(steps), depth)."""
+def _profiles(config: dict, knobs: Knobs, steps: np.ndarray, total_steps: int,
+              shape: dict) -> dict[str, np.ndarray]:
+    """Per-(step, block) arrays, shape (len(steps), depth); `shape` holds a run's RESERVED overrides."""
     depth, norm, residual = config["depth"], config["norm"], str(config["residual"]).lower()
     position = np.arange(depth) / max(depth - 1, 1)  # (L,)
     decay = 0.3 + 0.7 * np.exp(-3 * steps / max(total_steps, 1))  # (S,)
-    grad_norm = np.outer(decay, 0.5 * _init_ratio(config, knobs) ** position)
-    if norm == "pre" and residual == "true" and knobs.pre_rms_grows:
-        rms = np.sqrt(1 + np.arange(depth, dtype=float))
-    else:
-        rms = np.ones(depth)
-    if residual == "false" and knobs.plain_collapses:
-        rank = 0.8 * 0.5 ** (np.arange(depth) + 1.0)
-    else:
-        rank = np.full(depth, 0.6)
+    ratio = shape.get("_init_ratio", _init_ratio(config, knobs))
+    grad_norm = np.outer(decay, 0.5 * ratio ** position) * shape.get("_scale", 1.0)
+    per_block = 1.0 if norm == "pre" and residual == "true" and knobs.pre_rms_grows else 0.0
+    rms = np.sqrt(1 + shape.get("_rms_per_block", per_block) * np.arange(depth, dtype=float))
+    kept = shape.get("_rank_decay", 0.5 if residual == "false" and knobs.plain_collapses else None)
+    rank = 0.8 * kept ** (np.arange(depth) + 1.0) if kept is not None else np.full(depth, 0.6)  # rank kept per block
     seed_noise = 1 + 0.01 * config["seed"]
     return {
         "grad_norm": grad_norm * seed_noise,
@@ -166,29 +167,32 @@ def write_run(
     total = config["train"]["steps"]
     every = config["log_every"]
     reach = {"diverged": 0.6, "interrupted": 0.5, "failed": 0.0, "running": 0.4}.get(status, 1.0)
-    steps = np.arange(0, int(total * reach) + 1, every)  # (S,)
+    every_step = np.arange(0, int(total * reach) + 1)  # metrics.csv: a row every step
+    steps = every_step[every_step % every == 0]  # (S,) logged steps
     depth = config["depth"]
     final = default_final_loss(config, knobs) if final_loss is None else final_loss
     final *= 1 + 0.01 * config["seed"]
-    progress = steps / max(total, 1)
-    decay = (np.exp(-6 * progress) - math.exp(-6)) / (1 - math.exp(-6))  # 1 at step 0, 0 at the last step
-    loss = final + (math.log(10) - final) * decay  # (S,)
+    progress = every_step / max(total, 1)
+    rate = 6 * overrides.get("_speed", 1.0)  # how fast the loss falls toward its final value
+    decay = (np.exp(-rate * progress) - math.exp(-rate)) / (1 - math.exp(-rate))  # 1 at step 0, 0 at the end
+    loss = final + (math.log(10) - final) * decay
     if status == "diverged":
         loss[-1] = np.inf
-    evaluated = (steps % config["train"]["eval_every"] == 0) & (steps > 0)
+    logged = every_step % every == 0
+    evaluated = (every_step % config["train"]["eval_every"] == 0) & (every_step > 0)
     metrics = pd.DataFrame({
-        "step": steps,
+        "step": every_step,
         "loss": loss,
         "val_loss": np.where(evaluated, loss * 1.1, np.nan),
-        "lr": config["train"]["lr"] * np.minimum(1, (steps + 1) / max(config["train"]["warmup"], 1)),
-        "grad_norm": 1 + np.exp(-progress),
-        "elapsed_s": steps * 0.01,
+        "lr": config["train"]["lr"] * np.minimum(1, (every_step + 1) / max(config["train"]["warmup"], 1)),
+        "grad_norm": np.where(logged, 1 + np.exp(-progress), np.nan),
+        "elapsed_s": every_step * 0.01,
     })
     if knobs.val_acc:
         metrics["val_acc"] = np.where(evaluated, 1 - loss / math.log(10), np.nan)
     _csv(metrics, run_dir / "metrics.csv")
 
-    profiles = _profiles(config, knobs, steps, total)
+    profiles = _profiles(config, knobs, steps, total, {k: v for k, v in overrides.items() if k in RESERVED})
     layers = pd.DataFrame({"step": np.repeat(steps, depth), "layer": np.tile(np.arange(depth), len(steps))})
     for column in ("grad_norm",) + (("hidden_rms", "act_grad_norm", "update_ratio", "rank_residual")
                                     if knobs.probes else ()):
@@ -213,10 +217,10 @@ def write_run(
         finite = loss[np.isfinite(loss)]
         summary = {
             "status": status,
-            "steps_done": int(steps[-1]),
+            "steps_done": int(every_step[-1]),
             "final_loss": None if status in ("failed", "diverged") else float(finite[-1]),
             "final_val_loss": None if status in ("failed", "diverged") else float(finite[-1] * 1.1),
-            "wall_s": float(steps[-1] * 0.01),
+            "wall_s": float(every_step[-1] * 0.01),
             "n_params": 1000 * depth,
             "error": "RuntimeError: CUDA out of memory" if status == "failed" else None,
             "config_hash": "abc123",

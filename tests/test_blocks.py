@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -112,3 +113,29 @@ def test_no_two_blocks_share_initial_weights(name: str, task: TaskSpec, init: st
         if hasattr(block, "attn"):
             q, k, v = block.attn.qkv.weight.chunk(3)
             assert not (torch.equal(q, k) or torch.equal(k, v))
+
+
+@pytest.mark.parametrize("norm", ["post", "pre"])
+def test_attention_only_block_is_its_equation(norm: str) -> None:
+    """model.ffn_mult=0: one attention sublayer, x = N(x + attn(x)) or x + attn(N(x)), and nothing else."""
+    torch.manual_seed(0)
+    block = TransformerBlock(BlockSpec(width=WIDTH, depth=1, norm=norm), HEADS, ffn_mult=0, causal=False)
+    randomise(block)
+    assert {name.split(".")[0] for name, _ in block.named_parameters()} == {"attn", "norm1"}
+    x = torch.randn(BATCH, TOKENS, WIDTH)
+    expected = block.norm1(x + block.attn(x)) if norm == "post" else x + block.attn(block.norm1(x))
+    torch.testing.assert_close(block(x), expected)
+
+
+def test_attention_only_run_records_attention_params_and_probes(train_cli, cli, tmp_path) -> None:
+    run = train_cli("model.ffn_mult=0", "residual=false")
+    assert run.exit_code == 0, run.stderr
+    grad_norms = pd.read_csv(run.dir / "grad_norms.csv")
+    inside = set(grad_norms.loc[grad_norms.layer.notna(), "param"])
+    assert inside == {"attn.qkv.weight", "attn.qkv.bias", "attn.out.weight", "attn.out.bias",
+                      "norm1.weight", "norm1.bias"}
+    layers = pd.read_csv(run.dir / "layers.csv")
+    assert layers.rank_residual.notna().all() and set(layers.layer) == {0, 1}
+    refused = cli("train", "model=mlp", "task=digits", "model.ffn_mult=0", f"hydra.run.dir={tmp_path}/mlp")
+    assert refused.exit_code == 2 and "model.ffn_mult=0" in refused.stderr
+    assert not (tmp_path / "mlp").exists()

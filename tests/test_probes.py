@@ -306,3 +306,17 @@ def test_init_batches_leaves_training_unchanged(base_config, tmp_path):
     first = [[r for r in read_csv(tmp_path / f"k{k}" / "layers.csv") if r["step"] == "0"] for k in (1, 3)]
     assert [r["update_ratio"] for r in first[0]] == [r["update_ratio"] for r in first[1]]
     assert [r["grad_norm"] for r in first[0]] != [r["grad_norm"] for r in first[1]]
+
+
+def test_mlp_rank_residual_is_the_spread_of_a_block_output_across_examples():
+    """For the MLP, rank_residual is ‖H − 1·h̄ᵀ‖/‖H‖ over the batch of examples (H: B × C): the report's
+    measure of a forward signal that collapses (every example mapped to the same output)."""
+    model, x, y = build("mlp", norm="none", residual="false", depth=3)
+    outputs = []
+    handle = model.blocks[-1].register_forward_hook(lambda module, args, out: outputs.append(out.detach()))
+    with probes.capture(model) as blocks:
+        train.cross_entropy(model(x), y).backward()
+    handle.remove()
+    h = outputs[0]  # (B, C)
+    expected = torch.linalg.vector_norm(h - h.mean(0)) / torch.linalg.vector_norm(h)
+    assert blocks.values()["rank_residual"][-1].item() == pytest.approx(expected.item(), rel=1e-5)

@@ -1,122 +1,439 @@
-"""Findings are computed from the data: each one flips from agrees to disagrees when the synthetic data flip,
-and is left out when its data are absent. Only load → per-run frame → findings: no plots, fast."""
+"""Findings judged on synthetic run sets: for every finding a set where it must agree, one where it must
+disagree and one where it must stay inconclusive, and a confounder per family (a key the claim is not
+about differs: those runs are not compared). Only load → per-run frame → findings: no plots, fast."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from report_fixtures import Knobs, grid, write_sweep
 
 from resbench.report import aggregate, findings, load
+from resbench.report.quantities import Evidence
+from resbench.report.verdict import AGREES, DISAGREES, INCONCLUSIVE, Finding, Margin
 
 SMALL = {"train.steps": 20, "log_every": 5, "train.eval_every": 10, "width": 8}
 
 
-def computed(tmp_path: Path, runs: list[dict], keys: list[str], knobs: Knobs | None = None) -> list[findings.Finding]:
-    sweep = write_sweep(tmp_path / "sweep", [{**SMALL, **run} for run in runs], swept_keys=keys, knobs=knobs or Knobs())
+def sweep_of(tmp_path: Path, runs: list[dict], keys: list[str] | None = None, knobs: Knobs | None = None) -> Path:
+    return write_sweep(tmp_path / "sweep", [{**SMALL, **run} for run in runs], swept_keys=keys, knobs=knobs or Knobs())
+
+
+def evidence(sweep: Path) -> Evidence:
     run_set = load.load([sweep])
-    group_keys = aggregate.group_keys(run_set)
-    return findings.compute_findings(aggregate.per_run(run_set, group_keys), group_keys)
+    return Evidence.of(run_set, aggregate.per_run(run_set, aggregate.group_keys(run_set)))
 
 
-def about(found: list[findings.Finding], source: str, claim_word: str) -> findings.Finding:
-    matches = [f for f in found if f.source == source and claim_word in f.claim]
+def computed(tmp_path: Path, runs: list[dict], keys: list[str] | None = None, knobs: Knobs | None = None) -> list[Finding]:
+    return findings.compute_findings(evidence(sweep_of(tmp_path, runs, keys, knobs)))
+
+
+def about(found: list[Finding], source: str, words: str) -> Finding:
+    matches = [f for f in found if f.source == source and words in f.claim + f.comparison]
     assert len(matches) == 1, [f.text() for f in found]
     return matches[0]
 
 
-@pytest.mark.parametrize("post_grows", [True, False])
-def test_post_ln_gradient_ratio_follows_the_data(tmp_path, post_grows):
-    found = computed(tmp_path, grid(depth=[2, 6], norm=["post", "pre"]), ["depth", "norm"], Knobs(post_grows=post_grows))
-    post = about(found, "Xiong et al. 2020", "post-LN gradients")
-    assert post.agrees is post_grows
-    assert "depth 2:" in post.value and "depth 6:" in post.value
-    assert about(found, "Xiong et al. 2020", "pre-LN gradients").agrees  # pre unchanged: stays flat
+def none_about(found: list[Finding], source: str, words: str) -> bool:
+    return not [f for f in found if f.source == source and words in f.claim + f.comparison]
 
 
-@pytest.mark.parametrize("helps", [True, False])
-def test_warmup_for_post_ln_follows_the_data(tmp_path, helps):
+def with_(runs: list[dict], when: dict, **settings: object) -> list[dict]:
+    """`runs` with `settings` added to every run whose values match `when`."""
+    return [{**run, **settings} if all(run.get(k) == v for k, v in when.items()) else run for run in runs]
+
+
+XIONG, DONG, HE, WANG = "Xiong et al. 2020", "Dong et al. 2021", "He et al. 2016", "Wang et al. 2022"
+REZERO, SEED, SIGNAL = "Bachlechner et al. 2020", "the seed article", "Glorot & Bengio 2010; Schoenholz et al. 2017"
+
+
+# ---------------------------------------------------------------------------------------------
+# the verdict model itself
+
+
+def test_margins_cannot_agree_and_disagree_at_once():
+    rising, flat = findings.FIG3_POST.margin, findings.FIG3_PRE.margin
+    for ratio in np.linspace(0.5, 3, 26):
+        verdicts = {rising.judge(ratio), flat.judge(ratio)}
+        assert not (rising.judge(ratio) == AGREES and flat.judge(ratio) == AGREES), ratio
+        assert verdicts <= {AGREES, DISAGREES, INCONCLUSIVE}
+    assert Margin(2, 0.5).judge(1.0) == INCONCLUSIVE and Margin(2, 0.5).judge(float("nan")) == INCONCLUSIVE
+    assert Margin(0.05, 0.10).judge(0.0) == AGREES and Margin(0.05, 0.10).judge(0.2) == DISAGREES
+
+
+def test_finding_text_names_verdict_claim_quantity_values_and_margin():
+    finding = Finding("Xiong et al. 2020", "a claim", "a quantity", "these runs", "agrees ≥ ×2", INCONCLUSIVE,
+                      "1.5 vs 1", "resbench sweep --resume D seed=0,1,2")
+    assert finding.text() == ("inconclusive with Xiong et al. 2020 (a claim): a quantity, these runs: 1.5 vs 1 "
+                              "[agrees ≥ ×2]. To settle: `resbench sweep --resume D seed=0,1,2`.")
+    assert not finding.agrees
+
+
+# ---------------------------------------------------------------------------------------------
+# Xiong et al. 2020
+
+
+def fig3(tmp_path: Path, ratios: dict[tuple[str, int], float]) -> list[Finding]:
+    runs = [{"norm": norm, "depth": 4, "seed": seed, "_init_ratio": ratio} for (norm, seed), ratio in ratios.items()]
+    return computed(tmp_path, runs, ["norm"])
+
+
+@pytest.mark.parametrize("post, pre, verdicts", [
+    (2.0, 0.8, (AGREES, AGREES)),
+    (1.0, 2.0, (DISAGREES, DISAGREES)),
+    (1.3, 1.3, (INCONCLUSIVE, INCONCLUSIVE)),  # one profile for both: it cannot agree with both
+])
+def test_fig3_post_rises_and_pre_stays_flat(tmp_path, post, pre, verdicts):
+    found = fig3(tmp_path, {("post", 0): post, ("post", 1): post, ("pre", 0): pre, ("pre", 1): pre})
+    rising, flat = about(found, XIONG, "post-LN's FFN"), about(found, XIONG, "pre-LN's FFN")
+    assert (rising.verdict, flat.verdict) == verdicts
+    assert "2 seeds, 1 matched setting" in rising.value
+
+
+def test_fig3_seeds_that_split_are_inconclusive_and_name_the_settling_command(tmp_path):
+    found = fig3(tmp_path, {("post", 0): 2.0, ("post", 1): 1.0})
+    rising = about(found, XIONG, "post-LN's FFN")
+    assert rising.verdict == INCONCLUSIVE and "split" in rising.value
+    assert rising.settle == f"resbench sweep --resume {tmp_path / 'sweep'} seed=0,1,2"
+
+
+def test_fig3_reads_the_ffn_w2_gradient_not_the_whole_block(tmp_path):
+    sweep = sweep_of(tmp_path, [{"norm": "post", "depth": 4, "_init_ratio": 2.0}], ["norm"])
+    path = next(sweep.glob("*/grad_norms.csv"))
+    rows = pd.read_csv(path)
+    w2 = rows["param"].eq("ffn.fc2.weight") & rows["step"].eq(0)
+    first = rows.loc[w2 & rows["layer"].eq(0), "grad_norm"].iloc[0]
+    rows.loc[w2 & rows["layer"].eq(3), "grad_norm"] = first  # W₂ flat, while the block still rises ×2
+    rows.to_csv(path, index=False)
+    rising = about(findings.compute_findings(evidence(sweep)), XIONG, "post-LN's FFN")
+    assert rising.verdict == DISAGREES and "×1" in rising.value
+
+
+def exponent_runs(post: float, pre: float, depths=(2, 4, 8)) -> list[dict]:
+    """Last-block W₂ gradient ∝ depth^exponent (flat profiles, so last = first = 0.5·depth^exponent)."""
+    return [{"norm": norm, "depth": depth, "_init_ratio": 1.0, "_scale": depth ** exponent}
+            for norm, exponent in (("post", post), ("pre", pre)) for depth in depths]
+
+
+@pytest.mark.parametrize("post, pre, verdict", [(0.0, -0.5, AGREES), (-0.5, 0.1, DISAGREES), (0.25, -0.25, INCONCLUSIVE)])
+def test_depth_exponent_against_theory(tmp_path, post, pre, verdict):
+    found = computed(tmp_path, exponent_runs(post, pre), ["norm", "depth"])
+    lines = [f for f in found if f.measured == findings.EXPONENT.quantity]
+    assert [f.verdict for f in lines] == [verdict, verdict]
+    assert "(theory 0)" in lines[0].value and "(theory -0.5)" in lines[1].value
+    assert f"slope {pre:.3g} " in lines[1].value  # the fitted exponent, shown
+
+
+def test_depth_exponent_needs_three_depths(tmp_path):
+    found = computed(tmp_path, exponent_runs(0.0, -0.5, depths=(2, 4)), ["norm", "depth"])
+    line = next(f for f in found if f.measured == findings.EXPONENT.quantity)
+    assert line.verdict == INCONCLUSIVE and "depth=2,4,8" in line.settle
+
+
+def test_exponent_plot_draws_measured_fitted_and_theory_lines(tmp_path):
+    curves = findings.exponent_curves(evidence(sweep_of(tmp_path, exponent_runs(0.0, -0.5), ["norm", "depth"])))
+    pre = curves[curves["panel"].eq("pre-LN")]
+    assert set(pre["line"]) == {"measured (median over seeds)", "fit: slope -0.50", "theory: slope -0.5"}
+    theory = pre[pre["line"].str.startswith("theory")].sort_values("x")
+    slope = np.polyfit(np.log(theory["x"]), np.log(theory["y"]), 1)[0]
+    assert slope == pytest.approx(-0.5)
+
+
+def warmup_runs(**loss: float) -> list[dict]:
+    """post and pre, warmup 0 and 5, two seeds; `loss` = {"post_0": final loss of post without warmup, …}."""
     runs = grid(norm=["post", "pre"], **{"train.warmup": [0, 5]}, seed=[0, 1])
-    found = computed(tmp_path, runs, ["norm", "train.warmup"], Knobs(warmup_helps_post=helps))
-    assert about(found, "Xiong et al. 2020", "warmup rescues").agrees is helps
-    assert about(found, "Xiong et al. 2020", "pre-LN trains without").agrees
+    for run in runs:
+        key = f"{run['norm']}_{run['train.warmup']}"
+        if key in loss:
+            run["_final_loss"] = loss[key]
+    return runs
+
+
+@pytest.mark.parametrize("loss, post_verdict, pre_verdict", [
+    ({"post_0": 1.8, "post_5": 0.3, "pre_0": 0.3, "pre_5": 0.3}, AGREES, AGREES),
+    ({"post_0": 0.3, "post_5": 0.3, "pre_0": 1.5, "pre_5": 0.3}, DISAGREES, DISAGREES),
+    ({"post_0": 0.315, "post_5": 0.3, "pre_0": 0.32, "pre_5": 0.3}, INCONCLUSIVE, INCONCLUSIVE),
+])
+def test_warmup_post_ln_needs_it_pre_ln_does_not(tmp_path, loss, post_verdict, pre_verdict):
+    found = computed(tmp_path, warmup_runs(**loss), ["norm", "train.warmup"])
+    assert about(found, XIONG, "warmup rescues").verdict == post_verdict
+    assert about(found, XIONG, "pre-LN trains without").verdict == pre_verdict
 
 
 def test_warmup_counts_diverged_runs_as_failures(tmp_path):
-    runs = grid(norm=["post"], **{"train.warmup": [0, 5]}, seed=[0, 1])
-    for run in runs:
-        if run["train.warmup"] == 0:
-            run["_status"] = "diverged"
-    found = computed(tmp_path, runs, ["norm", "train.warmup"], Knobs(warmup_helps_post=False))
-    finding = about(found, "Xiong et al. 2020", "warmup rescues")
-    assert finding.agrees and "diverged without warmup: 2/2" in finding.value
+    runs = with_(warmup_runs(post_5=0.3), {"norm": "post", "train.warmup": 0}, _status="diverged")
+    finding = about(computed(tmp_path, runs, ["norm", "train.warmup"]), XIONG, "warmup rescues")
+    assert finding.verdict == AGREES and "diverged without warmup: 2/2" in finding.value
 
 
-@pytest.mark.parametrize("collapses", [True, False])
-def test_rank_collapse_without_skips_follows_the_data(tmp_path, collapses):
-    found = computed(tmp_path, grid(depth=[4], residual=[True, False]), ["residual"], Knobs(plain_collapses=collapses))
-    assert about(found, "Dong et al. 2021", "lose rank").agrees is collapses
+def test_confounder_warmup_runs_at_another_lr_are_not_compared(tmp_path):
+    runs = with_(warmup_runs(post_0=1.8, post_5=0.3), {"train.warmup": 0}, **{"train.lr": 0.01})
+    finding = about(computed(tmp_path, runs, ["norm", "train.warmup", "train.lr"]), XIONG, "warmup rescues")
+    assert finding.verdict == INCONCLUSIVE and "no matched runs" in finding.value
 
 
-@pytest.mark.parametrize("degrades", [True, False])
-def test_degradation_of_plain_nets_follows_the_data(tmp_path, degrades):
-    runs = grid(depth=[2, 8], residual=[True, False])
-    if not degrades:  # plain nets that get better with depth, and beat the residual ones
-        for run in runs:
-            run["_final_loss"] = (1.0 if run["residual"] else 0.9) - 0.05 * run["depth"]
-    found = computed(tmp_path, runs, ["depth", "residual"])
-    finding = about(found, "He et al. 2016", "deeper plain nets")
-    assert finding.agrees is degrades
+@pytest.mark.parametrize("deep_per_block, verdict", [(1.0, AGREES), (4.0, DISAGREES), (0.0, DISAGREES),
+                                                     (2.0, INCONCLUSIVE)])  # ×1.37 of the prediction
+def test_pre_ln_stream_grows_as_its_increments_predict(tmp_path, deep_per_block, verdict):
+    """Shallow run: each block adds variance 1 (rms² = 1 + l); the deeper one adds `deep_per_block`."""
+    runs = [{"norm": "pre", "depth": 2, "_rms_per_block": 1.0}, {"norm": "pre", "depth": 8, "_rms_per_block": deep_per_block}]
+    finding = about(computed(tmp_path, runs, ["depth"]), XIONG, "residual stream")
+    assert finding.verdict == verdict
+    assert "2.83" in finding.value  # the prediction at depth 8: √(0 + 1·8)
 
 
-def test_plain_deep_mlp_on_digits_stuck_near_ln10(tmp_path):
-    base = {"model": "mlp", "task": "digits", "residual": False, "norm": "none"}
-    found = computed(tmp_path, [{**base, "depth": 12}], [])
-    finding = about(found, "He et al. 2016", "ln 10")
-    assert finding.agrees and f"{math.log(10):.3g}" in finding.value
-    found = computed(tmp_path / "trained", [{**base, "depth": 12, "_final_loss": 0.4}], [])
-    assert not about(found, "He et al. 2016", "ln 10").agrees
-    shallow = computed(tmp_path / "shallow", [{**base, "depth": 3}], [])
-    assert not [f for f in shallow if "ln 10" in f.claim]  # not deep: no claim to check
+def test_pre_ln_stream_judged_only_where_the_prediction_grows_visibly(tmp_path):
+    """Depth 3's prediction (√3) is only ×1.22 above the shallowest run's √2: no test, whatever it measures."""
+    runs = [{"norm": "pre", "depth": 2, "_rms_per_block": 1.0}, {"norm": "pre", "depth": 3, "_rms_per_block": 4.0},
+            {"norm": "pre", "depth": 8, "_rms_per_block": 1.0}]
+    assert about(computed(tmp_path, runs, ["depth"]), XIONG, "residual stream").verdict == AGREES
 
 
-@pytest.mark.parametrize("deepnorm_loss, agrees", [(None, True), (2.0, False)])
-def test_deepnorm_vs_post_at_the_largest_depth(tmp_path, deepnorm_loss, agrees):
-    runs = grid(depth=[2, 6], norm=["post", "deepnorm"])
-    for run in runs:
-        if run["norm"] == "deepnorm" and deepnorm_loss is not None:
-            run["_final_loss"] = deepnorm_loss
-    finding = about(computed(tmp_path, runs, ["depth", "norm"]), "Wang et al. 2022", "DeepNorm")
-    assert finding.agrees is agrees and "largest depth, 6" in finding.measured
+def test_pre_ln_stream_without_growth_is_untested(tmp_path):
+    found = computed(tmp_path, grid(norm=["pre", "post"], depth=[2, 8]), ["norm", "depth"], Knobs(pre_rms_grows=False))
+    finding = about(found, XIONG, "residual stream")
+    assert finding.verdict == INCONCLUSIVE and "premise not met" in finding.value
+    assert not [f for f in found if "post-LN's residual stream" in f.claim]  # constant by construction: no finding
 
 
-@pytest.mark.parametrize("rezero_loss, agrees", [(None, True), (2.0, False)])
-def test_rezero_vs_residual_runs(tmp_path, rezero_loss, agrees):
-    runs = [{"norm": "none", "residual": "rezero"}, {"norm": "pre", "residual": True}, {"norm": "post", "residual": True}]
-    runs = [{**run, "depth": 4, "seed": seed} for run in runs for seed in (0, 1)]
-    for run in runs:
-        if run["residual"] == "rezero" and rezero_loss is not None:
-            run["_final_loss"] = rezero_loss
-    finding = about(computed(tmp_path, runs, ["norm", "residual"]), "Bachlechner et al. 2020", "zero-initialised")
-    assert finding.agrees is agrees and "norm=none" in finding.measured
+def lr_runs(post_trains: list[float], pre_trains: list[float], lrs=(1e-3, 3e-3, 1e-2)) -> list[dict]:
+    runs = []
+    for norm, trains in (("post", post_trains), ("pre", pre_trains)):
+        for lr in lrs:
+            status = {} if lr in trains else {"_status": "diverged"}
+            runs.append({"norm": norm, "train.lr": lr, "train.warmup": 0, "_final_loss": 0.3, **status})
+    return runs
 
 
-@pytest.mark.parametrize("grows", [True, False])
-def test_hidden_rms_growth_under_pre_ln_follows_the_data(tmp_path, grows):
-    found = computed(tmp_path, grid(depth=[2, 8], norm=["post", "pre"]), ["depth", "norm"], Knobs(pre_rms_grows=grows))
-    assert about(found, "Xiong et al. 2020", "pre-LN's residual stream").agrees is grows
-    assert about(found, "Xiong et al. 2020", "post-LN's residual stream").agrees
+@pytest.mark.parametrize("post, pre, verdict", [
+    ([1e-3], [1e-3, 3e-3, 1e-2], AGREES),
+    ([1e-3, 3e-3, 1e-2], [1e-3], DISAGREES),
+    ([1e-3, 3e-3, 1e-2], [1e-3, 3e-3, 1e-2], INCONCLUSIVE),
+])
+def test_critical_learning_rate_pre_vs_post(tmp_path, post, pre, verdict):
+    finding = about(computed(tmp_path, lr_runs(post, pre), ["norm", "train.lr"]), XIONG, "larger learning rates")
+    assert finding.verdict == verdict
+    if verdict == INCONCLUSIVE:  # both trained at the largest lr tried: a larger one would settle it
+        assert "≥ 0.01" in finding.value and "train.lr=0.001,0.003,0.01,0.03" in finding.settle
+
+
+def test_critical_learning_rate_ignores_a_loss_far_from_the_best(tmp_path):
+    runs = lr_runs([1e-3, 3e-3, 1e-2], [1e-3, 3e-3, 1e-2])
+    runs = with_(runs, {"norm": "post", "train.lr": 1e-2}, _final_loss=2.0)  # finite but not trained
+    runs = with_(runs, {"norm": "post", "train.lr": 3e-3}, _final_loss=0.5)
+    finding = about(computed(tmp_path, runs, ["norm", "train.lr"]), XIONG, "larger learning rates")
+    assert finding.verdict == AGREES and "post-LN: 0.001" in finding.value
+
+
+def test_a_stack_that_stalls_at_every_lr_has_no_critical_lr(tmp_path):
+    runs = with_(lr_runs([1e-3, 3e-3, 1e-2], [1e-3, 3e-3, 1e-2]), {"norm": "post"}, _final_loss=1.0)
+    finding = about(computed(tmp_path, runs, ["norm", "train.lr"]), XIONG, "larger learning rates")
+    assert finding.verdict == AGREES and "post-LN: none trained" in finding.value
+
+
+def test_confounder_critical_lr_at_another_width_is_not_compared(tmp_path):
+    runs = with_(lr_runs([1e-3], [1e-3, 3e-3, 1e-2]), {"norm": "pre"}, width=16)
+    assert none_about(computed(tmp_path, runs, ["norm", "train.lr", "width"]), XIONG, "larger learning rates")
+
+
+# ---------------------------------------------------------------------------------------------
+# Dong et al. 2021
+
+
+def dong_runs(**settings: object) -> list[dict]:
+    return [{**run, "model.ffn_mult": 0, **settings} for run in grid(depth=[2, 6], residual=[True, False])]
+
+
+@pytest.mark.parametrize("knobs, plain, verdict", [
+    (Knobs(), {}, AGREES),
+    (Knobs(plain_collapses=False), {}, DISAGREES),
+    (Knobs(), {"_rank_decay": 0.9}, INCONCLUSIVE),  # 0.9 per block: ×0.66 over 4 blocks, ×0.71 vs skips
+])
+def test_rank_collapse_of_pure_attention(tmp_path, knobs, plain, verdict):
+    runs = with_(dong_runs(), {"residual": False}, **plain)
+    found = computed(tmp_path, runs, ["depth", "residual"], knobs)
+    assert about(found, DONG, "loses rank with depth").verdict == verdict
+    assert about(found, DONG, "prevent").verdict == verdict
+
+
+def test_rank_collapse_needs_attention_only_runs(tmp_path):
+    found = computed(tmp_path, grid(depth=[2, 6], residual=[True, False]), ["depth", "residual"])
+    assert none_about(found, DONG, "rank")
+
+
+def test_confounder_rank_without_skips_at_another_width_is_not_compared(tmp_path):
+    runs = with_(dong_runs(), {"residual": False}, width=16)
+    finding = about(computed(tmp_path, runs, ["depth", "residual", "width"]), DONG, "prevent")
+    assert finding.verdict == INCONCLUSIVE and "no matched runs" in finding.value
+
+
+# ---------------------------------------------------------------------------------------------
+# He et al. 2016 and signal propagation
+
+
+def he_runs(deep_plain: float, deep_skips: float = 0.28, shallow_plain: float = 0.3) -> list[dict]:
+    losses = {(2, False): shallow_plain, (2, True): 0.3, (8, False): deep_plain, (8, True): deep_skips}
+    return [{"norm": "post", "depth": d, "residual": r, "_final_loss": loss} for (d, r), loss in losses.items()]
+
+
+@pytest.mark.parametrize("deep_plain, shallow_plain, verdict", [
+    (0.5, 0.3, AGREES),
+    (0.3, 0.3, DISAGREES),  # deeper plain net no worse
+    (0.32, 0.3, INCONCLUSIVE),  # +7 %: within the margin
+    (0.9, 0.6, INCONCLUSIVE),  # the shallow plain net itself does not train: nothing to degrade from
+])
+def test_degradation_of_normalized_plain_nets(tmp_path, deep_plain, shallow_plain, verdict):
+    finding = about(computed(tmp_path, he_runs(deep_plain, shallow_plain=shallow_plain), ["depth", "residual"]),
+                    HE, "deeper plain nets")
+    assert finding.verdict == verdict
+
+
+def test_degradation_is_about_normalized_nets(tmp_path):
+    runs = [{**run, "norm": "none"} for run in he_runs(0.5)]
+    assert none_about(computed(tmp_path, runs, ["depth", "residual"]), HE, "deeper plain nets")
+
+
+def test_confounder_deep_plain_net_at_another_lr_is_not_compared(tmp_path):
+    runs = with_(he_runs(0.5), {"depth": 8, "residual": False}, **{"train.lr": 0.01})
+    finding = about(computed(tmp_path, runs, ["depth", "residual", "train.lr"]), HE, "deeper plain nets")
+    assert finding.verdict == INCONCLUSIVE
+
+
+@pytest.mark.parametrize("settings, verdict", [
+    ({}, AGREES),  # rank 0.8·0.5^12 ≈ 2e-4 across examples, loss ln 10
+    ({"_rank_decay": 1.0, "_final_loss": 0.4}, DISAGREES),
+    ({"_rank_decay": (0.05 / 0.8) ** (1 / 12)}, INCONCLUSIVE),  # spread 0.05: between the margins
+])
+def test_deep_plain_mlp_loses_its_forward_signal(tmp_path, settings, verdict):
+    base = {"model": "mlp", "task": "digits", "residual": False, "norm": "none", "depth": 12}
+    finding = about(computed(tmp_path, [{**base, **settings}], []), SIGNAL, "forward signal")
+    assert finding.verdict == verdict and f"{math.log(10):.3f}" in finding.value
+    assert none_about(computed(tmp_path / "shallow", [{**base, "depth": 3}], []), SIGNAL, "forward signal")
+
+
+# ---------------------------------------------------------------------------------------------
+# Wang et al. 2022
+
+
+def deepnet_runs(post: tuple[float, float], deepnorm: tuple[float, float]) -> list[dict]:
+    return [{"norm": norm, "depth": depth, "_final_loss": loss}
+            for norm, losses in (("post", post), ("deepnorm", deepnorm)) for depth, loss in zip((2, 8), losses)]
+
+
+@pytest.mark.parametrize("post, deepnorm, verdict", [
+    ((0.3, 0.6), (0.3, 0.3), AGREES),
+    ((0.3, 0.6), (0.3, 0.6), DISAGREES),
+    ((0.3, 0.3), (0.3, 0.3), INCONCLUSIVE),  # post-LN trains fine deep: the claim is not tested
+])
+def test_deepnorm_where_post_ln_struggles(tmp_path, post, deepnorm, verdict):
+    finding = about(computed(tmp_path, deepnet_runs(post, deepnorm), ["depth", "norm"]), WANG, "DeepNorm")
+    assert finding.verdict == verdict
+    if verdict == INCONCLUSIVE:
+        assert "premise not met" in finding.value and "depth=2,8,16" in finding.settle
+
+
+def test_deepnorm_counts_a_diverged_deep_post_ln_as_struggling(tmp_path):
+    runs = with_(deepnet_runs((0.3, 0.3), (0.3, 0.3)), {"norm": "post", "depth": 8}, _status="diverged")
+    assert about(computed(tmp_path, runs, ["depth", "norm"]), WANG, "DeepNorm").verdict == AGREES
+
+
+def test_confounder_deep_runs_trained_longer_are_not_compared(tmp_path):
+    runs = with_(deepnet_runs((0.3, 0.6), (0.3, 0.3)), {"depth": 8}, **{"train.steps": 40})
+    finding = about(computed(tmp_path, runs, ["depth", "norm", "train.steps"]), WANG, "DeepNorm")
+    assert finding.verdict == INCONCLUSIVE
+
+
+# ---------------------------------------------------------------------------------------------
+# Bachlechner et al. 2020 and the seed article: convergence speed and vanishing gradients
+
+
+def rezero_runs(rezero_speed: float, pre_speed: float = 1.0, post_speed: float = 1.0) -> list[dict]:
+    arms = (("none", "rezero", rezero_speed), ("pre", True, pre_speed), ("post", True, post_speed))
+    return [{"norm": norm, "residual": residual, "depth": 4, "seed": seed, "train.warmup": 5, "_final_loss": 0.3,
+             "_speed": speed} for norm, residual, speed in arms for seed in (0, 1)]
+
+
+@pytest.mark.parametrize("speed, verdict", [(3.0, AGREES), (0.3, DISAGREES), (1.0, INCONCLUSIVE)])
+def test_rezero_against_pre_and_post_by_convergence_speed(tmp_path, speed, verdict):
+    found = computed(tmp_path, rezero_runs(speed), ["norm", "residual"])
+    for norm in ("pre", "post"):
+        finding = about(found, REZERO, f"norm={norm},")
+        assert finding.verdict == verdict and "steps to the target" in finding.value
+
+
+def test_rezero_is_judged_against_each_norm_not_a_pool(tmp_path):
+    """Faster than post-LN but slower than pre-LN: one agrees, one disagrees (no pooled median)."""
+    found = computed(tmp_path, rezero_runs(1.0, pre_speed=3.0, post_speed=0.3), ["norm", "residual"])
+    assert about(found, REZERO, "norm=pre,").verdict == DISAGREES
+    assert about(found, REZERO, "norm=post,").verdict == AGREES
+
+
+def test_confounder_rezero_against_other_depths_is_not_compared(tmp_path):
+    runs = with_(rezero_runs(3.0), {"residual": True}, depth=8)
+    for norm in ("pre", "post"):
+        finding = about(computed(tmp_path / norm, runs, ["norm", "residual", "depth"]), REZERO, f"norm={norm},")
+        assert finding.verdict == INCONCLUSIVE and "no matched runs" in finding.value
+
+
+@pytest.mark.parametrize("plain_ratio, verdict", [(20.0, AGREES), (0.1, DISAGREES), (1.5, INCONCLUSIVE)])
+def test_seed_article_skips_stop_gradients_vanishing_for_any_norm(tmp_path, plain_ratio, verdict):
+    runs = [{"norm": "branch", "residual": True, "depth": 4, "_init_ratio": 1.0},
+            {"norm": "branch", "residual": False, "depth": 4, "_init_ratio": plain_ratio}]
+    finding = about(computed(tmp_path, runs, ["residual"]), SEED, "do not vanish")
+    assert finding.verdict == verdict and "at init" in finding.value and "at the end" in finding.value
+
+
+@pytest.mark.parametrize("speed, verdict", [(3.0, AGREES), (0.3, DISAGREES), (1.0, INCONCLUSIVE)])
+def test_seed_article_normalization_speeds_convergence_for_any_norm(tmp_path, speed, verdict):
+    runs = [{"norm": norm, "residual": True, "depth": 4, "seed": seed, "_speed": speed if norm == "branch" else 1.0,
+             "_final_loss": 0.3} for norm in ("branch", "none") for seed in (0, 1, 2)]
+    finding = about(computed(tmp_path, runs, ["norm"]), SEED, "norm=branch vs norm=none")
+    assert finding.verdict == verdict
+    assert "3 seeds" in finding.value and "–" in finding.value  # ≥ 3 seeds: the spread is shown
+
+
+def test_seed_article_on_the_case_study_grid(tmp_path):
+    """Plain (none, false) vs the article's block (branch, true) vs pre-LN, 3 seeds: the block findings judge
+    it; the one-variable findings have no matched pair and are left out."""
+    arms = (("none", False, 1.0, 20.0), ("branch", True, 3.0, 1.0), ("pre", True, 3.0, 0.8))
+    runs = [{"model": "mlp", "task": "digits", "norm": norm, "residual": residual, "depth": depth, "seed": seed,
+             "_speed": speed, "_init_ratio": ratio, "_final_loss": 0.3}
+            for norm, residual, speed, ratio in arms for depth in (2, 10) for seed in (0, 1, 2)]
+    found = computed(tmp_path, runs, ["norm", "residual", "depth"])
+    for norm in ("branch", "pre"):
+        block = [f for f in found if f.source == SEED and f"norm={norm} residual=true vs the plain" in f.comparison]
+        assert {f.claim for f in block} == {findings.BLOCK_VANISHING.claim, findings.BLOCK_CONVERGENCE.claim}
+        assert [f.verdict for f in block] == [AGREES, AGREES], [f.text() for f in block]
+    assert none_about(found, SEED, "do not vanish") and none_about(found, SEED, "speeds up")
+
+
+@pytest.mark.parametrize("block_speed, plain_ratio, verdict", [
+    (3.0, 20.0, AGREES), (0.3, 0.1, DISAGREES), (1.0, 1.5, INCONCLUSIVE)])
+def test_seed_article_block_against_the_plain_net(tmp_path, block_speed, plain_ratio, verdict):
+    arms = (("none", False, 1.0, plain_ratio), ("branch", True, block_speed, 1.0))
+    runs = [{"norm": norm, "residual": residual, "depth": 4, "_speed": speed, "_init_ratio": ratio, "_final_loss": 0.3}
+            for norm, residual, speed, ratio in arms]
+    block = [f for f in computed(tmp_path, runs, ["norm", "residual"]) if "vs the plain net" in f.comparison]
+    assert [f.verdict for f in block] == [verdict, verdict], [f.text() for f in block]
+
+
+def test_confounder_skips_at_another_width_are_not_compared(tmp_path):
+    runs = [{"norm": "branch", "residual": True, "depth": 4, "width": 16},
+            {"norm": "branch", "residual": False, "depth": 4, "width": 8}]
+    found = computed(tmp_path, runs, ["residual", "width"])
+    assert none_about(found, SEED, "do not vanish")
+
+
+# ---------------------------------------------------------------------------------------------
+# absent data
 
 
 def test_findings_without_their_data_are_left_out(tmp_path):
     found = computed(tmp_path, grid(depth=[4], norm=["pre"], seed=[0, 1]), ["norm"], Knobs(probes=False))
     claims = " ".join(f.claim for f in found)
-    assert "post-LN" not in claims and "lose rank" not in claims and "warmup" not in claims
+    assert "post-LN" not in claims and "lose" not in claims and "warmup" not in claims
     assert "residual stream" not in claims and "DeepNorm" not in claims and "zero-initialised" not in claims
-
-
-def test_finding_text_names_quantity_value_claim_and_verdict():
-    finding = findings.Finding("Xiong et al. 2020", "a claim", "a quantity", "1.5", agrees=False)
-    assert finding.text() == "disagrees with Xiong et al. 2020 (a claim): a quantity: 1.5."

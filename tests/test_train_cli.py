@@ -53,7 +53,7 @@ def test_train_writes_the_run_dir_contract(train_cli) -> None:
     logged = {0, 3, 6, 7}  # step 0, every log_every, and the last step
     evaluated = {1, 3, 5, 7}  # every train.eval_every=2, and the last step
     metrics = pd.read_csv(run.dir / "metrics.csv")
-    assert list(metrics.step) == sorted(logged | evaluated)
+    assert list(metrics.step) == list(range(8))  # a row every step: loss and lr always, the rest where measured
     assert set(metrics.step[metrics.grad_norm.notna()]) == logged
     assert set(metrics.step[metrics.val_loss.notna()]) == evaluated
     assert metrics.loss.notna().all() and (metrics.lr == config["train"]["lr"]).all()
@@ -226,3 +226,73 @@ def test_wheel_ships_the_configs(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"resbench/conf/config.yaml", "resbench/conf/model/transformer.yaml",
             "resbench/conf/task/chars.yaml", "resbench/conf/__init__.py", "resbench/cli.py"} <= names
+
+
+# ---- faults during setup and at the end ---------------------------------------------------------
+def test_a_failure_while_building_the_run_is_recorded_failed(cli, tiny, tmp_path: Path, monkeypatch) -> None:
+    """An exception after the run dir exists (here: a model too large to allocate) ends the run
+    `failed` with its error in summary.json, exit 1, no traceback."""
+    from resbench import train
+
+    def cannot_allocate(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(train.models, "build", cannot_allocate)
+    result = cli("train", *tiny, f"hydra.run.dir={tmp_path}/run")
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert isinstance(result.exception, SystemExit), result.exception
+    done = summary(tmp_path / "run")
+    assert done["status"] == "failed"
+    assert done["error"] == "RuntimeError: DefaultCPUAllocator: can't allocate memory"
+    assert "can't allocate memory" in result.stdout and "Traceback" not in result.output
+
+
+def test_an_interrupt_during_setup_leaves_the_run_interrupted(cli, tiny, tmp_path: Path, monkeypatch) -> None:
+    from resbench import train
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train.models, "build", interrupted)
+    result = cli("train", "--quiet", *tiny, f"hydra.run.dir={tmp_path}/run")
+    assert result.exit_code == 130, result.output
+    assert summary(tmp_path / "run")["status"] == "interrupted"
+
+
+def test_sigterm_while_starting_up_exits_130(tmp_path: Path, tiny: list[str]) -> None:
+    """A SIGTERM while torch is still being imported ends like one during the run."""
+    process = resbench("train", "--quiet", *tiny, f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    try:
+        time.sleep(1.0)  # the CLI is up, torch is loading (it takes seconds)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    if (tmp_path / "run" / "summary.json").exists():
+        assert summary(tmp_path / "run")["status"] == "interrupted"
+
+
+@pytest.mark.slow
+def test_two_quick_ctrl_c_still_end_the_run_interrupted(tmp_path: Path, tiny: list[str]) -> None:
+    """The second Ctrl-C arrives while the first one's final status is being written: that write
+    completes (signals wait for it), so summary.json says interrupted and no temporary file is left."""
+    run_dir = tmp_path / "run"
+    process = resbench("train", "--quiet", *tiny, "train.steps=1000000", "log_every=1",
+                       f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    try:
+        wait_for_rows(run_dir / "metrics.csv", 3, process)
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.005)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert summary(run_dir)["status"] == "interrupted"
+    assert not list(run_dir.glob(".*.tmp"))

@@ -25,6 +25,8 @@ def _transformer(spec: BlockSpec, cfg: dict[str, Any], task: TaskSpec) -> nn.Mod
 
 
 def _mlp(spec: BlockSpec, cfg: dict[str, Any], task: TaskSpec) -> nn.Module:
+    if cfg["ffn_mult"] < 1:  # the FFN is an MLP block's only sublayer
+        raise ValueError(f"model.ffn_mult must be >= 1 for model=mlp, got {cfg['ffn_mult']}")
     return MLP(spec, task, ffn_mult=cfg["ffn_mult"])
 
 

@@ -81,18 +81,25 @@ class FeedForward(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """Attention sublayer then FFN sublayer, each wrapped by the chosen placement."""
+    """Attention sublayer then FFN sublayer, each wrapped by the chosen placement.
+
+    `ffn_mult=0` drops the FFN sublayer (and its norm and skip): an attention-only block, the stack
+    whose rank collapse Dong et al. 2021 analyse.
+    """
 
     def __init__(self, spec: BlockSpec, heads: int, ffn_mult: int, causal: bool):
         super().__init__()
         self.place = PLACEMENTS[spec.norm]
         self.attn = SelfAttention(spec.width, heads, causal)
-        self.ffn = spec.feed_forward(ffn_mult, nn.GELU())
+        self.ffn = spec.feed_forward(ffn_mult, nn.GELU()) if ffn_mult > 0 else None
         self.norm1, self.norm1_out, self.res1 = spec.sublayer()
-        self.norm2, self.norm2_out, self.res2 = spec.sublayer()
+        if self.ffn is not None:
+            self.norm2, self.norm2_out, self.res2 = spec.sublayer()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.place(x, self.attn, self.norm1, self.norm1_out, self.res1)
+        if self.ffn is None:
+            return x
         return self.place(x, self.ffn, self.norm2, self.norm2_out, self.res2)
 
 

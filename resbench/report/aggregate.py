@@ -28,7 +28,6 @@ WHEN = ("init", "end")
 STATUS_ORDER = ("completed", "diverged", "interrupted", "failed", "running", "unknown")
 NO_LOSS_STATUSES = ("diverged", "failed")  # their final loss says nothing about the setting's quality
 MAX_LINES_PER_PANEL = 8  # more groups than this: one panel per `norm` (or the first key)
-EARLY_FRACTION = 0.25  # "early loss": at a quarter of the run's logged steps
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,19 +211,11 @@ def block_points(at: dict[str, pd.DataFrame], columns: list[str]) -> pd.DataFram
     return pd.DataFrame(points)
 
 
-def early_loss(metrics: pd.DataFrame) -> pd.Series:
-    """Train loss at the first logged step ≥ a quarter of each run's last logged step."""
-    rows = metrics.dropna(subset=["loss"])
-    target = rows.groupby("run")["step"].transform("max") * EARLY_FRACTION
-    late_enough = rows.loc[rows["step"] >= target].sort_values(["run", "step"])
-    return late_enough.groupby("run")["loss"].first()
-
-
 def per_run(run_set: RunSet, keys: list[str]) -> pd.DataFrame:
     """One row per run: config, summary, groups, and the derived measures findings and tables use.
 
     Added columns: `stats_loss`/`stats_val_loss`/`stats_val_acc` (NaN for diverged/failed runs),
-    `outcome_loss` (completed: final loss, diverged: +inf, else NaN), `early_loss`,
+    `outcome_loss` (completed: final loss, diverged: +inf, else NaN),
     `grad_norm_<init|end>_<first|middle|last>`, `grad_ratio_<init|end>` (last / first block), and
     `<probe>_<init|end>_<position>` for each probe column layers.csv holds; `side` ("" unless the
     run set is a comparison's two sides, see `load.concat`).
@@ -238,8 +229,6 @@ def per_run(run_set: RunSet, keys: list[str]) -> pd.DataFrame:
         runs["stats_" + column.removeprefix("final_")] = values
     outcome = runs["final_loss"].where(runs["status"].eq("completed"))
     runs["outcome_loss"] = outcome.mask(runs["status"].eq("diverged"), np.inf)
-    early = early_loss(run_set.metrics) if "loss" in run_set.metrics else pd.Series(dtype=float)
-    runs["early_loss"] = runs["run"].map(early).mask(runs["status"].eq("diverged"), np.inf)
     layers = run_set.layers
     columns = [column for column in ("grad_norm",) + PROBES if column in layers and layers[column].notna().any()]
     if columns and "layer" in layers:

@@ -13,10 +13,12 @@ from rich.console import Console
 from rich.text import Text
 
 from resbench.report import ReportResult, aggregate, load
-from resbench.report.findings import Finding, compute_findings
+from resbench.report.findings import compute_findings, exponent_curves
 from resbench.report.markdown import Section, document, findings_lines
+from resbench.report.quantities import Evidence
 from resbench.report.render import Helper, PlotJob, draw_all
 from resbench.report.tables import Table, compare_tables, report_tables, to_rich
+from resbench.report.verdict import AGREES, DISAGREES, Finding
 
 REPORT_MD = "report.md"
 SUMMARY_CSV = "summary.csv"
@@ -25,6 +27,7 @@ IMAGE_ALT = {  # every PNG a report may write (in report.md's order) → its alt
     "grad_norm_heatmap.png": "Gradient norm per block and step",
     "loss_curves.png": "Loss curves",
     "final_loss_vs_depth.png": "Final train loss vs depth",
+    "grad_exponent.png": "Last block's W2 gradient at init vs depth, fitted and theory lines",
     "hidden_rms.png": "Hidden-state RMS per block",
     "rank_residual.png": "Rank residual per block",
 }
@@ -35,6 +38,7 @@ PROBE_PLOTS = {  # probe column → (file, title, y label)
                       "rank residual ‖X − 1·x̄ᵀ‖ / ‖X‖"),
 }
 KNOWN_STATUSES = ("completed", "diverged", "interrupted", "failed", "running")
+VERDICT_STYLES = {AGREES: "green", DISAGREES: "red"}  # inconclusive: yellow
 
 
 @dataclass
@@ -73,6 +77,7 @@ def _build(dirs: list[Path], found: list[list[Path]], console: Console | None, o
         keys = aggregate.group_keys(run_set)
         side_dirs = {"": dirs}
     runs = aggregate.per_run(run_set, keys)
+    evidence = Evidence.of(run_set, runs)
     sides = []
     for name, source in side_dirs.items():
         side_runs = runs[runs["side"].eq(name)]
@@ -82,7 +87,8 @@ def _build(dirs: list[Path], found: list[list[Path]], console: Console | None, o
             source,
             side_runs,
             aggregate.group_summary(side_runs, keys),
-            compute_findings(side_runs, keys),
+            compute_findings(Evidence(side_runs, evidence.config_keys, evidence.metrics, evidence.init_layers,
+                                      evidence.init_params)),
             run_warnings(side_runs, side_issues),
         ))
     warnings = [f"{s.name}: {w}" if s.name else w for s in sides for w in s.warnings] + run_set.notes
@@ -98,7 +104,7 @@ def _build(dirs: list[Path], found: list[list[Path]], console: Console | None, o
         sides[0].summary.to_csv(target / SUMMARY_CSV, index=False)
     for name in PLOT_FILES:  # a plot whose data are gone this time must not linger from an earlier report
         (target / name).unlink(missing_ok=True)
-    jobs = plot_jobs(runs, run_set, keys, target)
+    jobs = plot_jobs(runs, run_set, keys, target, evidence)
     draw_all(list(jobs.values()), helper)
     images = {name: IMAGE_ALT[name] for name in PLOT_FILES if name in jobs}
     (target / REPORT_MD).write_text(report_markdown(sides, keys, tables, images, warnings, comparing))
@@ -107,6 +113,28 @@ def _build(dirs: list[Path], found: list[list[Path]], console: Console | None, o
         print_report(console, sides, tables, warnings)
     paths = [target / REPORT_MD, target / SUMMARY_CSV] + [target / name for name in images]
     return ReportResult(out_dir=target, paths=paths, n_runs=len(runs), warnings=warnings, findings=findings)
+
+
+FINDINGS_NOTE = ("*Each line sets a quantity measured in these runs against a claim of the cited paper, with a "
+                 "margin stated in advance (README, Findings). Only matched runs are compared: identical in every "
+                 "config key except the claim's variables and the seed, seeds paired. agrees / disagrees: every "
+                 "matched pair clears the margin one way; inconclusive: too few matched runs, seeds split or the "
+                 "effect within the margin, with the command that would settle it.*")
+
+
+def finding_text(finding: Finding) -> Text:
+    """One finding for the terminal: the verdict coloured, then what was compared and found."""
+    line = Text("  ")
+    line.append(finding.verdict, style=VERDICT_STYLES.get(finding.verdict, "yellow"))
+    line.append(f" with {finding.source} — {finding.claim}. Measured {finding.measured}, {finding.comparison}: "
+                f"{finding.value} [{finding.margin}].")
+    if finding.settle:
+        line.append(f" To settle: {finding.settle}")
+    return line
+
+
+def comparing_sides(runs: pd.DataFrame) -> bool:
+    return runs["side"].nunique() > 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,7 +187,8 @@ def _panels(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(pieces, ignore_index=True)
 
 
-def plot_jobs(runs: pd.DataFrame, run_set: load.RunSet, keys: list[str], target: Path) -> dict[str, PlotJob]:
+def plot_jobs(runs: pd.DataFrame, run_set: load.RunSet, keys: list[str], target: Path,
+              evidence: Evidence | None = None) -> dict[str, PlotJob]:
     """The figures whose data exist, as {file name: job}; a plot without data is simply not made."""
     layers, jobs = run_set.layers, {}
     has = {column: column in layers and layers[column].notna().any() for column in ("grad_norm",) + aggregate.PROBES}
@@ -183,6 +212,10 @@ def plot_jobs(runs: pd.DataFrame, run_set: load.RunSet, keys: list[str], target:
     if by_depth is not None:
         add("final_loss_vs_depth.png", "line_figure", by_depth, x_label="depth (blocks)", y_label="final train loss",
             x_at_values=True, error_bars=True, title="Final train loss vs depth (mean ± std over seeds)")
+    if evidence is not None and not comparing_sides(runs):
+        add("grad_exponent.png", "line_figure", exponent_curves(evidence), x_label="depth L (blocks)",
+            y_label="last block's ‖∇W₂‖ at init", log_y=True, log_x=True, x_at_values=True, ncols=2,
+            title="Last block's FFN W₂ gradient at init vs depth: fit and Xiong et al.'s theory (log-log)")
     for probe, (file_name, title, y_label) in PROBE_PLOTS.items():
         if has[probe]:
             add(file_name, "line_figure", _panels({f"at {moment}": aggregate.block_curve(run_set.at[moment], runs, probe)
@@ -225,24 +258,19 @@ def report_markdown(sides: list[Side], keys: list[str], tables: list[Table], ima
         if lines:
             findings.blocks.append((f"**{side.name}**\n\n" if side.name else "") + "\n".join(lines))
     if findings.blocks:
-        findings.blocks.append("*Each line sets a quantity measured in these runs against a claim of the cited "
-                               "paper; verdicts compare medians over seeds within settings that differ only in the "
-                               "variable the claim is about.*")
+        findings.blocks.append(FINDINGS_NOTE)
     header += ["", "Every number below, one row per group: [summary.csv](summary.csv)."]
-    return document(title, header, warnings, [summary, gradients, training, probes, findings])
+    return document(title, header, warnings, [findings, summary, gradients, training, probes])
 
 
 def print_report(console: Console, sides: list[Side], tables: list[Table], warnings: list[str]) -> None:
-    """Tables, findings (verdict in colour), warnings; where the files went is the caller's line."""
-    for table in tables:
-        console.print(to_rich(table))
+    """Findings first (verdict in colour), then the tables and warnings; where the files went is the caller's."""
     for side in sides:
         if side.findings:
             console.print(Text(f"Findings{' ' + side.name if side.name else ''}", style="bold"))
         for finding in side.findings:
-            line = Text("  ")
-            line.append(finding.verdict, style="green" if finding.agrees else "red")
-            line.append(f" with {finding.source} — {finding.claim}. Measured {finding.measured}: {finding.value}.")
-            console.print(line)
+            console.print(finding_text(finding))
+    for table in tables:
+        console.print(to_rich(table))
     for warning in warnings:
         console.print(Text("warning: " + warning, style="yellow"))

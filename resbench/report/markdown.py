@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from resbench.report.findings import Finding
 from resbench.report.tables import Table, to_markdown
+from resbench.report.verdict import Finding
 
 
 @dataclass
@@ -23,7 +23,8 @@ class Section:
 
 
 def findings_lines(findings: Sequence[Finding]) -> list[str]:
-    return [f"- **{f.verdict}** with {f.source} — {f.claim}. Measured {f.measured}: {f.value}." for f in findings]
+    return [f"- **{f.verdict}** with {f.source} — {f.claim}. Measured {f.measured}, {f.comparison}: {f.value} "
+            f"[{f.margin}]." + (f" To settle: `{f.settle}`." if f.settle else "") for f in findings]
 
 
 def document(title: str, header: Sequence[str], warnings: Sequence[str], sections: Sequence[Section]) -> str:

@@ -126,10 +126,12 @@ def line_figure(
     log_y: bool | None = None,
     x_at_values: bool = False,
     error_bars: bool = False,
+    log_x: bool = False,
 ) -> Path:
     """One line per (line, side) in each panel; colour = line, dashes = side B of a comparison.
 
     `curves` columns: panel, line, side, x, y (and y_err with `error_bars`); panels keep their order.
+    `log_x` puts x on a log axis (with `x_at_values`), so power laws read as straight lines.
     """
     panels = list(dict.fromkeys(curves["panel"]))
     names = list(dict.fromkeys(f"{line} ({side})" if side else line for line, side in zip(curves["line"], curves["side"])))
@@ -158,9 +160,9 @@ def line_figure(
         axis.set_xlabel(x_label, fontsize=9)
         axis.set_ylabel(y_label, fontsize=9)
     _few_ticks(axes[0], log_y, curves["y"])  # the axes share locators: every panel follows
-    if x_at_values:  # depths: a tick at each one, on a log2 axis when they span a factor 4 or more
+    if x_at_values:  # depths: a tick at each one, on a log2 axis when they span a factor 4 or more (or log_x)
         ticks = sorted(curves["x"].unique())
-        if ticks[-1] >= 4 * ticks[0] > 0:
+        if (log_x and ticks[0] > 0) or ticks[-1] >= 4 * ticks[0] > 0:
             axes[0].set_xscale("log", base=2)
         axes[0].set_xticks(ticks, [f"{tick:g}" for tick in ticks])
         axes[0].minorticks_off()

@@ -1,0 +1,182 @@
+"""The papers' quantities, computed from a run set's files: what findings judge.
+
+- convergence speed: steps for a smoothed train loss to reach a target set per comparison;
+- vanishing gradients: first-block over last-block gradient norm, at init and at the end;
+- one parameter's gradient per block at init (Xiong et al.'s Fig. 3 plots the FFN's W₂, `ffn.fc2.weight`);
+- a log-log slope over depth; the residual stream predicted from its per-block increments;
+- the critical learning rate: the largest lr that trained.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from resbench.report.load import RunSet
+
+SMOOTHING_STEPS = 10  # trailing mean over this many steps (as the summary's final_loss)
+NO_PROGRESS = 0.05  # a smoothed loss that ends within 5 % of the step-0 loss: the run did not train
+W2 = "ffn.fc2.weight"  # the FFN's second weight matrix: the parameter of Xiong et al.'s Fig. 3
+
+
+@dataclass
+class Evidence:
+    """What findings read: the per-run frame and the rows behind the per-run measures."""
+
+    runs: pd.DataFrame  # aggregate.per_run: one row per run, config columns, summary, block measures
+    config_keys: list[str]
+    metrics: pd.DataFrame = field(default_factory=pd.DataFrame)  # run, step, loss, …
+    init_layers: pd.DataFrame = field(default_factory=pd.DataFrame)  # layers.csv rows at step 0
+    init_params: pd.DataFrame = field(default_factory=pd.DataFrame)  # grad_norms.csv rows at step 0
+
+    @classmethod
+    def of(cls, run_set: RunSet, runs: pd.DataFrame) -> Evidence:
+        return cls(runs, list(run_set.config_keys), run_set.metrics, run_set.at["init"],
+                   read_init_param_norms(runs))
+
+
+# ---------------------------------------------------------------------------------------------
+# per-parameter gradients at init
+
+
+def _step_zero_lines(path: Path) -> bytes:
+    """grad_norms.csv's header and its step-0 rows (the file is written step by step: they come first)."""
+    lines = []
+    try:
+        with open(path, "rb") as handle:
+            lines.append(handle.readline())
+            for line in handle:
+                if not line.startswith(b"0,"):
+                    break
+                if line.endswith(b"\n"):
+                    lines.append(line)
+    except OSError:
+        return b""
+    return b"".join(lines)
+
+
+def read_init_param_norms(runs: pd.DataFrame) -> pd.DataFrame:
+    """Step-0 rows of every run's grad_norms.csv: run, layer, param, grad_norm (block parameters only)."""
+    frames = []
+    for run, path in zip(runs["run"], runs["path"]):
+        data = _step_zero_lines(Path(path) / "grad_norms.csv")
+        if data.count(b"\n") < 2:
+            continue
+        try:
+            frame = pd.read_csv(io.BytesIO(data))
+        except (ValueError, pd.errors.ParserError):
+            continue
+        if {"layer", "param", "grad_norm"} <= set(frame.columns):
+            frame = frame.assign(grad_norm=pd.to_numeric(frame["grad_norm"], errors="coerce"), run=run)
+            frames.append(frame.dropna(subset=["layer", "grad_norm"])[["run", "layer", "param", "grad_norm"]])
+    if not frames:
+        return pd.DataFrame(columns=["run", "layer", "param", "grad_norm"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def param_by_block(init_params: pd.DataFrame, param: str = W2) -> pd.DataFrame:
+    """One parameter's step-0 gradient norm per block: rows run, columns first, last (block 0, block L−1)."""
+    rows = init_params[init_params["param"].eq(param)]
+    if rows.empty:
+        return pd.DataFrame(columns=["first", "last"])
+    ordered = rows.sort_values(["run", "layer"]).groupby("run")["grad_norm"]
+    return pd.DataFrame({"first": ordered.first(), "last": ordered.last()})
+
+
+# ---------------------------------------------------------------------------------------------
+# convergence speed
+
+
+def smoothed_loss(metrics: pd.DataFrame, run: int) -> pd.Series:
+    """Trailing mean of a run's train loss over SMOOTHING_STEPS rows, indexed by step."""
+    rows = metrics.loc[metrics["run"].eq(run), ["step", "loss"]].dropna().sort_values("step")
+    return rows.set_index("step")["loss"].rolling(SMOOTHING_STEPS, min_periods=1).mean()
+
+
+def initial_loss(metrics: pd.DataFrame) -> pd.Series:
+    """Each run's train loss at step 0 (before any update), by run."""
+    if metrics.empty or "loss" not in metrics:
+        return pd.Series(dtype=float)
+    return metrics.loc[metrics["step"].eq(0)].dropna(subset=["loss"]).groupby("run")["loss"].first()
+
+
+def steps_to(curve: pd.Series, target: float) -> float:
+    """First step at which the smoothed loss is at or below `target`; ∞ when it never is."""
+    reached = curve.index[curve.to_numpy() <= target]
+    return float(reached[0]) if len(reached) else np.inf
+
+
+def trained(curve: pd.Series, diverged: bool) -> bool:
+    """A run trained when it did not diverge and its smoothed loss ended clearly below its step-0 loss."""
+    return (not diverged and len(curve) > 0 and bool(np.isfinite(curve.iloc[-1]))
+            and curve.iloc[-1] < curve.iloc[0] * (1 - NO_PROGRESS))
+
+
+def convergence_steps(metrics: pd.DataFrame, runs: pd.DataFrame, run_a: int,
+                      run_b: int) -> tuple[float, float, float]:
+    """(steps of a, steps of b, target): both runs to the worse side's final smoothed loss.
+
+    A run that did not train (diverged, or stuck near its initial loss) never reaches a target (∞ steps)
+    and sets none; when neither trained: NaN.
+    """
+    status = runs.set_index("run")["status"]
+    curves = {run: smoothed_loss(metrics, run) for run in (run_a, run_b)}
+    finals = {run: curve.iloc[-1] for run, curve in curves.items()
+              if trained(curve, status.get(run) == "diverged")}
+    if not finals:
+        return np.nan, np.nan, np.nan
+    target = max(finals.values())
+    steps = [steps_to(curves[run], target) if run in finals else np.inf for run in (run_a, run_b)]
+    return steps[0], steps[1], target
+
+
+# ---------------------------------------------------------------------------------------------
+# depth and the residual stream
+
+
+def log_log_slope(depths: Sequence[float], values: Sequence[float]) -> float:
+    """Least-squares slope of log(value) against log(depth); NaN with fewer than 3 depths."""
+    depths, values = np.asarray(depths, float), np.asarray(values, float)
+    ok = np.isfinite(values) & (values > 0) & (depths > 0)
+    if len(np.unique(depths[ok])) < 3:
+        return np.nan
+    return float(np.polyfit(np.log(depths[ok]), np.log(values[ok]), 1)[0])
+
+
+def stream_increments(init_layers: pd.DataFrame, run: int) -> tuple[float, float]:
+    """(input variance e², variance added per block δ) of a pre-LN stream at init.
+
+    Each block adds its branch's variance: hidden_rms² of block l ≈ e² + δ·(l+1), fitted over the
+    run's blocks by least squares.
+    """
+    rows = init_layers.loc[init_layers["run"].eq(run), ["layer", "hidden_rms"]].dropna().sort_values("layer")
+    if len(rows) < 2:
+        return np.nan, np.nan
+    slope, intercept = np.polyfit(rows["layer"].to_numpy() + 1.0, rows["hidden_rms"].to_numpy() ** 2, 1)
+    return float(intercept), float(slope)
+
+
+def predicted_stream_rms(input_variance: float, per_block: float, depth: float) -> float:
+    """RMS of the stream leaving the last of `depth` blocks when each adds `per_block` variance."""
+    total = input_variance + per_block * depth
+    return float(np.sqrt(total)) if total > 0 else np.nan
+
+
+# ---------------------------------------------------------------------------------------------
+# learning rates
+
+
+def critical_lr(lrs: Sequence[float], losses: Sequence[float], best: float, margin: float) -> float:
+    """Largest lr whose run trained: a finite loss within `margin` (relative) of `best`; NaN if none did.
+
+    `best` is the best loss of the whole comparison (both placements at that depth): a stack that stalls
+    at every lr has no lr that trained, rather than its own stalled best.
+    """
+    lrs, losses = np.asarray(lrs, float), np.asarray(losses, float)
+    trained = np.isfinite(losses) & (losses <= best * (1 + margin))
+    return float(lrs[trained].max()) if trained.any() else np.nan
