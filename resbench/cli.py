@@ -65,7 +65,7 @@ def train(
         "checkpoint, with its overrides (any given replace those of the same key).")] = None,
 ) -> None:
     """Train one run; write config.yaml, metrics.csv, grad_norms.csv, layers.csv, summary.json."""
-    from . import hydra_app
+    from . import hydra_app, records
     from .console import RunDisplay
 
     if resume is not None and not resume.is_dir():
@@ -76,11 +76,15 @@ def train(
         summary = hydra_app.run_train(list(overrides or []), display, resume_dir=resume)
     except hydra_app.BadInput as err:
         fail(str(err))
+    except records.NoSpaceError as err:  # what could still be written says failed; rows so far are whole
+        fail(str(err), EXIT_FAILED)
     except KeyboardInterrupt:
         if not quiet:
             _console(stderr=True).print("[yellow]interrupted[/yellow]: rows written so far are kept")
         raise typer.Exit(EXIT_INTERRUPTED)
     if summary["status"] == "failed":
+        if quiet:  # the display, which shows the error otherwise, is silent: the one line still goes out
+            fail(summary.get("error") or "the run failed", EXIT_FAILED)
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -98,7 +102,7 @@ def sweep(
     """Run a grid of runs through Hydra's multirun; write runs.csv and one run dir per run."""
     from pathlib import Path
 
-    from . import hydra_app
+    from . import hydra_app, records
     from .console import SweepDisplay, plan_header, plan_table, sweep_table
 
     _sigterm_as_interrupt()
@@ -121,6 +125,8 @@ def sweep(
         outcome = hydra_app.run_sweep(plan, SweepDisplay(console, quiet=quiet))
     except KeyboardInterrupt:  # a second Ctrl-C while the sweep was winding down
         raise typer.Exit(EXIT_INTERRUPTED)
+    except (hydra_app.BadInput, records.NoSpaceError) as err:  # the dir is busy, or sweep.json did not fit
+        fail(str(err))
     if not quiet:
         from rich.markup import escape
 
@@ -150,8 +156,11 @@ def report(
     """Tables, PNG plots, summary.csv and report.md (with computed findings) for sweeps or runs."""
     from rich.markup import escape
 
+    from .records import NoSpaceError
     from .report import ReportInputError, build_report, latest_sweep
 
+    if out is not None and out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file, not a directory: give a directory for the report")
     console = _console()
     targets = list(dirs) if dirs else None
     try:
@@ -164,6 +173,11 @@ def report(
         result = build_report(targets, console=console, out_dir=out)
     except ReportInputError as err:
         fail(str(err))
+    except NoSpaceError as err:  # the files written so far are whole (plots are replaced atomically)
+        fail(str(err), EXIT_FAILED)
+    except OSError as err:  # the report's dir cannot be made or written (read-only, not a directory, ...)
+        fail(f"cannot write the report to {out or 'the report dir'}: {err.strerror or err}"
+             + (f": {err.filename}" if err.filename else ""))
     console.print(f"report: {escape(str(result.out_dir / 'report.md'))} ({result.n_runs} runs)")
     if tensorboard:
         written = loggers.export(targets)
@@ -186,6 +200,7 @@ def config(overrides: Overrides = None) -> None:
 
 
 def main() -> None:
+    _sigterm_as_interrupt()  # first of all: a SIGTERM while torch loads ends like one during the run (130)
     # Idle OpenMP threads sleep instead of spinning: with one other busy process on the cores, spinning
     # threads made a 2-thread run ~10x slower (set OMP_WAIT_POLICY=ACTIVE to spin). Before torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

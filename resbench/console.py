@@ -48,7 +48,7 @@ def grad_profile_table(profile: Any, title: str = "gradient norm and signal per 
     maxima = [max((v for v in values if v is not None and math.isfinite(v)), default=0.0)
               for _, values, _ in columns]
     for block in range(len(profile.init)):
-        cells = [str(block)]
+        cells = [profile.labels[block] if getattr(profile, "labels", None) else str(block)]
         for (_, values, _), maximum in zip(columns, maxima):
             value = values[block]
             cells += [fmt(value, 3), bar(value, maximum, PROFILE_BAR_WIDTH) if value is not None else ""]

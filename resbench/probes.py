@@ -77,11 +77,23 @@ def update_ratio(before: torch.Tensor, after: torch.Tensor, sizes: list[int]) ->
 # ---- which parameter belongs to which block ------------------------------------------------------------
 
 
+def block_stacks(model: nn.Module) -> list[tuple[str, nn.ModuleList]]:
+    """(stack name, its blocks) in logging order: ("", model.blocks) for a single-stack model; a model
+    with several (an encoder–decoder) names them in `model.stacks`, each an attribute holding `.blocks`."""
+    names = getattr(model, "stacks", None)
+    if names is None:
+        return [("", model.blocks)]
+    return [(name, getattr(model, name).blocks) for name in names]
+
+
 class ParamLayout:
-    """Every parameter with its block index (None outside the blocks) and its readable name.
+    """Every parameter with its block (None outside the blocks), its stack and its readable name.
 
     The blocks are `model.blocks` (resbench's models: `blocks.3.attn.qkv.weight` is block 3's
-    `attn.qkv.weight`), or any modules of `model` named in `blocks` (resbench.watch on your own model).
+    `attn.qkv.weight`; an encoder–decoder's stacks each hold their own, see `block_stacks`), or any
+    modules of `model` named in `blocks` (resbench.watch on your own model). Blocks are numbered across
+    stacks (encoder then decoder) for the per-block sums; `block_stacks` and `block_layers` give each
+    block's stack and its 0-based index inside that stack.
     """
 
     def __init__(self, model: nn.Module, blocks: Sequence[nn.Module] | None = None):
@@ -92,15 +104,25 @@ class ParamLayout:
         self._group_blocks()
 
     def _by_name(self, model: nn.Module) -> None:
-        self.n_blocks = len(model.blocks)
+        stacks = block_stacks(model)
+        self.block_stacks = [name for name, blocks in stacks for _ in blocks]
+        self.block_layers = [layer for _, blocks in stacks for layer in range(len(blocks))]
+        self.n_blocks = len(self.block_stacks)
+        first_block = dict(zip([name for name, _ in stacks], _starts([len(blocks) for _, blocks in stacks])))
         self.params: list[nn.Parameter] = []
-        self.layers: list[int | None] = []
+        self.layers: list[int | None] = []  # index inside the stack
+        self.stacks: list[str] = []  # "" outside the blocks and for single-stack models
         self.names: list[str] = []
+        self._blocks_of: list[int | None] = []  # index across stacks
         for name, param in model.named_parameters():
-            match = _BLOCK_PARAM.match(name)
+            prefix = name.split(".", 1)[0]  # "encoder" in "encoder.blocks.0.attn.qkv.weight"
+            stack, rest = (prefix, name[len(prefix) + 1 :]) if prefix in first_block else ("", name)
+            match = _BLOCK_PARAM.match(rest)
             self.params.append(param)
             self.layers.append(int(match.group(1)) if match else None)
+            self.stacks.append(stack if match else "")
             self.names.append(match.group(2) if match else name)
+            self._blocks_of.append(first_block[stack] + int(match.group(1)) if match else None)
 
     def _by_identity(self, model: nn.Module, blocks: Sequence[nn.Module]) -> None:
         """Block i owns the parameters of blocks[i] (the first block to hold a shared one), named within it."""
@@ -109,24 +131,27 @@ class ParamLayout:
             for name, param in block.named_parameters():
                 owner.setdefault(id(param), (index, name))
         self.n_blocks = len(blocks)
+        self.block_stacks, self.block_layers = [""] * self.n_blocks, list(range(self.n_blocks))
         self.params, self.layers, self.names = [], [], []
         for name, param in model.named_parameters():
             layer, inner = owner.get(id(param), (None, name))
             self.params.append(param)
             self.layers.append(layer)
             self.names.append(inner)
+        self.stacks = [""] * len(self.params)
+        self._blocks_of = list(self.layers)
 
     def _group_blocks(self) -> None:
         # Parameters outside the blocks go to an extra bucket n_blocks, dropped from block rows.
         device = self.params[0].device
-        self.group = torch.tensor([self.n_blocks if layer is None else layer for layer in self.layers],
+        self.group = torch.tensor([self.n_blocks if block is None else block for block in self._blocks_of],
                                   device=device)
         # The block parameters block by block, so that one flat copy of them is a run of per-block segments.
-        in_blocks = sorted((layer, i) for i, layer in enumerate(self.layers) if layer is not None)
+        in_blocks = sorted((block, i) for i, block in enumerate(self._blocks_of) if block is not None)
         self.block_params = [self.params[i] for _, i in in_blocks]
         self.block_sizes = [0] * self.n_blocks
-        for layer, i in in_blocks:
-            self.block_sizes[layer] += self.params[i].numel()
+        for block, i in in_blocks:
+            self.block_sizes[block] += self.params[i].numel()
         self._block_views: list[torch.Tensor] = []
 
     def flat_block_params(self) -> torch.Tensor:
@@ -145,6 +170,11 @@ class ParamLayout:
 # ---- hooks: only on logged steps ---------------------------------------------------------------------
 
 
+def _starts(sizes: list[int]) -> list[int]:
+    """Index of each segment's first element when segments of `sizes` are laid end to end."""
+    return [sum(sizes[:i]) for i in range(len(sizes))]
+
+
 class BlockCapture:
     """Block outputs and their gradients over one or more forward/backward passes, reduced on the device.
 
@@ -152,8 +182,10 @@ class BlockCapture:
     (3, n_blocks) tensor of hidden_rms, act_grad_norm, rank_residual, and the stored tensors are freed.
     """
 
-    def __init__(self, n_blocks: int):
+    def __init__(self, n_blocks: int, stack_sizes: list[int] | None = None):
         self.n_blocks = n_blocks
+        # Blocks of one stack share a shape and are reduced together (an encoder's and a decoder's may differ).
+        self.stack_sizes = stack_sizes or [n_blocks]
         self._outputs: list[torch.Tensor | None] = [None] * n_blocks
         self._grads: list[torch.Tensor | None] = [None] * n_blocks
         self._received = 0
@@ -180,13 +212,16 @@ class BlockCapture:
 
     @torch.no_grad()
     def _reduce_pass(self) -> None:
-        outputs = torch.stack(self._outputs).float()  # (L, B, T, C) or (L, B, C); fp32 also under autocast
-        grads = torch.stack(self._grads).float()
-        if self._examples_are_tokens:
-            outputs, grads = outputs[:, :, None], grads[:, :, None]  # (L, B, 1, C)
-        # For the MLP the rank is over the batch: one "sequence" whose tokens are the examples.
-        tokens = outputs.transpose(-3, -2) if self._examples_are_tokens else outputs
-        values = torch.stack([hidden_rms(outputs), act_grad_norm(grads), rank_residual(tokens)])  # (3, L)
+        per_stack = []
+        for start, size in zip(_starts(self.stack_sizes), self.stack_sizes):
+            outputs = torch.stack(self._outputs[start : start + size]).float()  # (L, B, T, C) or (L, B, C)
+            grads = torch.stack(self._grads[start : start + size]).float()  # fp32 also under autocast
+            if self._examples_are_tokens:
+                outputs, grads = outputs[:, :, None], grads[:, :, None]  # (L, B, 1, C)
+            # For the MLP the rank is over the batch: one "sequence" whose tokens are the examples.
+            tokens = outputs.transpose(-3, -2) if self._examples_are_tokens else outputs
+            per_stack.append(torch.stack([hidden_rms(outputs), act_grad_norm(grads), rank_residual(tokens)]))
+        values = torch.cat(per_stack, dim=1)  # (3, L over all stacks)
         self._sum = values if self._sum is None else self._sum + values
         self._passes += 1
         self._outputs = [None] * self.n_blocks
@@ -204,14 +239,15 @@ class BlockCapture:
 @contextmanager
 def capture(model: nn.Module, active: bool = True, modules: Sequence[nn.Module] | None = None
             ) -> Iterator[BlockCapture]:
-    """Hooks on the blocks (`model.blocks`, or `modules`) while they run forward and backward; none when
-    not `active`."""
-    modules = model.blocks if modules is None else modules
-    blocks = BlockCapture(len(modules))
+    """Hooks on the blocks (every stack's `blocks`, or `modules`) while they run forward and backward; none
+    when not `active`."""
+    stacks = [stack for _, stack in block_stacks(model)] if modules is None else [list(modules)]
+    every_block = [block for stack_blocks in stacks for block in stack_blocks]
+    blocks = BlockCapture(len(every_block), [len(stack_blocks) for stack_blocks in stacks])
     if not active:
         yield blocks
         return
-    handles = [block.register_forward_hook(blocks.forward_hook(i)) for i, block in enumerate(modules)]
+    handles = [block.register_forward_hook(blocks.forward_hook(i)) for i, block in enumerate(every_block)]
     try:
         yield blocks
     finally:

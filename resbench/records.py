@@ -7,11 +7,14 @@ summary.json is replaced atomically, so a reader never sees half of it.
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import json
 import math
 import os
+import signal
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,13 +23,16 @@ from typing import Any
 import yaml
 
 METRIC_COLUMNS = ["step", "loss", "val_loss", "lr", "grad_norm", "elapsed_s"]
-GRAD_NORM_COLUMNS = ["step", "layer", "param", "grad_norm"]
+# `stack` names a block's stack (encoder / decoder) in a multi-stack model, empty otherwise; `layer` is
+# the block's 0-based index inside its stack.
+GRAD_NORM_COLUMNS = ["step", "layer", "stack", "param", "grad_norm"]
 RUNS_CSV = "runs.csv"  # at a sweep's root: one row per run
 SWEEP_JSON = "sweep.json"  # at a sweep's root: what was swept (written before any run starts)
 SUMMARY_JSON = "summary.json"
 METRICS_CSV, GRAD_NORMS_CSV, LAYERS_CSV = "metrics.csv", "grad_norms.csv", "layers.csv"
 RUN_RESULT_COLUMNS = ["final_loss", "final_val_loss", "wall_s"]
-LAYER_COLUMNS = ["step", "layer", "grad_norm", "hidden_rms", "act_grad_norm", "update_ratio", "rank_residual"]
+LAYER_COLUMNS = ["step", "layer", "stack", "grad_norm", "hidden_rms", "act_grad_norm", "update_ratio",
+                 "rank_residual"]
 
 
 def _cell(value: Any) -> Any:
@@ -38,22 +44,73 @@ def _cell(value: Any) -> Any:
     return value
 
 
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+class NoSpaceError(OSError):
+    """The disk (or quota) is full while writing `path`. The message is the one line the user sees."""
+
+    def __init__(self, path: Path):
+        super().__init__(errno.ENOSPC, f"no space left on device: {path}")
+        self.path = Path(path)
+
+    def __str__(self) -> str:
+        return f"no space left on device: {self.path}"
+
+    def __reduce__(self) -> tuple[type, tuple[Path]]:  # from a launcher's worker process back to the sweep
+        return NoSpaceError, (self.path,)
+
+
+@contextmanager
+def no_space_named(path: Path) -> Iterator[None]:
+    """A full disk while writing `path` raises NoSpaceError naming it; other errors pass unchanged."""
+    try:
+        yield
+    except NoSpaceError:
+        raise
+    except OSError as err:
+        if err.errno in NO_SPACE_ERRNOS:
+            raise NoSpaceError(path) from err
+        raise
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the block is done, then arrive: a status write that a second Ctrl-C
+    would cut short completes first. Only the main thread receives them; elsewhere (or without
+    pthread_sigmask, on Windows) this does nothing."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 class CsvWriter:
-    """An append-only CSV file with a fixed header. `keep_rows`: continue an existing file after its first
-    `keep_rows` data rows (a resumed run), dropping whatever came after them."""
+    """An append-only CSV file with a fixed header. Rows are buffered until flush(), which writes them
+    whole or not at all: a write that fails (a full disk) is cut back to the last flushed row.
+    `keep_rows`: continue an existing file after its first `keep_rows` data rows (a resumed run),
+    dropping whatever came after them."""
 
     def __init__(self, path: Path, columns: Sequence[str], keep_rows: int | None = None):
+        self.path = Path(path)
         self.columns = list(columns)
         self.rows = 0  # data rows in the file: where a checkpoint says this file stood
-        if keep_rows is None:
-            self._file = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115 - open until close()
-            self._writer = csv.writer(self._file)
-            self._writer.writerow(self.columns)
-        else:
-            truncate_rows(path, self.columns, keep_rows)
-            self.rows = keep_rows
-            self._file = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 - open until close()
-            self._writer = csv.writer(self._file)
+        self._pending = io.StringIO()
+        self._writer = csv.writer(self._pending)
+        with no_space_named(self.path):
+            if keep_rows is None:
+                self._file = open(path, "wb", buffering=0)  # noqa: SIM115 - open until close()
+                self._writer.writerow(self.columns)
+            else:
+                truncate_rows(path, self.columns, keep_rows)
+                self.rows = keep_rows
+                self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - open until close()
+        self._flushed_size = os.fstat(self._file.fileno()).st_size
+        self.flush()
 
     def write_rows(self, rows: Iterable[Sequence[Any]]) -> None:
         cells = [[_cell(v) for v in row] for row in rows]
@@ -61,15 +118,33 @@ class CsvWriter:
         self.rows += len(cells)
 
     def flush(self) -> None:
-        self._file.flush()
+        data = self._pending.getvalue().encode("utf-8")
+        self._pending.seek(0)
+        self._pending.truncate()
+        if not data:
+            return
+        try:
+            with no_space_named(self.path):
+                view = memoryview(data)
+                while view:
+                    view = view[self._file.write(view):]
+        except BaseException:
+            # a partial row would be a cut line: go back to the rows already whole (this also frees space)
+            os.ftruncate(self._file.fileno(), self._flushed_size)
+            self._file.seek(self._flushed_size)
+            raise
+        self._flushed_size += len(data)
 
     def sync(self) -> None:
         """Flush to the disk itself, so a checkpoint never counts rows a machine crash could lose."""
-        self._file.flush()
+        self.flush()
         os.fsync(self._file.fileno())
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self.flush()
+        finally:
+            self._file.close()
 
 
 def truncate_rows(path: Path, columns: Sequence[str], keep_rows: int) -> None:
@@ -87,13 +162,19 @@ def truncate_rows(path: Path, columns: Sequence[str], keep_rows: int) -> None:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and rename: the old or the new content, never a mix."""
+    """Write via a temporary file and rename: the old or the new content, never a mix, and never a
+    temporary file left behind (not by an error, a full disk or a second Ctrl-C: signals wait)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())  # the rename must not outrun the data, even on a machine crash
-    os.replace(tmp, path)
+    try:
+        with signals_deferred(), no_space_named(path):
+            with open(tmp, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())  # the rename must not outrun the data, even on a machine crash
+            os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -167,9 +248,20 @@ class RunRecorder:
                 f.flush()
 
     def close(self, summary: dict[str, Any]) -> None:
-        for f in self._files:
-            f.close()
-        self.write_summary(summary)
+        """Close the CSVs and write the final summary; a second Ctrl-C waits until both are done. A
+        summary that can be written is written even when the CSVs could not be (a full disk)."""
+        with signals_deferred():
+            errors = []
+            for f in self._files:
+                try:
+                    f.close()
+                except OSError as err:
+                    errors.append(err)
+            if errors:  # the last rows could not be written: the run did not end as it was about to say
+                summary = {**summary, "status": "failed", "error": f"{type(errors[0]).__name__}: {errors[0]}"}
+            self.write_summary(summary)
+            if errors:
+                raise errors[0]
 
 
 # ----------------------------------------------------------------------------- sweeps
@@ -185,6 +277,20 @@ def read_overrides(run_dir: Path) -> dict[str, str]:
     except (OSError, yaml.YAMLError):
         return {}
     return {override_key(line): line.split("=", 1)[1] for line in lines or [] if "=" in str(line)}
+
+
+def config_value(run_dir: Path, key: str) -> Any:
+    """The value of a dotted key in a run's resolved config.yaml (None if absent, unreadable or a group):
+    a key a resumed sweep added to the sweep was not in the overrides of the runs made before."""
+    try:
+        node = yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return None if isinstance(node, (dict, list)) else node
 
 
 def find_runs(sweep_dir: Path) -> list[Path]:
@@ -225,7 +331,8 @@ def runs_rows(sweep_dir: Path, swept_keys: Sequence[str], order: Sequence[str] =
         if summary is None:  # unreadable: skip rather than break the table
             continue
         overrides = read_overrides(sweep_dir / name)
-        rows.append([name, summary.get("status"), *(overrides.get(key) for key in swept_keys),
+        values = [overrides[key] if key in overrides else config_value(sweep_dir / name, key) for key in swept_keys]
+        rows.append([name, summary.get("status"), *values,
                      *(summary.get(column) for column in RUN_RESULT_COLUMNS)])
     return rows
 

@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -139,6 +140,27 @@ def thread_budget(threads: int | None, environ: dict[str, str] | os._Environ = o
     return max(1, (cores or usable_cores()) // max(1, int(sharing) if sharing.isdigit() else 1))
 
 
+def done_runs_by_hash(sweep_dir: Path) -> dict[str, tuple[str, dict[str, Any]]]:
+    """config hash -> (run dir name, summary) of every run under `sweep_dir` that ended completed or
+    diverged, whatever its dir is named: resume knows a config it has already run under any name."""
+    found: dict[str, tuple[str, dict[str, Any]]] = {}
+    for run_dir in records.find_runs(sweep_dir):
+        summary = records.read_json(run_dir / records.SUMMARY_JSON)
+        if isinstance(summary, dict) and summary.get("status") in DONE and summary.get("config_hash"):
+            found.setdefault(summary["config_hash"], (run_dir.relative_to(sweep_dir).as_posix(), summary))
+    return found
+
+
+def live_owner(summary: dict[str, Any] | None) -> int | None:
+    """The pid of a live process on this machine that is running this run (its summary says `running`),
+    e.g. a launcher's worker that outlived its sweep; None when nobody is. A SLURM job's pid is another
+    node's and is not checked here."""
+    if not isinstance(summary, dict) or summary.get("status") != "running" or summary.get("slurm_job_id"):
+        return None
+    pid = summary.get("pid")
+    return pid if isinstance(pid, int) and pid != os.getpid() and _pid_alive(pid) else None
+
+
 def latest_sweep(root: Path = SWEEPS_ROOT) -> Path | None:
     """The newest sweep under `root` (names are timestamps, so the last by name) that has a sweep.json."""
     if not root.is_dir():
@@ -165,6 +187,78 @@ def write_sweep_json(plan: SweepPlan) -> None:
     })
 
 
+# ----------------------------------------------------------------------------- one process per sweep dir
+LOCK_FILE = ".resbench.lock"  # in the sweep dir: who holds it (pid, host), for the message to others
+CONTROLLER_ENV = "RESBENCH_SWEEP_CONTROLLER"  # set for each job: pid@host of the process running the sweep
+CONTROLLER_POLL_S = 1.0
+
+
+class SweepBusy(RuntimeError):
+    """Another live process is running a sweep or resume in this sweep dir. The message is one line."""
+
+
+def holder() -> str:
+    return f"pid {os.getpid()} on {socket.gethostname()}"
+
+
+@contextmanager
+def sweep_lock(sweep_dir: Path) -> Iterator[None]:
+    """Hold the sweep dir for the life of a sweep or resume: a second one is refused (SweepBusy). The OS
+    lock (flock) ends with its holder, so the lock of a killed sweep is never stale; the file only tells
+    others who holds it."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    path = sweep_dir / LOCK_FILE
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held until the sweep ends
+    try:
+        _try_lock(handle)
+    except BlockingIOError:
+        handle.seek(0)
+        who = handle.read().strip() or "another process"
+        handle.close()
+        raise SweepBusy(f"sweep dir {sweep_dir} is in use by {who} (a sweep or resume): wait for it to end "
+                        "or stop it, then resume") from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(holder() + "\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # closing the file releases the lock
+
+
+def _try_lock(handle: Any) -> None:
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; one process per sweep dir there is the user's to keep
+        return
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def controller_id() -> str:
+    """What each job is told about the sweep's controlling process (CONTROLLER_ENV)."""
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
+def die_with_controller(controller: str | None, on_orphaned: Callable[[], None],
+                        interval: float = CONTROLLER_POLL_S) -> threading.Thread | None:
+    """In a launcher's worker on the sweep's machine: a daemon thread that calls `on_orphaned` once when
+    the controlling process (`pid@host`) is gone (killed with -9, say), so the worker ends its run and
+    does not go on running the sweep nobody is watching. None where there is nothing to watch."""
+    pid, _, host = (controller or "").partition("@")
+    if not pid.isdigit() or host != socket.gethostname() or int(pid) == os.getpid():
+        return None
+
+    def watch() -> None:
+        while _pid_alive(int(pid)):
+            time.sleep(interval)
+        on_orphaned()
+
+    thread = threading.Thread(target=watch, name="resbench-controller-watch", daemon=True)
+    thread.start()
+    return thread
+
+
 # ----------------------------------------------------------------------------- watching runs end
 def _signature(path: Path) -> tuple[int, int, int] | None:
     """Changes whenever the file is replaced (records.write_atomic makes a new inode)."""
@@ -180,15 +274,18 @@ class Watcher:
     during this sweep, whatever launcher runs it and wherever (the sweep dir is all it needs)."""
 
     def __init__(self, runs: list[PlannedRun], on_end: Callable[[PlannedRun, dict[str, Any]], None],
-                 interval: float = 0.5, provisional: tuple[str, ...] = ()):
+                 interval: float = 0.5, provisional: tuple[str, ...] = (),
+                 on_start: Callable[[PlannedRun], None] | None = None):
         """provisional: statuses that may still change (a requeued run's `interrupted`): reported only
         by the last poll, at stop()."""
         self.runs = runs
         self.on_end = on_end
+        self.on_start = on_start  # once per run seen `running` (e.g. rebuild runs.csv: a kill -9 shows it)
         self.interval = interval
         self.provisional = provisional
         self.initial = {run.name: _signature(run.dir / records.SUMMARY_JSON) for run in runs}
         self.reported: set[str] = set()
+        self.started: set[str] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="resbench-sweep-watcher", daemon=True)
 
@@ -201,10 +298,15 @@ class Watcher:
             if run.name in self.reported or not self.changed(run):
                 continue
             summary = records.read_json(run.dir / records.SUMMARY_JSON)
-            status = (summary or {}).get("status")
+            if not isinstance(summary, dict):
+                continue
+            status = summary.get("status")
             if status in FINAL and (last or status not in self.provisional):
                 self.reported.add(run.name)
                 self.on_end(run, summary)
+            elif status not in FINAL and self.on_start is not None and run.name not in self.started:
+                self.started.add(run.name)
+                self.on_start(run)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

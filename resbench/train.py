@@ -66,6 +66,7 @@ class GradProfile:
     last_step: int = 0
     hidden_rms: list[float | None] = field(default_factory=list)  # at last_step
     act_grad_norm: list[float | None] = field(default_factory=list)  # at last_step
+    labels: list[str] = field(default_factory=list)  # one per block: "3", or "enc 3" / "dec 3" in a multi-stack model
 
 
 def pick_device(device: str) -> torch.device:
@@ -131,7 +132,8 @@ class Trainer:
         torch.manual_seed(self.config["seed"])
         self.device = pick_device(self.config["device"])
         self.precision = pick_precision(self.config.get("precision", "fp32"), self.device)
-        self.task = tasks.build(self.config["task"], self.train_cfg["batch_size"])
+        self.task = models.task_for(self.config["model"]["name"],
+                                    tasks.build(self.config["task"], self.train_cfg["batch_size"]))
         self.model = models.build(self.config["model"], self.task.spec).to(self.device)
         self.optimizer = OPTIMIZERS[self.train_cfg["optimizer"]](self.model.parameters(), self.train_cfg)
         self.scaler = self.precision.scaler(self.device)
@@ -166,7 +168,8 @@ class Trainer:
             "checkpoint_step": None,
             "pid": os.getpid(),
         }
-        self.profile = GradProfile()
+        self.profile = GradProfile(labels=[f"{stack[:3]} {layer}" if stack else str(layer) for stack, layer in
+                                           zip(self.layout.block_stacks, self.layout.block_layers)])
         self.recent_losses: deque[float] = deque(maxlen=FINAL_LOSS_WINDOW)
         self.start_step, self.elapsed_before = 0, 0.0
         if state is not None:
@@ -343,11 +346,16 @@ class Trainer:
         stats = probes.step_stats(self.layout, param_grad_norms, {**values, "update_ratio": update.ratio})
         if step == 0:
             self.profile.init = stats.block_grad_norms
-            self.summary["init_grad_ratio"] = _ratio(stats.block_grad_norms)
+            self.summary["init_grad_ratio"] = _ratio(self.last_stack(stats.block_grad_norms))
         self.profile.last, self.profile.last_step = stats.block_grad_norms, step
         self.profile.hidden_rms = stats.blocks["hidden_rms"]
         self.profile.act_grad_norm = stats.blocks["act_grad_norm"]
         return stats
+
+    def last_stack(self, block_values: list[float]) -> list[float]:
+        """The values of the last stack's blocks (the decoder's; every block in a single-stack model)."""
+        last = self.layout.block_stacks[-1]
+        return [value for value, stack in zip(block_values, self.layout.block_stacks) if stack == last]
 
     def record(self, step, loss, val_loss, val_acc, lr, stats, start, flush: bool = True) -> None:
         """Append this step's row to metrics.csv, and rows to grad_norms.csv and layers.csv when logged."""
@@ -356,9 +364,11 @@ class Trainer:
             row.append(val_acc)
         grad_rows, layer_rows = [], []
         if stats is not None:
-            grad_rows = [(step, layer, name, norm) for layer, name, norm in
-                         zip(self.layout.layers, self.layout.names, stats.param_grad_norms)]
-            layer_rows = [(step, layer, *values) for layer, values in enumerate(stats.block_rows())]
+            layout = self.layout
+            grad_rows = list(zip([step] * len(layout.names), layout.layers, layout.stacks, layout.names,
+                                 stats.param_grad_norms))
+            layer_rows = [(step, layer, stack, *values) for layer, stack, values in
+                          zip(layout.block_layers, layout.block_stacks, stats.block_rows())]
         self.recorder.log(row, grad_rows, layer_rows, flush)
         if not flush:  # listeners hear the logged, evaluated and diverging steps; other rows are metrics.csv's
             return

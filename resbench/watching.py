@@ -148,9 +148,11 @@ class Watch:
             self.summary["init_grad_ratio"] = stats.block_grad_norms[-1] / stats.block_grad_norms[0]
         lr = optimizer.param_groups[0].get("lr") if optimizer is not None else None
         row = [step, loss, None, lr, stats.grad_norm, round(time.perf_counter() - self._start, 4)]
-        grad_rows = [(step, layer, name, norm)
-                     for layer, name, norm in zip(self.layout.layers, self.layout.names, stats.param_grad_norms)]
-        layer_rows = [(step, layer, *values) for layer, values in enumerate(stats.block_rows())]
+        layout = self.layout
+        grad_rows = [(step, layer, stack, name, norm) for layer, stack, name, norm in
+                     zip(layout.layers, layout.stacks, layout.names, stats.param_grad_norms)]
+        layer_rows = [(step, layer, stack, *values) for layer, stack, values in
+                      zip(layout.block_layers, layout.block_stacks, stats.block_rows())]
         self.recorder.log(row, grad_rows, layer_rows)
         for listener in self.listeners:
             listener.log(dict(zip(METRIC_COLUMNS, row)), [dict(zip(GRAD_NORM_COLUMNS, r)) for r in grad_rows],

@@ -34,7 +34,7 @@ def test_choice_values_are_the_registries_names():
     for key, names in imported.items():
         assert choices(key) == names, key
     assert choices("model.norm") == list(PLACEMENTS)
-    assert choices("model") == ["mlp", "transformer"] and "xiong2020" in choices("+experiment")
+    assert choices("model") == ["mlp", "seq2seq", "transformer"] and "xiong2020" in choices("+experiment")
 
 
 def flatten(node: dict, prefix: str = "") -> list[str]:

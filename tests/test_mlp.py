@@ -50,6 +50,16 @@ HAND_WRITTEN = {
 }
 
 
+def article_block(x: torch.Tensor, block: torch.nn.Module) -> torch.Tensor:
+    """The seed article's block, Dense(ReLU) → LN → Dense → LN → Add: x + N2(W2·N1(ReLU(W1 x)))."""
+    fc1, fc2, n1, n2 = block.ffn.fc1, block.ffn.fc2, block.ffn.norm, block.norm1_out
+    hidden = layer_norm(torch.relu(x @ fc1.weight.T + fc1.bias), n1)
+    return x + layer_norm(hidden @ fc2.weight.T + fc2.bias, n2)
+
+
+HAND_WRITTEN["branch"] = article_block
+
+
 @pytest.mark.parametrize("norm", list(HAND_WRITTEN))
 def test_mlp_block_equals_hand_written(norm: str) -> None:
     torch.manual_seed(0)
@@ -65,7 +75,7 @@ def test_plain_mlp_block_is_the_branch_alone() -> None:
     torch.testing.assert_close(block(x), branch(x, block))
 
 
-@pytest.mark.parametrize("norm", ["post", "pre"])
+@pytest.mark.parametrize("norm", ["post", "pre", "branch"])
 def test_mlp_forward_equals_hand_written(norm: str) -> None:
     """Input projection of the flattened rows, two blocks, (final norm under pre), head."""
     torch.manual_seed(0)
@@ -88,6 +98,14 @@ def test_mlp_parameter_names_are_the_transformers() -> None:
     assert names == {"ffn.fc1.weight", "ffn.fc1.bias", "ffn.fc2.weight", "ffn.fc2.bias", "norm1.weight",
                      "norm1.bias", "norm1_out.weight", "norm1_out.bias", "res1.alpha"}
     assert model.inp.in_features == 64
+
+
+def test_branch_mlp_has_the_articles_two_norms_and_no_final_norm() -> None:
+    model = models.build(mlp_cfg("branch", depth=1), DIGIT_ROWS)
+    names = {name for name, _ in model.blocks[0].named_parameters()}
+    assert names == {"ffn.fc1.weight", "ffn.fc1.bias", "ffn.norm.weight", "ffn.norm.bias", "ffn.fc2.weight",
+                     "ffn.fc2.bias", "norm1_out.weight", "norm1_out.bias"}
+    assert isinstance(model.norm_f, torch.nn.Identity)
 
 
 def test_mlp_refuses_token_ids() -> None:

@@ -198,7 +198,7 @@ def test_every_probe_present_and_finite(name, norm, residual):
         opt.step()
     stats = probes.step_stats(layout, norms, {**blocks.values(), "update_ratio": update.ratio})
     rows = stats.block_rows()
-    assert len(rows) == 2 and all(len(row) == len(LAYER_COLUMNS) - 2 for row in rows)
+    assert len(rows) == 2 and all(len(row) == len(LAYER_COLUMNS) - 3 for row in rows)  # not step, layer, stack
     assert all(value is not None and math.isfinite(value) for row in rows for value in row)
     assert all(0.0 <= stats.blocks["rank_residual"][i] <= 1.0 + 1e-6 for i in range(2))
 
@@ -236,7 +236,7 @@ def test_layers_csv_has_every_probe_and_update_rows(base_config, tmp_path):
     rows = read_csv(tmp_path / "layers.csv")
     assert list(rows[0]) == LAYER_COLUMNS
     assert [(r["step"], r["layer"]) for r in rows] == [(str(s), str(b)) for s in range(3) for b in range(2)]
-    assert all(math.isfinite(float(r[c])) for r in rows for c in LAYER_COLUMNS[2:])
+    assert all(math.isfinite(float(r[c])) for r in rows for c in LAYER_COLUMNS[3:])
 
 
 def test_no_update_ratio_without_steps(base_config, tmp_path):
@@ -252,7 +252,7 @@ def test_mlp_run_records_every_probe(base_config, tmp_path):
     config["model"] = model_cfg("mlp", depth=2) | {"width": 16}
     assert train.run(config, tmp_path)["status"] == "completed"
     rows = read_csv(tmp_path / "layers.csv")
-    assert len(rows) == 6 and all(math.isfinite(float(r[c])) for r in rows for c in LAYER_COLUMNS[2:])
+    assert len(rows) == 6 and all(math.isfinite(float(r[c])) for r in rows for c in LAYER_COLUMNS[3:])
 
 
 def test_init_batches_is_the_norm_of_the_mean_gradient(base_config, tmp_path):

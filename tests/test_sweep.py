@@ -73,7 +73,7 @@ def test_lists_range_and_choice_expand_to_their_cartesian_product(tmp_path: Path
 
 
 def test_glob_picks_config_group_options(tmp_path: Path) -> None:
-    plan = hydra_app.plan_sweep(["model=glob(*)", "task=digits", "width=8", "heads=2", "train.steps=1",
+    plan = hydra_app.plan_sweep(["model=glob(*,exclude=seq2seq)", "task=digits", "width=8", "heads=2", "train.steps=1",
                                  f"hydra.sweep.dir={tmp_path / 'sweep'}"])
     assert [run.name for run in plan.runs] == ["model=mlp", "model=transformer"]
 
@@ -170,6 +170,110 @@ def test_resume_with_a_longer_list_runs_only_the_new_runs(cli, sweep) -> None:
     result = cli("sweep", "--resume", str(sweep_dir), "train.steps=4")
     assert result.exit_code == 2 and "another config" in result.stderr
     assert run_files(sweep_dir / "seed=0") == kept
+
+
+def hydra_files(run_dir: Path) -> dict[str, tuple]:
+    return {path.name: signature(path) for path in sorted((run_dir / ".hydra").iterdir())}
+
+
+def test_resume_that_adds_a_key_runs_only_configs_not_run_yet(cli, sweep) -> None:
+    """The sweep did not sweep seed; resuming with seed=0,1 finds the seed-0 runs (same config hash) under
+    their old names and runs only seed 1: no run twice, none listed twice, skipped runs untouched."""
+    result, sweep_dir = sweep("depth=2,3")
+    assert result.exit_code == 0, result.stderr
+    kept = {name: (run_files(sweep_dir / name), hydra_files(sweep_dir / name)) for name in ("depth=2", "depth=3")}
+    result = cli("sweep", "--resume", str(sweep_dir), "seed=0,1")
+    assert result.exit_code == 0, result.stderr
+    assert {name: (run_files(sweep_dir / name), hydra_files(sweep_dir / name)) for name in kept} == kept
+    assert sorted(summaries(sweep_dir)) == ["depth=2", "depth=2,seed=1", "depth=3", "depth=3,seed=1"]
+    assert "2 skipped" in result.stdout
+    runs = pd.read_csv(sweep_dir / "runs.csv")
+    assert sorted(zip(runs.depth, runs.seed)) == [(2, 0), (2, 1), (3, 0), (3, 1)], "each config once"
+    hashes = [s["config_hash"] for s in summaries(sweep_dir).values()]
+    assert len(hashes) == len(set(hashes))
+
+
+def test_resume_leaves_skipped_runs_dirs_untouched(cli, sweep) -> None:
+    result, sweep_dir = sweep("seed=0,1")
+    assert result.exit_code == 0, result.stderr
+    shutil.rmtree(sweep_dir / "seed=1")
+    kept = hydra_files(sweep_dir / "seed=0")
+    result = cli("sweep", "--resume", str(sweep_dir))
+    assert result.exit_code == 0, result.stderr
+    assert hydra_files(sweep_dir / "seed=0") == kept, "a skipped run's .hydra/ was rewritten"
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from resbench.sweep import sweep_lock
+with sweep_lock(Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_second_process_on_a_live_sweep_is_refused_and_a_dead_holder_is_no_lock(cli, sweep) -> None:
+    result, sweep_dir = sweep("seed=0")
+    assert result.exit_code == 0, result.stderr
+    (sweep_dir / "run" / "summary.json").unlink()  # something for a resume to run
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(sweep_dir)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = cli("sweep", "--resume", str(sweep_dir))
+        assert result.exit_code == 2, result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"in use by pid {holder.pid} on" in lines[0], result.stderr
+        assert not (sweep_dir / "run" / "summary.json").exists(), "the refused resume ran something"
+    finally:
+        holder.kill()  # kill -9: the lock dies with its holder
+        holder.wait()
+    result = cli("sweep", "--resume", str(sweep_dir))
+    assert result.exit_code == 0, result.stderr
+    assert summaries(sweep_dir)["run"]["status"] == "completed"
+
+
+def test_resume_never_writes_into_a_run_a_live_process_owns(cli, sweep) -> None:
+    """A worker that outlived its sweep (kill -9 of the controller) still runs a run: resume refuses."""
+    result, sweep_dir = sweep("seed=0")
+    assert result.exit_code == 0, result.stderr
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        summary_path = sweep_dir / "run" / "summary.json"
+        records.write_json(summary_path, {**json.loads(summary_path.read_text()), "status": "running",
+                                          "pid": worker.pid})
+        before = signature(summary_path)
+        result = cli("sweep", "--resume", str(sweep_dir))
+        assert result.exit_code == 2, result.output
+        assert f"live process {worker.pid}" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        assert signature(summary_path) == before
+    finally:
+        worker.kill()
+        worker.wait()
+    result = cli("sweep", "--resume", str(sweep_dir))  # its owner is dead: a killed run, rerun
+    assert result.exit_code == 0, result.stderr
+    assert summaries(sweep_dir)["run"]["status"] == "completed"
+
+
+def test_a_worker_notices_its_controller_is_gone() -> None:
+    import socket
+
+    from resbench.sweep import die_with_controller
+
+    controller = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    orphaned = []
+    try:
+        thread = die_with_controller(f"{controller.pid}@{socket.gethostname()}", lambda: orphaned.append(1),
+                                     interval=0.05)
+        assert thread is not None
+        time.sleep(0.2)
+        assert orphaned == [], "the controller is alive"
+    finally:
+        controller.kill()
+        controller.wait()
+    thread.join(timeout=5)
+    assert orphaned == [1]
+    assert die_with_controller(f"{os.getpid()}@another-host", lambda: None) is None  # SLURM: not ours to watch
 
 
 # ----------------------------------------------------------------------------- faults
@@ -283,6 +387,71 @@ def test_resuming_a_folder_that_is_not_a_sweep_exits_2(cli, tmp_path: Path) -> N
     assert result.exit_code == 2 and "no sweep to resume" in result.stderr
     result = cli("sweep", "--resume")
     assert result.exit_code == 2 and "no sweep to resume" in result.stderr
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("[]", "not a JSON object"),
+    ("{not json", "not a JSON object"),
+    ('{"overrides": "depth=2"}', "'overrides' must be a list of strings"),
+    ('{"overrides": [1, 2]}', "'overrides' must be a list of strings"),
+    ('{"overrides": ["depth=[1,2"]}', "cannot parse override"),
+], ids=["a list", "unparsable", "a string", "not strings", "bad grammar"])
+def test_a_malformed_sweep_json_is_one_line(cli, tmp_path: Path, content: str, message: str) -> None:
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    (sweep_dir / "sweep.json").write_text(content)
+    result = cli("sweep", "--resume", str(sweep_dir))
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "sweep.json" in lines[0], result.stderr
+    assert [p.name for p in sweep_dir.iterdir()] == ["sweep.json"]
+
+
+PLANTED_CALLBACK = """
+from pathlib import Path
+Path(__file__).with_name("imported").touch()
+class Callback:
+    def __init__(self, *args, **kwargs):
+        Path(__file__).with_name("called").touch()
+"""
+
+
+@pytest.mark.parametrize("tampered", [
+    "+hydra.callbacks.planted._target_=resbench_planted.Callback",
+    "hydra.job.env_set.PYTHONPATH=/tmp",
+    "+hydra.launcher.setup=[touch /tmp/planted]",
+    "hydra.searchpath=[file:///tmp]",
+    "+planted._target_=resbench_planted.Callback",
+    "~depth",
+], ids=["callback", "env_set", "setup", "searchpath", "target", "delete"])
+def test_a_tampered_sweep_json_can_make_resume_import_nothing(cli, sweep, tmp_path: Path, monkeypatch,
+                                                             tampered: str) -> None:
+    """Result files are data: a sweep.json edited to add Hydra callbacks (or any Hydra setting that
+    imports, calls or runs something) is refused with one line before anything is imported or run."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "resbench_planted.py").write_text(PLANTED_CALLBACK)
+    result, sweep_dir = sweep("seed=0")
+    assert result.exit_code == 0, result.stderr
+    record = json.loads((sweep_dir / "sweep.json").read_text())
+    record["overrides"].append(tampered)
+    (sweep_dir / "sweep.json").write_text(json.dumps(record))
+    (sweep_dir / "run" / "summary.json").unlink()  # so that resuming would run something
+    result = cli("sweep", "--resume", str(sweep_dir))
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "refusing its override" in lines[0] and tampered in lines[0], result.stderr
+    assert not (tmp_path / "imported").exists() and not (tmp_path / "called").exists()
+    assert not (sweep_dir / "run" / "summary.json").exists(), "nothing ran"
+
+
+def test_stored_launcher_settings_and_presets_still_resume(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    stored = [*TINY, "+experiment=dong2021", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+              "hydra.sweeper.max_batch_size=4", "depth=2,3"]
+    (sweep_dir / "sweep.json").write_text(json.dumps({"overrides": stored}))
+    plan = hydra_app.plan_sweep([], resume=True, resume_dir=sweep_dir)
+    assert plan.launcher == "joblib" and plan.overrides == stored
 
 
 def test_a_new_sweep_never_writes_into_an_existing_sweep(sweep) -> None:

@@ -88,19 +88,30 @@ def test_reverse_targets_are_the_reversed_inputs() -> None:
     again = reverse.Reverse(5, 7, 2, 3).val_batches()
     assert all(torch.equal(a[0], b[0]) for a, b in zip(task.val_batches(), again))
     assert task.spec == tasks.TaskSpec(n_outputs=5, seq_len=7, vocab_size=5, causal=False, per_token=True,
-                                       accuracy=True)
+                                       accuracy=True, pairs=True)
+
+
+def test_sort_targets_are_the_sorted_inputs() -> None:
+    task = tasks.build({"name": "sort", "vocab": 5, "seq_len": 7, "val_batches": 1}, batch_size=3)
+    x, y = task.batch(torch.Generator().manual_seed(0), 4)
+    assert x.shape == y.shape == (4, 7)
+    for row, target in zip(x.tolist(), y.tolist()):
+        assert target == sorted(row)
+    assert task.spec.kind == tasks.KINDS["sort"] and task.spec.pairs
 
 
 # ---- kinds and model/task pairs ---------------------------------------------------------------------------
 
 
 def test_declared_kinds_match_the_built_tasks(text_file: Path) -> None:
+    # mnist and mnist1d are checked against their kinds in test_mnist.py (they need files / a generator)
     configs = {
         "chars": {"name": "chars", "path": str(text_file), "seq_len": 8, "val_fraction": 0.2, "val_batches": 1},
         "digits": {"name": "digits", "val_fraction": 0.2},
         "reverse": {"name": "reverse", "vocab": 4, "seq_len": 6, "val_batches": 1},
+        "sort": {"name": "sort", "vocab": 4, "seq_len": 6, "val_batches": 1},
     }
-    assert set(configs) == set(tasks.TASKS) == set(tasks.KINDS)
+    assert set(configs) | {"mnist", "mnist1d"} == set(tasks.TASKS) == set(tasks.KINDS)
     for name, config in configs.items():
         assert tasks.build(config, batch_size=2).spec.kind == tasks.KINDS[name], name
 
@@ -108,6 +119,8 @@ def test_declared_kinds_match_the_built_tasks(text_file: Path) -> None:
 @pytest.mark.parametrize("model, task, fits", [
     ("transformer", "chars", True), ("transformer", "digits", True), ("transformer", "reverse", True),
     ("mlp", "chars", False), ("mlp", "digits", True), ("mlp", "reverse", False),
+    ("seq2seq", "reverse", True), ("seq2seq", "sort", True), ("seq2seq", "chars", False),
+    ("seq2seq", "digits", False), ("seq2seq", "mnist1d", False), ("transformer", "sort", True),
 ])
 def test_which_models_fit_which_tasks(model: str, task: str, fits: bool) -> None:
     assert models.fits(model, tasks.KINDS[task]) == fits

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 METRIC_COLUMNS = ["step", "loss", "val_loss", "lr", "grad_norm", "elapsed_s"]
-GRAD_NORM_COLUMNS = ["step", "layer", "param", "grad_norm"]
+GRAD_NORM_COLUMNS = ["step", "layer", "stack", "param", "grad_norm"]
 BLOCK_PARAMS = {"attn.qkv.weight", "attn.qkv.bias", "attn.out.weight", "attn.out.bias", "ffn.fc1.weight",
                 "ffn.fc1.bias", "ffn.fc2.weight", "ffn.fc2.bias", "norm1.weight", "norm1.bias",
                 "norm2.weight", "norm2.bias"}
@@ -48,7 +48,7 @@ def test_train_writes_the_run_dir_contract(train_cli) -> None:
 
     assert header(run.dir / "metrics.csv") == METRIC_COLUMNS
     assert header(run.dir / "grad_norms.csv") == GRAD_NORM_COLUMNS
-    assert header(run.dir / "layers.csv")[:3] == ["step", "layer", "grad_norm"]
+    assert header(run.dir / "layers.csv")[:4] == ["step", "layer", "stack", "grad_norm"]
 
     logged = {0, 3, 6, 7}  # step 0, every log_every, and the last step
     evaluated = {1, 3, 5, 7}  # every train.eval_every=2, and the last step
@@ -226,3 +226,73 @@ def test_wheel_ships_the_configs(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"resbench/conf/config.yaml", "resbench/conf/model/transformer.yaml",
             "resbench/conf/task/chars.yaml", "resbench/conf/__init__.py", "resbench/cli.py"} <= names
+
+
+# ---- faults during setup and at the end ---------------------------------------------------------
+def test_a_failure_while_building_the_run_is_recorded_failed(cli, tiny, tmp_path: Path, monkeypatch) -> None:
+    """An exception after the run dir exists (here: a model too large to allocate) ends the run
+    `failed` with its error in summary.json, exit 1, no traceback."""
+    from resbench import train
+
+    def cannot_allocate(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(train.models, "build", cannot_allocate)
+    result = cli("train", *tiny, f"hydra.run.dir={tmp_path}/run")
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert isinstance(result.exception, SystemExit), result.exception
+    done = summary(tmp_path / "run")
+    assert done["status"] == "failed"
+    assert done["error"] == "RuntimeError: DefaultCPUAllocator: can't allocate memory"
+    assert "can't allocate memory" in result.stdout and "Traceback" not in result.output
+
+
+def test_an_interrupt_during_setup_leaves_the_run_interrupted(cli, tiny, tmp_path: Path, monkeypatch) -> None:
+    from resbench import train
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train.models, "build", interrupted)
+    result = cli("train", "--quiet", *tiny, f"hydra.run.dir={tmp_path}/run")
+    assert result.exit_code == 130, result.output
+    assert summary(tmp_path / "run")["status"] == "interrupted"
+
+
+def test_sigterm_while_starting_up_exits_130(tmp_path: Path, tiny: list[str]) -> None:
+    """A SIGTERM while torch is still being imported ends like one during the run."""
+    process = resbench("train", "--quiet", *tiny, f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    try:
+        time.sleep(1.0)  # the CLI is up, torch is loading (it takes seconds)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    if (tmp_path / "run" / "summary.json").exists():
+        assert summary(tmp_path / "run")["status"] == "interrupted"
+
+
+@pytest.mark.slow
+def test_two_quick_ctrl_c_still_end_the_run_interrupted(tmp_path: Path, tiny: list[str]) -> None:
+    """The second Ctrl-C arrives while the first one's final status is being written: that write
+    completes (signals wait for it), so summary.json says interrupted and no temporary file is left."""
+    run_dir = tmp_path / "run"
+    process = resbench("train", "--quiet", *tiny, "train.steps=1000000", "log_every=1",
+                       f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    try:
+        wait_for_rows(run_dir / "metrics.csv", 3, process)
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.005)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert summary(run_dir)["status"] == "interrupted"
+    assert not list(run_dir.glob(".*.tmp"))

@@ -19,19 +19,26 @@ from resbench.validate import ConfigError, validate
 BATCH, TOKENS, FEATURES, WIDTH, HEADS = 4, 5, 3, 8, 2
 SEQUENCE = TaskSpec(n_outputs=6, seq_len=TOKENS, vocab_size=6, causal=False, per_token=True, accuracy=True)
 ROWS = TaskSpec(n_outputs=4, seq_len=TOKENS, in_features=FEATURES, per_token=False, accuracy=True)
-TASK_OF = {"transformer": SEQUENCE, "mlp": ROWS}
+PAIRS = TaskSpec(n_outputs=6, seq_len=TOKENS, vocab_size=7, per_token=True, accuracy=True, pairs=True,
+                 source_len=TOKENS)  # teacher-forced: source, then a start token (6) and the shifted target
+TASK_OF = {"transformer": SEQUENCE, "mlp": ROWS, "seq2seq": PAIRS}
 
 
 def model_cfg(name: str, norm: str = "pre", norm_type: str = "layernorm", residual: str = "true",
               depth: int = 2, width: int = WIDTH, init: str = "auto") -> dict:
-    return {"name": name, "depth": depth, "width": width, "heads": HEADS, "ffn_mult": 4 if name == "transformer" else 1,
-            "norm": norm, "norm_type": norm_type, "residual": residual, "residual_scale": 1.0, "init": init}
+    return {"name": name, "depth": depth, "width": width, "heads": HEADS, "ffn_mult": 1 if name == "mlp" else 4,
+            "decoder_depth": None, "norm": norm, "norm_type": norm_type, "residual": residual, "residual_scale": 1.0, "init": init}
 
 
 def batch(name: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     if name == "transformer":
         x = torch.randint(SEQUENCE.vocab_size, (BATCH, TOKENS), generator=generator)
         return x, x.flip(1)  # (B, T), (B, T)
+    if name == "seq2seq":
+        source = torch.randint(PAIRS.n_outputs, (BATCH, TOKENS), generator=generator)
+        target = source.flip(1)
+        start = torch.full((BATCH, 1), PAIRS.n_outputs)
+        return torch.cat([source, start, target[:, :-1]], dim=1), target  # (B, 2T), (B, T)
     x = torch.randn(BATCH, TOKENS, FEATURES, generator=generator)  # (B, T, F): rows of an image
     return x, torch.randint(ROWS.n_outputs, (BATCH,), generator=generator)
 
@@ -43,7 +50,7 @@ def loss_of(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 # ---- every placement × norm type × residual form builds and trains ---------------------------------------
 
-GRID = list(itertools.product(["transformer", "mlp"], models.PLACEMENTS, models.NORMS, models.RESIDUALS))
+GRID = list(itertools.product(["transformer", "mlp", "seq2seq"], models.PLACEMENTS, models.NORMS, models.RESIDUALS))
 
 
 @pytest.mark.parametrize("name, norm, norm_type, residual", GRID, ids=["-".join(case) for case in GRID])
@@ -122,7 +129,7 @@ def test_dyt_formula_and_init() -> None:
 # ---- ReZero: branches silent at step 0, every α learns --------------------------------------------------
 
 # Norms inside the branch (their output is multiplied by α) under these placements.
-NORM_IN_BRANCH = {"pre", "sandwich"}
+NORM_IN_BRANCH = {"pre", "sandwich", "branch"}
 REZERO_CASES = list(itertools.product(["transformer", "mlp"], models.PLACEMENTS))
 
 
@@ -221,6 +228,36 @@ def test_deepnorm_block_is_its_equation() -> None:
     block, x = model.blocks[0], torch.randn(BATCH, WIDTH)
     expected = block.norm1(deepnorm_alpha(6) * x + block.ffn(x))
     torch.testing.assert_close(block(x), expected)
+
+
+def layer_norm(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
+    mean, var = x.mean(-1, keepdim=True), x.var(-1, unbiased=False, keepdim=True)
+    return (x - mean) / (var + 1e-5).sqrt() * norm.weight + norm.bias
+
+
+def test_branch_transformer_block_is_its_equation() -> None:
+    """Attention sublayer x + N(attn(x)), FFN sublayer x + N2(fc2(N1(GELU(fc1(x))))); no final norm."""
+    torch.manual_seed(0)
+    model = models.build(model_cfg("transformer", "branch"), SEQUENCE)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.normal_(0.3, 0.4)
+    block, x = model.blocks[0], torch.randn(BATCH, TOKENS, WIDTH)
+    ffn = block.ffn
+    h = x + layer_norm(block.attn(x), block.norm1_out)
+    hidden = layer_norm(nn.functional.gelu(h @ ffn.fc1.weight.T + ffn.fc1.bias), ffn.norm)
+    expected = h + layer_norm(hidden @ ffn.fc2.weight.T + ffn.fc2.bias, block.norm2_out)
+    torch.testing.assert_close(block(x), expected)
+    assert isinstance(model.norm_f, nn.Identity)
+    assert not any(p.numel() for p in block.norm1.parameters()) and not any(p.numel() for p in block.norm2.parameters())
+
+
+@pytest.mark.parametrize("norm_type", list(models.NORMS))
+def test_branch_uses_the_chosen_norm_type_in_every_slot(norm_type: str) -> None:
+    model = models.build(model_cfg("mlp", "branch", norm_type=norm_type), ROWS)
+    norm_class = type(make_norm(norm_type, WIDTH))
+    block = model.blocks[0]
+    assert isinstance(block.ffn.norm, norm_class) and isinstance(block.norm1_out, norm_class)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""Model builders: `build(model_cfg, task_spec)` returns an nn.Module whose `blocks` are the residual blocks."""
+"""Model builders: `build(model_cfg, task_spec)` returns an nn.Module whose `blocks` are the residual blocks
+(an encoder–decoder names its stacks in `stacks`, each holding its own `blocks`)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ from typing import Any
 
 from torch import nn
 
-from ..tasks.base import TaskKind, TaskSpec
+from ..tasks.base import Task, TaskKind, TaskSpec
+from ..tasks.pairs import TeacherForced
 from .blocks import BlockSpec
 from .init import INITS, resolve_init
 from .mlp import MLP
 from .norms import NORMS
 from .placements import PLACEMENTS
 from .residuals import RESIDUALS, residual_name
+from .seq2seq import Seq2Seq
 from .transformer import Transformer
 
 
@@ -27,9 +30,17 @@ def _mlp(spec: BlockSpec, cfg: dict[str, Any], task: TaskSpec) -> nn.Module:
     return MLP(spec, task, ffn_mult=cfg["ffn_mult"])
 
 
+def _seq2seq(spec: BlockSpec, cfg: dict[str, Any], task: TaskSpec) -> nn.Module:
+    if task.source_len is None:
+        raise ValueError("model=seq2seq reads teacher-forced pairs: build its task with models.task_for")
+    decoder_depth = cfg.get("decoder_depth") or cfg["depth"]  # null: as deep as the encoder
+    return Seq2Seq(spec, task, heads=cfg["heads"], ffn_mult=cfg["ffn_mult"], decoder_depth=decoder_depth)
+
+
 MODELS: dict[str, Callable[[BlockSpec, dict[str, Any], TaskSpec], nn.Module]] = {
     "transformer": _transformer,
     "mlp": _mlp,
+    "seq2seq": _seq2seq,
 }
 
 
@@ -37,7 +48,17 @@ MODELS: dict[str, Callable[[BlockSpec, dict[str, Any], TaskSpec], nn.Module]] = 
 ACCEPTS: dict[str, Callable[[TaskKind], bool]] = {
     "transformer": lambda kind: True,
     "mlp": lambda kind: not kind.token_ids and not kind.per_token,
+    "seq2seq": lambda kind: kind.pairs,  # a source sequence and a target sequence made from it
 }
+
+
+# How a model reads a task's batches, where not as the task gives them.
+READS: dict[str, Callable[[Task], Task]] = {"seq2seq": TeacherForced}
+
+
+def task_for(model_name: str, task: Task) -> Task:
+    """`task` as model `model_name` reads it (the encoder–decoder: teacher-forced pairs)."""
+    return READS[model_name](task) if model_name in READS else task
 
 
 def fits(model_name: str, kind: TaskKind) -> bool:
@@ -86,4 +107,5 @@ __all__ = [
     "block_spec",
     "build",
     "fits",
+    "task_for",
 ]

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .norms import make_norm
-from .placements import PLACEMENTS, deepnorm_alpha
+from .placements import NORM_SLOTS, PLACEMENTS, deepnorm_alpha
 from .residuals import RESIDUALS, residual_name
 
 
@@ -23,18 +23,27 @@ class BlockSpec:
     norm_type: str = "layernorm"  # a key of NORMS
     residual: str = "true"  # a key of RESIDUALS
     residual_scale: float = 1.0
+    alpha: float | None = None  # DeepNorm's α where it is not (2L)^¼ (an encoder–decoder's stacks)
 
     @property
     def skip_scale(self) -> float:
-        return deepnorm_alpha(self.depth) if self.norm == "deepnorm" else self.residual_scale
+        if self.norm != "deepnorm":
+            return self.residual_scale
+        return self.alpha if self.alpha is not None else deepnorm_alpha(self.depth)
+
+    def norm_in(self, slot: str, dim: int) -> nn.Module:
+        """The norm of `slot` (a NORM_SLOTS name) over `dim` features, or an identity where the placement has none."""
+        return make_norm(self.norm_type, dim) if slot in NORM_SLOTS[self.norm] else nn.Identity()
 
     def sublayer(self) -> tuple[nn.Module, nn.Module, nn.Module]:
         """(norm, norm_out, skip) for one residual sublayer."""
-        has_norm = self.norm != "none"
-        norm = make_norm(self.norm_type, self.width) if has_norm else nn.Identity()
-        norm_out = make_norm(self.norm_type, self.width) if self.norm == "sandwich" else nn.Identity()
         skip = RESIDUALS[residual_name(self.residual)](self.skip_scale)
-        return norm, norm_out, skip
+        return self.norm_in("norm", self.width), self.norm_in("norm_out", self.width), skip
+
+    def feed_forward(self, ffn_mult: int, activation: nn.Module) -> FeedForward:
+        """The FFN branch, with its hidden norm where the placement has one (norm=branch)."""
+        hidden = ffn_mult * self.width
+        return FeedForward(self.width, hidden, activation, self.norm_in("hidden", hidden))
 
 
 class SelfAttention(nn.Module):
@@ -58,16 +67,17 @@ class SelfAttention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """fc1 → activation → fc2."""
+    """fc1 → activation → (hidden norm) → fc2; the hidden norm is an identity except under norm=branch."""
 
-    def __init__(self, width: int, hidden: int, activation: nn.Module):
+    def __init__(self, width: int, hidden: int, activation: nn.Module, norm: nn.Module | None = None):
         super().__init__()
         self.fc1 = nn.Linear(width, hidden)
         self.act = activation
+        self.norm = norm if norm is not None else nn.Identity()
         self.fc2 = nn.Linear(hidden, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        return self.fc2(self.norm(self.act(self.fc1(x))))
 
 
 class TransformerBlock(nn.Module):
@@ -81,7 +91,7 @@ class TransformerBlock(nn.Module):
         super().__init__()
         self.place = PLACEMENTS[spec.norm]
         self.attn = SelfAttention(spec.width, heads, causal)
-        self.ffn = FeedForward(spec.width, ffn_mult * spec.width, nn.GELU()) if ffn_mult > 0 else None
+        self.ffn = spec.feed_forward(ffn_mult, nn.GELU()) if ffn_mult > 0 else None
         self.norm1, self.norm1_out, self.res1 = spec.sublayer()
         if self.ffn is not None:
             self.norm2, self.norm2_out, self.res2 = spec.sublayer()
@@ -99,7 +109,7 @@ class MLPBlock(nn.Module):
     def __init__(self, spec: BlockSpec, ffn_mult: int):
         super().__init__()
         self.place = PLACEMENTS[spec.norm]
-        self.ffn = FeedForward(spec.width, ffn_mult * spec.width, nn.ReLU())
+        self.ffn = spec.feed_forward(ffn_mult, nn.ReLU())
         self.norm1, self.norm1_out, self.res1 = spec.sublayer()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,7 @@ def xavier(model: nn.Module, depth: int) -> None:
 def small(model: nn.Module, depth: int) -> None:
     """N(0, 0.02) weights, zero biases; each branch's output projection scaled by 1/√(2·depth) (GPT-2)."""
     for name, linear in _linears(model):
-        std = 0.02 / math.sqrt(2 * depth) if name.endswith(("attn.out", "ffn.fc2")) else 0.02
+        std = 0.02 / math.sqrt(2 * depth) if name.endswith(("attn.out", "cross.out", "ffn.fc2")) else 0.02
         nn.init.normal_(linear.weight, std=std)
         if linear.bias is not None:
             nn.init.zeros_(linear.bias)
@@ -43,19 +43,21 @@ def small(model: nn.Module, depth: int) -> None:
 def deepnorm(model: nn.Module, depth: int) -> None:
     """Xavier-normal weights; FFN, value and output projections with gain β = (8L)^-¼ (Wang et al. 2022).
 
-    Query and key projections keep gain 1. q, k and v share the fused qkv matrix, so each third is
-    initialised as the square matrix it stands for.
+    Query and key projections keep gain 1. q, k and v share the fused qkv matrix (k and v the cross-attention's
+    kv), so each part is initialised as the square matrix it stands for. An encoder–decoder names its own β
+    per stack (`deepnorm_betas`, Wang et al. 2022, Table 1).
     """
-    beta = deepnorm_beta(depth)
+    betas = getattr(model, "deepnorm_betas", {})
     for name, linear in _linears(model):
+        beta = betas.get(name.split(".")[0], deepnorm_beta(depth))
         if linear.bias is not None:
             nn.init.zeros_(linear.bias)
-        if name.endswith("attn.qkv"):
-            q, k, v = linear.weight.chunk(3, dim=0)
-            nn.init.xavier_normal_(q)
-            nn.init.xavier_normal_(k)
+        if name.endswith(("attn.qkv", "cross.kv")):
+            *query_key, v = linear.weight.chunk(linear.weight.shape[0] // linear.weight.shape[1], dim=0)
+            for part in query_key:
+                nn.init.xavier_normal_(part)
             nn.init.xavier_normal_(v, gain=beta)
-        elif name.endswith(("attn.out", "ffn.fc1", "ffn.fc2")):
+        elif name.endswith(("attn.out", "cross.out", "ffn.fc1", "ffn.fc2")):
             nn.init.xavier_normal_(linear.weight, gain=beta)
         else:
             nn.init.xavier_normal_(linear.weight)

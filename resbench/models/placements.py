@@ -1,7 +1,9 @@
 """Norm placements: each is its equation from REFERENCES.md.
 
-`f` is the branch (attention or FFN), `norm` the sublayer's norm, `norm_out` the extra output
-norm that only the sandwich placement has, `skip(x, y)` the residual form (x + y, y, x + α·y).
+`f` is the branch (attention or FFN), `norm` the sublayer's norm on the stream, `norm_out` the norm
+on the branch's output (sandwich, branch), `skip(x, y)` the residual form (x + y, y, x + α·y).
+Which of these norms a placement has, and whether the FFN normalizes its hidden activation, is
+NORM_SLOTS: the block builds exactly those and an identity for the rest.
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ def no_norm(x, f, norm, norm_out, skip):
     return skip(x, f(x))
 
 
+def branch(x, f, norm, norm_out, skip):
+    """x = x + N2(f(x)) with f's hidden activation normalized by N1 inside the FFN (the seed article):
+    FFN x + N2(fc2(N1(act(fc1(x))))), attention x + N(attn(x)); the stream itself is never normalized."""
+    return skip(x, norm_out(f(x)))
+
+
 # deepnorm is post-LN whose skip is scaled by α = (2L)^¼ (set in the block's Skip).
 PLACEMENTS: dict[str, Placement] = {
     "post": post,
@@ -41,6 +49,18 @@ PLACEMENTS: dict[str, Placement] = {
     "sandwich": sandwich,
     "none": no_norm,
     "deepnorm": post,
+    "branch": branch,
+}
+
+# The norms each placement has in a sublayer: `norm` (stream), `norm_out` (branch output), `hidden`
+# (the FFN's hidden activation, between act and fc2).
+NORM_SLOTS: dict[str, frozenset[str]] = {
+    "post": frozenset({"norm"}),
+    "pre": frozenset({"norm"}),
+    "sandwich": frozenset({"norm", "norm_out"}),
+    "none": frozenset(),
+    "deepnorm": frozenset({"norm"}),
+    "branch": frozenset({"norm_out", "hidden"}),
 }
 
 # Placements that end the stack with a final norm before the head.
@@ -55,3 +75,11 @@ def deepnorm_alpha(depth: int) -> float:
 def deepnorm_beta(depth: int) -> float:
     """Init gain β = (8L)^-¼ for FFN, value and output projections (Wang et al. 2022)."""
     return (8 * depth) ** -0.25
+
+
+def deepnorm_encoder_decoder(encoder_depth: int, decoder_depth: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    """((α, β) of the encoder, (α, β) of the decoder) for N encoder and M decoder layers (Wang et al. 2022,
+    Table 1): encoder α = 0.81·(N⁴M)^(1/16), β = 0.87·(N⁴M)^(-1/16); decoder α = (3M)^¼, β = (12M)^-¼."""
+    n, m = encoder_depth, decoder_depth
+    encoder = (0.81 * (n**4 * m) ** (1 / 16), 0.87 * (n**4 * m) ** (-1 / 16))
+    return encoder, ((3 * m) ** 0.25, (12 * m) ** -0.25)

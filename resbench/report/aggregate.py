@@ -166,11 +166,39 @@ def facet_key(runs: pd.DataFrame, keys: list[str]) -> str | None:
 # per-run measures
 
 
+# The stacks in the order a model logs them; per-run measures read PROFILE_STACKS ("" = a single stack).
+STACK_ORDER = ("", "encoder", "decoder")
+PROFILE_STACKS = ("", "decoder")
+
+
+def profile_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The blocks a run's per-run measures read: all of a single stack, the decoder of an encoder–decoder."""
+    return rows[rows["stack"].isin(PROFILE_STACKS)] if "stack" in rows else rows
+
+
+def with_stack_panels(rows: pd.DataFrame) -> pd.DataFrame:
+    """Blocks of a multi-stack run drawn in a panel per stack (an encoder's block 0 is not a decoder's).
+
+    The panel becomes an ordered categorical, each facet's stacks in STACK_ORDER (encoder, then decoder).
+    """
+    if "stack" not in rows or not rows["stack"].astype(bool).any():
+        return rows
+    prefix = rows["panel"].where(rows["panel"].eq(""), rows["panel"] + " · ")  # "" or "norm=post · "
+    panel = rows["panel"].mask(rows["stack"].astype(bool), prefix + rows["stack"] + " stack")
+    rank = rows["stack"].map(lambda stack: STACK_ORDER.index(stack) if stack in STACK_ORDER else len(STACK_ORDER))
+    facets = {facet: i for i, facet in enumerate(dict.fromkeys(rows["panel"]))}
+    order = pd.DataFrame({"panel": panel, "facet": rows["panel"].map(facets), "rank": rank, "stack": rows["stack"]})
+    categories = order.sort_values(["facet", "rank", "stack"])["panel"].drop_duplicates()
+    return rows.assign(panel=pd.Categorical(panel, categories=categories.tolist(), ordered=True))
+
+
 def block_points(at: dict[str, pd.DataFrame], columns: list[str]) -> pd.DataFrame:
     """Each column at the first, middle and last block, at init and at the end (`RunSet.at`).
 
     Returns one row per run, columns `<column>_init_first` … `<column>_end_last`; middle = block ⌊L/2⌋.
+    An encoder–decoder's are its decoder's (`profile_rows`).
     """
+    at = {moment: profile_rows(rows) for moment, rows in at.items()}
     n_blocks = pd.concat(list(at.values()))[["run", "layer"]].groupby("run")["layer"].max() + 1
     points = {}
     for moment, rows in at.items():
@@ -300,9 +328,9 @@ def _mean_curve(frame: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
 
 
 def block_curve(rows: pd.DataFrame, runs: pd.DataFrame, column: str) -> pd.DataFrame:
-    """Mean of `column` per group and block over `rows` (`RunSet.at["init"]` or `["end"]`)."""
-    rows = rows.loc[rows[column].notna(), ["run", "layer", column]]
-    return _mean_curve(_with_groups(rows, runs), "layer", column)
+    """Mean of `column` per group and block over `rows` (`RunSet.at["init"]` or `["end"]`), a panel per stack."""
+    rows = rows.loc[rows[column].notna(), ["run", "layer", column, *(["stack"] if "stack" in rows else [])]]
+    return _mean_curve(with_stack_panels(_with_groups(rows, runs)), "layer", column)
 
 
 def loss_curves(metrics: pd.DataFrame, runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -320,13 +348,20 @@ def heatmap_grid(layers: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     rows = layers.loc[layers["grad_norm"].notna() & layers["run"].isin(runs["run"]), ["run", "step", "layer", "grad_norm"]]
     if rows.empty:
         return pd.DataFrame(columns=["side", "group", "layer", "step", "grad_norm"])
+    stacks = layers.loc[rows.index, "stack"] if "stack" in layers else pd.Series("", index=rows.index)
+    names = sorted(set(stacks), key=lambda stack: (STACK_ORDER.index(stack) if stack in STACK_ORDER
+                                                   else len(STACK_ORDER), stack))
     ordered = runs.sort_values(["side", "group"])
-    pairs = pd.Series(list(zip(ordered["side"], ordered["group"].astype(str))), dtype=object)
+    # A panel per (side, group, stack): the stacks of an encoder–decoder are drawn apart.
+    pairs = pd.Series([(side, f"{group} · {stack} stack" if stack else str(group))
+                       for side, group in zip(ordered["side"], ordered["group"]) for stack in names], dtype=object)
     panel_code, panels = pd.factorize(pairs)
-    panel = pd.Series(panel_code, index=ordered["run"].to_numpy())
+    panel_of = panel_code.reshape(len(ordered), len(names))  # (run position, stack) → panel
+    run_position = rows["run"].map(pd.Series(np.arange(len(ordered)), index=ordered["run"].to_numpy()))
+    stack_index = stacks.map({stack: i for i, stack in enumerate(names)})
     # One int64 key per (panel, layer, step): a single-key groupby is several times faster than four keys.
     n_layers, n_steps = int(rows["layer"].max()) + 1, int(rows["step"].max()) + 1
-    code = rows["run"].map(panel).to_numpy(np.int64)
+    code = panel_of[run_position.to_numpy(np.int64), stack_index.to_numpy(np.int64)].astype(np.int64)
     key = (code * n_layers + rows["layer"].to_numpy()) * n_steps + rows["step"].to_numpy()
     grid = rows["grad_norm"].groupby(key, sort=True).mean()
     key = grid.index.to_numpy()

@@ -28,6 +28,7 @@ MAX_SEARCH_DEPTH = 3  # sweep/<subdir>/... : Hydra's sweep.subdir may hold a sla
 # Columns the contract fixes; all numeric. Others (future probes) are inferred.
 METRICS_COLUMNS = ("step", "loss", "val_loss", "lr", "grad_norm", "elapsed_s", "val_acc")
 LAYERS_COLUMNS = ("step", "layer", "grad_norm", "hidden_rms", "act_grad_norm", "update_ratio", "rank_residual")
+STACK = "stack"  # text: encoder / decoder, empty (and absent in older runs) for single-stack models
 GRAD_NORMS_NUMERIC = ("step", "layer", "grad_norm")
 SUMMARY_FIELDS = {
     "status": None,
@@ -144,7 +145,8 @@ def normalise_config(leaves: dict[str, object]) -> dict[str, object]:
 
 
 def _load_yaml(path: Path) -> object:
-    return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    """A YAML file's content; ValueError (UnicodeDecodeError) for one that is not UTF-8 text."""
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def read_config(run_dir: Path, issues: list[str]) -> dict[str, object]:
@@ -155,7 +157,7 @@ def read_config(run_dir: Path, issues: list[str]) -> dict[str, object]:
             continue
         try:
             data = _load_yaml(path)
-        except (OSError, yaml.YAMLError):
+        except (OSError, ValueError, yaml.YAMLError):
             issues.append(f"{relative} unparsable")
             continue
         if isinstance(data, dict):
@@ -172,7 +174,7 @@ def read_overrides(run_dir: Path) -> dict[str, object]:
     """`.hydra/overrides.yaml` (`- depth=6`) as {key: YAML scalar}; {} when absent or unreadable."""
     try:
         overrides = _load_yaml(run_dir / ".hydra" / "overrides.yaml")
-    except (OSError, yaml.YAMLError):
+    except (OSError, ValueError, yaml.YAMLError):
         return {}
     leaves: dict[str, object] = {}
     for item in overrides if isinstance(overrides, list) else []:
@@ -288,14 +290,48 @@ def _parse_parts(parts: list[_CsvPart], numeric: tuple[str, ...], issues: dict[i
         return pd.DataFrame({"run": pd.Series(dtype=np.int32), "step": pd.Series(dtype=np.int64)})
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     frame = frame.dropna(subset=["step"])
+    frame = _without_impossible(frame, parts[0].name, frame["step"], 0, STEP_MAX, issues)
     return frame.assign(step=frame["step"].astype(np.int64), run=frame["run"].astype(np.int32))
+
+
+def with_stack(frame: pd.DataFrame) -> pd.DataFrame:
+    """`stack` as text, "" where a row has none (single-stack models, runs from before the column)."""
+    if STACK not in frame:
+        return frame.assign(**{STACK: pd.Series("", index=frame.index, dtype=object)})
+    # read as floats (all NaN) when every cell is empty
+    return frame.assign(**{STACK: np.where(frame[STACK].isna(), "", frame[STACK].astype(str)).astype(object)})
+
+
+STEP_MAX = 2**40  # far beyond any run; a larger step is damage (and would overflow the heatmap's grid)
+
+
+def _without_impossible(frame: pd.DataFrame, name: str, values: pd.Series, low: float | pd.Series,
+                        high: float | pd.Series, issues: dict[int, list[str]]) -> pd.DataFrame:
+    """`frame` without the rows whose `values` are not whole numbers in [low, high] (a step or a layer id
+    no run can write: damage); each run that had some gets a note naming the file."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = ~(np.isfinite(numbers) & (numbers >= low) & (numbers <= high) & (numbers == np.floor(numbers)))
+    if not bad.any():
+        return frame
+    for run, count in frame.loc[bad, "run"].value_counts().sort_index().items():
+        issues[int(run)].append(f"{name}: {count} rows with an impossible {values.name} skipped")
+    return frame.loc[~bad]
+
+
+def _stack_depth_limit(runs: pd.DataFrame) -> pd.Series:
+    """Per run, the most blocks any of its stacks has: `depth`, or an encoder–decoder's decoder_depth."""
+    limit = pd.to_numeric(runs.set_index("run")["depth"], errors="coerce")
+    if "model.decoder_depth" in runs:
+        decoder = pd.to_numeric(runs.set_index("run")["model.decoder_depth"], errors="coerce")
+        limit = np.fmax(limit, decoder)
+    return limit
 
 
 def _block_norms_from_params(grad_norms: pd.DataFrame) -> pd.DataFrame:
     """Per-block gradient norm from per-tensor norms: √Σ‖g_p‖² over the block's tensors."""
-    blocks = grad_norms.dropna(subset=["layer", "grad_norm"])
+    blocks = with_stack(grad_norms.dropna(subset=["layer", "grad_norm"]))
     squared = blocks.assign(grad_norm=blocks["grad_norm"] ** 2)
-    summed = squared.groupby(["run", "step", "layer"], as_index=False)["grad_norm"].sum()
+    summed = squared.groupby(["run", "step", STACK, "layer"], as_index=False)["grad_norm"].sum()
     return summed.assign(grad_norm=np.sqrt(summed["grad_norm"]), layer=summed["layer"].astype(np.int64))
 
 
@@ -389,7 +425,10 @@ def load(dirs: list[Path], found: list[list[Path]] | None = None) -> RunSet:
     if "layer" in layers:
         layers = layers.dropna(subset=["layer"])
         layers = layers.assign(layer=layers["layer"].astype(np.int64))
-    layers = _fill_block_norms(runs, layers, issues)
+    layers = with_stack(_fill_block_norms(runs, with_stack(layers), issues))
+    if "layer" in layers and "depth" in runs:  # a block id at or past its stack's depth is damage
+        depth = layers["run"].map(_stack_depth_limit(runs)).fillna(np.inf)
+        layers = _without_impossible(layers, "layers.csv", layers["layer"], 0, depth - 1, issues)
     runs = _fill_final_losses(runs, metrics)
     keys = [key for key in config_keys if key in runs.columns and key not in SUMMARY_FIELDS]
     return RunSet(
@@ -423,7 +462,7 @@ def _fill_block_norms(runs: pd.DataFrame, layers: pd.DataFrame, issues: dict[int
     filled = layers["run"].isin(from_params["run"].unique())
     probes = layers.loc[filled].drop(columns="grad_norm")
     if len(probes) and "layer" in probes:  # keep a run's probe columns, take grad norms from the params
-        from_params = from_params.merge(probes, on=["run", "step", "layer"], how="left")
+        from_params = from_params.merge(probes, on=["run", "step", STACK, "layer"], how="left")
     return pd.concat([layers.loc[~filled], from_params], ignore_index=True)
 
 

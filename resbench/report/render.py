@@ -1,7 +1,7 @@
 """Draw the report's figures, on two cores when there are two.
 
 Drawing is most of a big report's time and it is single-threaded matplotlib, so a helper process
-(`python -m resbench.report.render`, started before the runs are read, so its imports overlap the
+(an isolated `python -I` running `render.main`, started before the runs are read, so its imports overlap the
 loading) draws about half the figures while this process draws the rest. The helper is a plain
 subprocess of a module, not multiprocessing: nothing of the caller's `__main__` is ever re-run. Any
 trouble with it (cannot start, crashes) and this process draws its share too: same files either way.
@@ -38,9 +38,19 @@ class PlotJob:
         return max(1, self.data[column].nunique())
 
     def draw(self) -> Path:
+        """Draw into a temporary file and rename it: a PNG is whole or absent (a full disk, a crash)."""
+        from resbench.records import no_space_named
         from resbench.report import plots
 
-        return getattr(plots, self.figure)(self.data, self.path, **self.options)
+        tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp{self.path.suffix}")
+        try:
+            with no_space_named(self.path):
+                getattr(plots, self.figure)(self.data, tmp, **self.options)
+                os.replace(tmp, self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return self.path
 
 
 def _usable_cores() -> int:
@@ -50,18 +60,22 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+# The helper's whole program. Python runs it isolated (-I): neither the current directory nor PYTHONPATH
+# is on its sys.path, so a stray pandas.py where the user runs `resbench report` is never imported; this
+# very resbench is put first by hand.
+HELPER_PROGRAM = "import sys; sys.path.insert(0, sys.argv[1]); from resbench.report.render import main; main()"
+
+
 class Helper:
     """A second process that draws the PlotJobs it is sent, once, then exits."""
 
     def __init__(self) -> None:
         package_root = Path(__file__).resolve().parents[2]  # so the helper imports this very resbench
-        path = os.pathsep.join([str(package_root), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         # Its output is never needed (on any failure this process redraws its share), and an unread
         # pipe could fill and stall it: both streams go nowhere.
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "resbench.report.render"],
+            [sys.executable, "-I", "-c", HELPER_PROGRAM, str(package_root)],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONPATH": path},
         )
 
     @classmethod

@@ -21,11 +21,12 @@ class TaskKind:
 
     token_ids: bool  # inputs are integer token ids (else real-valued features per token)
     per_token: bool  # one target per token (else one label per example)
+    pairs: bool = False  # a target sequence made from the whole source (an encoder–decoder can read it)
 
     def __str__(self) -> str:
         inputs = "token ids" if self.token_ids else "real-valued rows"
         targets = "one target per token" if self.per_token else "one label per example"
-        return f"{inputs}, {targets}"
+        return f"{inputs}, {targets}" + (", source/target pairs" if self.pairs else "")
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,12 @@ class TaskSpec:
     causal: bool = False  # attention may only look back (language modelling)
     per_token: bool = True  # one target per token (else one label per example)
     accuracy: bool = False  # log val_acc
+    pairs: bool = False  # targets are a sequence made from the whole source (reverse, sort)
+    source_len: int | None = None  # teacher-forced pairs: the first source_len tokens of a row are the source
 
     @property
     def kind(self) -> TaskKind:
-        return TaskKind(token_ids=self.vocab_size is not None, per_token=self.per_token)
+        return TaskKind(token_ids=self.vocab_size is not None, per_token=self.per_token, pairs=self.pairs)
 
 
 class Task(Protocol):

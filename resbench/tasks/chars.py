@@ -74,9 +74,10 @@ class Chars:
         self.train_data, self.val_data = data[: len(data) - n_val], data[len(data) - n_val :]
         for name, part in (("training", self.train_data), ("validation", self.val_data)):
             if len(part) <= seq_len + 1:
+                source = "task.path" if path else "the built-in corpus"  # the key to change is seq_len
                 raise TaskError(
-                    f"task.path: the {name} part of the text has {len(part)} characters; "
-                    f"need more than task.seq_len + 1 = {seq_len + 1}"
+                    f"task.seq_len={seq_len} is too long: the {name} part of {source} has {len(part)} "
+                    f"characters; need more than task.seq_len + 1 = {seq_len + 1}"
                 )
         self.seq_len = seq_len
         self.spec = TaskSpec(n_outputs=len(self.vocab), seq_len=seq_len, vocab_size=len(self.vocab),

@@ -39,17 +39,27 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
+def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Sorted indices of about `size` examples, every class in its share of `labels` (a fixed subset)."""
+    train, _ = stratified_split(labels, 1 - size / len(labels), seed)
+    return train
+
+
+def standardise(train: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Every pixel standardised with the training images' mean and std (constant pixels keep std 1)."""
+    mean, std = train.mean(axis=0), train.std(axis=0)
+    std[std == 0] = 1.0
+    return tuple((images - mean) / std for images in (train, *others))
+
+
 class Digits:
     def __init__(self, val_fraction: float):
         images, labels = load_images()
         train_idx, val_idx = stratified_split(labels, val_fraction, SPLIT_SEED)
         if len(train_idx) == 0 or len(val_idx) == 0:
             raise TaskError(f"task.val_fraction={val_fraction} leaves an empty train or validation split")
-        # Standardise every pixel with the training split's mean and std (constant pixels keep std 1).
-        mean = images[train_idx].mean(axis=0)  # (8, 8)
-        std = images[train_idx].std(axis=0)
-        std[std == 0] = 1.0
-        inputs = torch.from_numpy((images - mean) / std)  # (N, 8, 8): 8 tokens of 8 features
+        _, standardised = standardise(images[train_idx], images)
+        inputs = torch.from_numpy(standardised)  # (N, 8, 8): 8 tokens of 8 features
         targets = torch.from_numpy(labels)  # (N,)
         self.train_x, self.train_y = inputs[train_idx], targets[train_idx]
         self.val = [(inputs[val_idx], targets[val_idx])]  # the whole split, one batch

@@ -10,7 +10,7 @@ import torch
 
 from .base import Batch, TaskKind, TaskSpec
 
-KIND = TaskKind(token_ids=True, per_token=True)  # token ids in, one target per token
+KIND = TaskKind(token_ids=True, per_token=True, pairs=True)  # token ids in, one target per token
 VAL_SEED = 1234  # the validation batches are the same for every run and seed
 
 
@@ -18,7 +18,7 @@ class Reverse:
     def __init__(self, vocab: int, seq_len: int, val_batches: int, batch_size: int):
         self.vocab, self.seq_len = vocab, seq_len
         self.spec = TaskSpec(n_outputs=vocab, seq_len=seq_len, vocab_size=vocab, causal=False,
-                             per_token=True, accuracy=True)
+                             per_token=True, accuracy=True, pairs=True)
         generator = torch.Generator().manual_seed(VAL_SEED)
         self._val = [self.batch(generator, batch_size) for _ in range(val_batches)]
 
