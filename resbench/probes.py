@@ -67,9 +67,11 @@ def update_ratio(before: torch.Tensor, after: torch.Tensor, sizes: list[int]) ->
 
     before, after: (N,) with N = sum(sizes) → (len(sizes),).
     """
-    size = torch.stack(torch._foreach_norm(before.split(sizes)))
-    change = torch.stack(torch._foreach_norm((after - before).split(sizes)))
-    return change / size
+    n = len(sizes)
+    # One batched norm kernel over both sets of segments; the difference is taken in a buffer of its own.
+    change = torch.sub(after, before)
+    norms = torch.stack(torch._foreach_norm([*before.split(sizes), *change.split(sizes)]))  # (2n,)
+    return norms[n:] / norms[:n]
 
 
 # ---- which parameter belongs to which block ------------------------------------------------------------

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import TINY_TEXT
 
 from resbench import models, tasks
 from resbench.tasks import digits, reverse
@@ -168,3 +169,21 @@ def test_transformer_reads_digit_rows(cli, tmp_path: Path) -> None:
     metrics, summary = read_run(run_dir)
     assert summary["status"] == "completed" and 0 <= summary["final_val_acc"] <= 1
     assert metrics["val_acc"].notna().sum() == 2
+
+
+def test_chars_corpus_is_read_and_encoded_once_per_file_version(text_file: Path, monkeypatch) -> None:
+    from resbench.tasks import chars
+
+    reads = []
+    real_read = chars.read_corpus
+    monkeypatch.setattr(chars, "read_corpus", lambda path: reads.append(path) or real_read(path))
+    chars._encoded_corpus.cache_clear()
+    cfg = {"name": "chars", "path": str(text_file), "seq_len": 8, "val_fraction": 0.2, "val_batches": 1}
+    first, second = tasks.build(cfg, 4), tasks.build({**cfg, "seq_len": 4}, 2)
+    assert reads == [str(text_file)]
+    decoded = "".join(first.vocab[i] for i in torch.cat([first.train_data, first.val_data]).tolist())
+    assert decoded == TINY_TEXT
+    text_file.write_text(TINY_TEXT + "zz", encoding="utf-8")  # an edited corpus is read anew
+    edited = tasks.build(cfg, 4)
+    assert len(reads) == 2 and len(edited.train_data) + len(edited.val_data) == len(TINY_TEXT) + 2
+    assert second.vocab == first.vocab

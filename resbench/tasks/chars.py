@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -43,11 +44,32 @@ def encode(text: str) -> tuple[torch.Tensor, list[str]]:
     return torch.from_numpy(ids.astype(np.int64)), [chr(c) for c in vocab_codes]
 
 
+def file_stamp(path: str | None) -> tuple[int, int] | None:
+    """(mtime_ns, size) of the corpus file, so an edited file is read anew; None for the default corpus."""
+    if path is None:
+        return None
+    try:
+        stat = Path(path).expanduser().stat()
+    except OSError:
+        return None  # read_corpus names the problem
+    return stat.st_mtime_ns, stat.st_size
+
+
+@lru_cache(maxsize=4)
+def _encoded_corpus(path: str | None, stamp: tuple[int, int] | None) -> tuple[torch.Tensor, list[str]]:
+    return encode(read_corpus(path))
+
+
+def encoded_corpus(path: str | None) -> tuple[torch.Tensor, list[str]]:
+    """The corpus as (token ids, vocabulary), read and encoded once per process and file version: every
+    run of a sweep worker (and the check before a run) shares it. The ids are only ever read."""
+    return _encoded_corpus(path, file_stamp(path))
+
+
 class Chars:
     def __init__(self, path: str | None, seq_len: int, val_fraction: float, val_batches: int,
                  batch_size: int):
-        text = read_corpus(path)
-        data, self.vocab = encode(text)
+        data, self.vocab = encoded_corpus(path)
         n_val = int(len(data) * val_fraction)
         self.train_data, self.val_data = data[: len(data) - n_val], data[len(data) - n_val :]
         for name, part in (("training", self.train_data), ("validation", self.val_data)):
