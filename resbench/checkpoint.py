@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .records import SUMMARY_JSON, read_json
+from .records import SUMMARY_JSON, read_json, signals_deferred
 from .sweep import DONE
 
 CHECKPOINT_PT = "checkpoint.pt"
@@ -33,13 +33,18 @@ class CheckpointError(ValueError):
 
 
 def save(path: Path, state: dict[str, Any]) -> None:
-    """Write `state` via a temporary file, fsync and rename: the old checkpoint or the new one, never a mix."""
+    """Write `state` via a temporary file, fsync and rename: the old checkpoint or the new one, never a mix.
+    A second Ctrl-C waits for the write (it would leave the temporary file behind); a failed write removes it."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        torch.save({"format": FORMAT, **state}, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    with signals_deferred():
+        try:
+            with open(tmp, "wb") as handle:
+                torch.save({"format": FORMAT, **state}, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def load(path: Path, config_hash: str) -> dict[str, Any]:

@@ -51,9 +51,25 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     raise typer.Exit(code)
 
 
+# Stop signals that came while the CLI was still importing torch and Hydra (the per-process stop flag).
+_deferred_signals: list[int] = []
+
+
+def _defer_interrupts() -> None:
+    """Until a command has its modules, Ctrl-C and SIGTERM are only noted: a KeyboardInterrupt raised
+    inside an import leaves a module half-initialised, and libraries that retry a failed import then
+    swallow it (the run went on and exited 0) or fail on the half module (a traceback)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: _deferred_signals.append(signum))
+
+
 def _sigterm_as_interrupt() -> None:
-    """SIGTERM ends a run like Ctrl-C: flush, mark it interrupted, exit 130."""
+    """SIGTERM ends a run like Ctrl-C: flush, mark it interrupted, exit 130. Called once a command's
+    imports are done; a signal noted before then stops it here, before anything is written."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda signum, frame: signal.default_int_handler(signum, frame))
+    if _deferred_signals:
+        raise typer.Exit(EXIT_INTERRUPTED)
 
 
 @app.command(context_settings=_ARGS)
@@ -159,6 +175,8 @@ def report(
     from .records import NoSpaceError
     from .report import ReportInputError, build_report, latest_sweep
 
+    _sigterm_as_interrupt()
+
     if out is not None and out.exists() and not out.is_dir():
         fail(f"--out {out} is a file, not a directory: give a directory for the report")
     console = _console()
@@ -192,6 +210,7 @@ def config(overrides: Overrides = None) -> None:
 
     from . import hydra_app
 
+    _sigterm_as_interrupt()
     try:
         resolved = hydra_app.check(list(overrides or []))
     except hydra_app.BadInput as err:
@@ -200,7 +219,7 @@ def config(overrides: Overrides = None) -> None:
 
 
 def main() -> None:
-    _sigterm_as_interrupt()  # first of all: a SIGTERM while torch loads ends like one during the run (130)
+    _defer_interrupts()  # first of all: a signal while torch loads ends like one during the run (130)
     # Idle OpenMP threads sleep instead of spinning: with one other busy process on the cores, spinning
     # threads made a 2-thread run ~10x slower (set OMP_WAIT_POLICY=ACTIVE to spin). Before torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -543,16 +543,9 @@ class JobConfigs:
         return cfg
 
 
-def _plan(hydra: Any, base: DictConfig, overrides: list[str], sweep_dir: Path, resume: bool) -> sweeps.SweepPlan:
-    if resume and not (sweep_dir / records.SWEEP_JSON).is_file():
-        raise BadInput(f"no sweep to resume at {sweep_dir} (it has no {records.SWEEP_JSON})")
-    pins = [f"hydra.sweep.dir={_quoted(str(sweep_dir))}"]
-    choices = base.hydra.runtime.choices
-    if choices.get("hydra/sweeper") != "basic":
-        raise BadInput(f"hydra/sweeper={choices.get('hydra/sweeper')}: only Hydra's basic sweeper is supported")
-    launcher = str(choices.get("hydra/launcher"))
-
-    # The sweeper's own expansion: its params (e.g. from an experiment preset) first, then the command line.
+def _expand(hydra: Any, base: DictConfig) -> tuple[dict[str, list[str]], list[list[str]]]:
+    """The sweeper's own expansion: its params (e.g. from an experiment preset) first, then the command
+    line. Returns each key's listed values and the jobs (one override list per run)."""
     params = [f"{key}={value}" for key, value in (base.hydra.sweeper.params or {}).items()]
     arguments = OverridesParser.create(config_loader=hydra.config_loader).parse_overrides(
         params + list(base.hydra.overrides.task))
@@ -563,7 +556,37 @@ def _plan(hydra: Any, base: DictConfig, overrides: list[str], sweep_dir: Path, r
     empty = [key for key, listed in values.items() if not listed]
     if empty:
         raise BadInput(f"{empty[0]}: the sweep list is empty, so the sweep has no runs")
-    jobs = BasicSweeper.split_arguments(arguments, None)[0]
+    return values, BasicSweeper.split_arguments(arguments, None)[0]
+
+
+def _checked_job_config(job_cfg: DictConfig, label: str, checked_tasks: set[str]) -> dict[str, Any]:
+    """One job's resolved config, validated, its task built once per distinct task (it may read a corpus);
+    a problem is BadInput naming the job by its swept values (`label`)."""
+    try:
+        config = {key: OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+                  for key, node in job_cfg.items() if key != "hydra"}
+        validate(config)
+        task_key = json.dumps([config["task"], config["train"]["batch_size"]], sort_keys=True, default=str)
+        if task_key not in checked_tasks:
+            build_task(config["task"], config["train"]["batch_size"])
+            checked_tasks.add(task_key)
+    except (ConfigError, TaskError) as err:
+        raise BadInput(f"{label}: {err}" if label else str(err)) from None
+    except OmegaConfBaseException as err:
+        raise BadInput(f"{label}: {explain(err)}" if label else explain(err)) from None
+    return config
+
+
+def _plan(hydra: Any, base: DictConfig, overrides: list[str], sweep_dir: Path, resume: bool) -> sweeps.SweepPlan:
+    if resume and not (sweep_dir / records.SWEEP_JSON).is_file():
+        raise BadInput(f"no sweep to resume at {sweep_dir} (it has no {records.SWEEP_JSON})")
+    pins = [f"hydra.sweep.dir={_quoted(str(sweep_dir))}"]
+    choices = base.hydra.runtime.choices
+    if choices.get("hydra/sweeper") != "basic":
+        raise BadInput(f"hydra/sweeper={choices.get('hydra/sweeper')}: only Hydra's basic sweeper is supported")
+    launcher = str(choices.get("hydra/launcher"))
+
+    values, jobs = _expand(hydra, base)
     swept_keys = [key for key, listed in values.items() if len(listed) > 1]
 
     # Run dirs are named by the swept keys only (depth=6,norm=pre): stable across resume; keys that
@@ -585,18 +608,7 @@ def _plan(hydra: Any, base: DictConfig, overrides: list[str], sweep_dir: Path, r
         job_values = {records.override_key(o): o.split("=", 1)[1] for o in job}
         swept = {key: job_values[key] for key in swept_keys}
         label = " ".join(f"{key}={value}" for key, value in swept.items())
-        try:
-            config = {key: OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
-                      for key, node in job_cfg.items() if key != "hydra"}
-            validate(config)
-            task_key = json.dumps([config["task"], config["train"]["batch_size"]], sort_keys=True, default=str)
-            if task_key not in checked_tasks:  # build each distinct task once (it may read a corpus)
-                build_task(config["task"], config["train"]["batch_size"])
-                checked_tasks.add(task_key)
-        except (ConfigError, TaskError) as err:
-            raise BadInput(f"{label}: {err}" if label else str(err)) from None
-        except OmegaConfBaseException as err:
-            raise BadInput(f"{label}: {explain(err)}" if label else explain(err)) from None
+        config = _checked_job_config(job_cfg, label, checked_tasks)
         run_dir = sweep_dir / name
         if name in ("", ".") or not run_dir.resolve().is_relative_to(sweep_dir):
             raise BadInput(f"run dir '{name}' of {label or 'the run'} is not inside the sweep dir "

@@ -318,6 +318,16 @@ def _without_impossible(frame: pd.DataFrame, name: str, values: pd.Series, low: 
     return frame.loc[~bad]
 
 
+def _checked_layers(runs: pd.DataFrame, layers: pd.DataFrame, issues: dict[int, list[str]]) -> pd.DataFrame:
+    """layers.csv with its stack column, block norms filled in from grad_norms where missing, and rows whose
+    block id is at or past its stack's depth (damage) left out."""
+    layers = with_stack(_fill_block_norms(runs, with_stack(layers), issues))
+    if "layer" in layers and "depth" in runs:
+        depth = layers["run"].map(_stack_depth_limit(runs)).fillna(np.inf)
+        layers = _without_impossible(layers, "layers.csv", layers["layer"], 0, depth - 1, issues)
+    return layers
+
+
 def _stack_depth_limit(runs: pd.DataFrame) -> pd.Series:
     """Per run, the most blocks any of its stacks has: `depth`, or an encoder–decoder's decoder_depth."""
     limit = pd.to_numeric(runs.set_index("run")["depth"], errors="coerce")
@@ -425,10 +435,7 @@ def load(dirs: list[Path], found: list[list[Path]] | None = None) -> RunSet:
     if "layer" in layers:
         layers = layers.dropna(subset=["layer"])
         layers = layers.assign(layer=layers["layer"].astype(np.int64))
-    layers = with_stack(_fill_block_norms(runs, with_stack(layers), issues))
-    if "layer" in layers and "depth" in runs:  # a block id at or past its stack's depth is damage
-        depth = layers["run"].map(_stack_depth_limit(runs)).fillna(np.inf)
-        layers = _without_impossible(layers, "layers.csv", layers["layer"], 0, depth - 1, issues)
+    layers = _checked_layers(runs, layers, issues)
     runs = _fill_final_losses(runs, metrics)
     keys = [key for key in config_keys if key in runs.columns and key not in SUMMARY_FIELDS]
     return RunSet(
