@@ -638,24 +638,13 @@ def _plan(hydra: Any, base: DictConfig, overrides: list[str], sweep_dir: Path, r
     n_parallel = sweeps.parallel_runs(launcher, launcher_cfg, base.hydra.sweeper.max_batch_size, n_to_run)
     pins.append(f"++hydra.job.env_set.{sweeps.PARALLEL_RUNS_ENV}={n_parallel}")
     pins.append(f"++hydra.job.env_set.{sweeps.CONTROLLER_ENV}={_quoted(sweeps.controller_id())}")
-    launch_overrides = overrides
-    if given_override(overrides, "hydra.sweep.subdir") is None:  # dirs named by value: any order keeps them
-        launch_overrides = _longest_first(arguments, overrides, sweeps.longest_first(runs, swept_keys))
     return sweeps.SweepPlan(
-        sweep_dir=sweep_dir, launcher=launcher, overrides=overrides, hydra_overrides=[*launch_overrides, *pins],
+        sweep_dir=sweep_dir, launcher=launcher, overrides=overrides, hydra_overrides=[*overrides, *pins],
         swept_keys=swept_keys, runs=runs, parallel_runs=n_parallel, resume=resume,
         submitit_folder=launcher_cfg.get("submitit_folder"),
+        # dirs named by value (the default subdir): any start order keeps them
+        reorder=given_override(overrides, "hydra.sweep.subdir") is None,
     )
-
-
-def _longest_first(arguments: list[Any], overrides: list[str], order: dict[str, list[str]]) -> list[str]:
-    """`overrides` with every swept key's list rewritten in `order` (a preset's sweeper params included),
-    so that Hydra's grid, first key slowest, starts the costliest runs first."""
-    swept = [o for o in arguments if o.is_sweep_override() and o.key_or_group in order]
-    keys = {o.key_or_group for o in swept}
-    kept = [o for o in overrides if records.override_key(o) not in keys]
-    last = {o.key_or_group: o for o in swept}  # the command line's list wins over a preset's, as in Hydra
-    return [*kept, *(f"{o.get_key_element()}={','.join(order[key])}" for key, o in last.items())]
 
 
 def check_resumable(runs: list[sweeps.PlannedRun]) -> None:
@@ -758,7 +747,7 @@ def _launch_planned(hydra: Any, plan: sweeps.SweepPlan) -> list[Any]:
         config=cfg, hydra_context=HydraContext(config_loader=hydra.config_loader, callbacks=callbacks),
         task_function=train_task)
     OmegaConf.save(cfg, plan.sweep_dir / "multirun.yaml")
-    jobs = [run.overrides for run in plan.to_run]
+    jobs = [run.overrides for run in plan.launch_order]
     size = sweeper.max_batch_size if sweeper.max_batch_size and sweeper.max_batch_size > 0 else max(1, len(jobs))
     batches = [sweeper.launcher.launch(jobs[start:start + size], initial_job_idx=start)
                for start in range(0, len(jobs), size)]

@@ -70,10 +70,16 @@ class SweepPlan:
     parallel_runs: int  # runs sharing this machine at once (1 for SLURM: each job has its own CPUs)
     resume: bool = False
     submitit_folder: str | None = None  # submitit launchers: where job folders go (%j = job id)
+    reorder: bool = True  # start the longest runs first (not when hydra.sweep.subdir may name dirs by job number)
 
     @property
     def to_run(self) -> list[PlannedRun]:
         return [run for run in self.runs if not run.done_before]
+
+    @property
+    def launch_order(self) -> list[PlannedRun]:
+        """The runs to run, in the order they are handed to the launcher."""
+        return longest_first(self.to_run) if self.reorder else self.to_run
 
 
 def is_done(summary: dict[str, Any] | None, config_hash: str) -> bool:
@@ -115,17 +121,10 @@ def expected_cost(config: dict[str, Any]) -> float:
     return float(config["depth"] * max(config["train"]["steps"], 1) * config["width"] ** 2 * tokens)
 
 
-def longest_first(runs: list[PlannedRun], swept_keys: list[str]) -> dict[str, list[str]]:
-    """Each swept key's values, most expensive first (by the costliest run holding the value), so that
-    the grid Hydra expands starts its longest runs first; the run dirs are named by value, not order."""
-    order: dict[str, list[str]] = {}
-    for key in swept_keys:
-        cost: dict[str, float] = {}
-        for run in runs:
-            value = run.swept[key]
-            cost[value] = max(cost.get(value, 0.0), run.cost)
-        order[key] = sorted(cost, key=lambda value: -cost[value])  # stable: ties keep the given order
-    return order
+def longest_first(runs: list[PlannedRun]) -> list[PlannedRun]:
+    """The runs in the order to start them: the most expensive first (stable: ties keep the given
+    order), so that the longest run of a grid does not start last and bound the sweep's wall time."""
+    return sorted(runs, key=lambda run: -run.cost)
 
 
 def thread_budget(threads: int | None, environ: dict[str, str] | os._Environ = os.environ,

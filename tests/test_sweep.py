@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 
 from resbench import hydra_app, records, train
 from resbench.sweep import PARALLEL_RUNS_ENV, parallel_runs, thread_budget, usable_cores
@@ -504,12 +505,25 @@ def test_submitit_local_runs_a_sweep_in_job_processes(sweep) -> None:
     assert len(pd.read_csv(sweep_dir / "runs.csv")) == 2
 
 
-def test_the_longest_runs_start_first_and_dirs_and_runs_csv_keep_the_given_order(tmp_path: Path) -> None:
-    plan = hydra_app.plan_sweep([*TINY, "depth=1,4,2", "seed=0,1", f"hydra.sweep.dir={tmp_path / 'sweep'}"])
-    assert [run.name for run in plan.runs][:2] == ["depth=1,seed=0", "depth=1,seed=1"]  # as given
-    assert "depth=4,2,1" in plan.hydra_overrides and "depth=1,4,2" not in plan.hydra_overrides
-    assert [run.cost for run in plan.runs][::2] == [c * 1.0 for c in (1 * 3 * 16**2 * 32, 4 * 3 * 16**2 * 32,
-                                                                        2 * 3 * 16**2 * 32)]
+def test_the_longest_runs_start_first_and_dirs_and_runs_csv_keep_the_given_order(sweep) -> None:
+    # In-process, one after another: the order Hydra numbered the jobs (hydra.job.num) is the start order.
+    result, sweep_dir = sweep("depth=1,4,2", "hydra/launcher=basic")
+    assert result.exit_code == 0, result.stderr
+    started = sorted(("depth=1", "depth=4", "depth=2"), key=lambda name: OmegaConf.load(
+        sweep_dir / name / ".hydra" / "hydra.yaml").hydra.job.num)
+    assert started == ["depth=4", "depth=2", "depth=1"]  # cost: depth × steps × width² × tokens
+    assert json.loads((sweep_dir / "sweep.json").read_text())["runs"] == ["depth=1", "depth=4", "depth=2"]
+    assert pd.read_csv(sweep_dir / "runs.csv").run.tolist() == ["depth=1", "depth=4", "depth=2"]
+
+
+def test_expected_cost_is_blocks_steps_width_squared_and_tokens(tmp_path: Path) -> None:
+    plan = hydra_app.plan_sweep([*TINY, "depth=1,4", "width=16,32", f"hydra.sweep.dir={tmp_path / 'sweep'}"])
+    tokens = 4 * 8  # batch_size × seq_len
+    costs = {run.name: run.cost for run in plan.runs}
+    assert costs == {f"depth={d},width={w}": float(d * 3 * w**2 * tokens) for d in (1, 4) for w in (16, 32)}
+    # depth=4,width=16 and depth=1,width=32 cost the same: they keep the given order
+    ties = [name for name in (run.name for run in plan.runs) if costs[name] == costs["depth=1,width=32"]]
+    assert [run.name for run in plan.launch_order] == ["depth=4,width=32", *ties, "depth=1,width=16"]
 
 
 def test_a_parallel_sweep_writes_the_same_layers_csv_as_basic(sweep) -> None:
