@@ -700,6 +700,8 @@ def _run_locked(plan: sweeps.SweepPlan, display: Any) -> sweeps.SweepOutcome:
         error = _one_line(err)
     finally:
         _progress, _launching_pid = None, None
+        if plan.launcher == "joblib":
+            sweeps.stop_idle_workers()  # no worker outlives its sweep
         watcher.stop()
         display.stop()
         try:

@@ -322,6 +322,20 @@ class Watcher:
         self.poll(last=True)  # the last runs, so that every line is printed before the table
 
 
+# ----------------------------------------------------------------------------- the end of local workers
+def stop_idle_workers() -> None:
+    """End the joblib launcher's worker processes once a sweep is over. joblib keeps them for reuse
+    (loky's reusable executor, minutes idle), and a worker that outlives its sweep looks like the live
+    owner of whatever run it last wrote (live_owner): a resume of a killed run would be refused."""
+    try:
+        from joblib.externals.loky import reusable_executor
+    except ImportError:  # no joblib: no workers
+        return
+    executor = reusable_executor._executor  # the one joblib.Parallel reuses; None when none was started
+    if executor is not None:
+        executor.shutdown(wait=True)
+
+
 # ----------------------------------------------------------------------------- Ctrl-C and SIGTERM
 def _process_tree() -> tuple[set[int], set[int]]:
     """This process's children and all its descendants: multiprocessing's children (joblib's loky

@@ -256,6 +256,17 @@ def test_resume_never_writes_into_a_run_a_live_process_owns(cli, sweep) -> None:
     assert summaries(sweep_dir)["run"]["status"] == "completed"
 
 
+def test_no_worker_of_the_default_launcher_outlives_its_sweep(sweep) -> None:
+    """joblib keeps idle workers for reuse; one left alive would pass for the live owner of its last run."""
+    result, sweep_dir = sweep("seed=0,1", "hydra.launcher.n_jobs=2")
+    assert result.exit_code == 0, result.stderr
+    pids = {summary["pid"] for summary in summaries(sweep_dir).values()}
+    assert os.getpid() not in pids, "the runs ran in worker processes"
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
 def test_a_worker_notices_its_controller_is_gone() -> None:
     import socket
 
