@@ -196,21 +196,42 @@ def sweep_table(outcome: Any) -> Table:
     return table
 
 
+PROGRESS_LINE_S = 30.0  # not on a TTY: at most one line this often about the runs in flight
+IN_FLIGHT_SHOWN = 4  # runs named in that line; the rest are counted
+
+
+def in_flight_line(done: int, total: int, in_flight: list[tuple[Any, int, float | None]]) -> str:
+    """Not on a TTY: runs done / total and, for the runs in flight, each one's step and loss."""
+    shown = [f"{escape(run.label)} step {step}/{max(run.steps, 1)} loss {fmt(loss)}"
+             for run, step, loss in in_flight[:IN_FLIGHT_SHOWN]]
+    more = len(in_flight) - len(shown)
+    return (escape(f"[{done}/{total} done]") + " running: " + " · ".join(shown)
+            + (f" · {more} more" if more > 0 else ""))
+
+
 class SweepDisplay:
     """A sweep in the terminal. Every launcher: one line per run as it ends (the sweep's watcher calls
-    run_ended). In-process launcher on a TTY: a live display of runs done / total and the current run's
-    step (this is then also the trainer's Progress)."""
+    run_ended). On a TTY, a live display of runs done / total and, in-process, the current run's steps
+    (this is then also the trainer's Progress); on worker launchers, a bar per run in flight with its
+    step and loss, read from its files (the watcher calls run_progress). Not on a TTY, those become at
+    most one line every `line_every` seconds, so a CI log stays short."""
 
-    def __init__(self, console: Console, quiet: bool = False):
+    def __init__(self, console: Console, quiet: bool = False, line_every: float = PROGRESS_LINE_S,
+                 clock: Any = time.monotonic):
         self.console = console
         self.quiet = quiet
         self.live = console.is_terminal and not quiet
+        self.line_every = line_every
+        self.clock = clock
         self._bar: Progress | None = None
         self._lock = threading.Lock()
+        self._in_flight: dict[str, tuple[Any, int, float | None]] = {}  # run name -> (run, step, loss)
+        self._run_tasks: dict[str, Any] = {}  # run name -> its bar's task id
 
     def start(self, plan: Any) -> None:
         self.sweep_dir = Path(plan.sweep_dir)
         self.total, self.done = len(plan.to_run), 0
+        self._last_line = self.clock()
         if self.quiet:
             return
         skipped = len(plan.runs) - self.total
@@ -243,11 +264,34 @@ class SweepDisplay:
             self._bar.update(self._steps, visible=False)
 
     # the sweep's watcher, for every launcher
+    def run_progress(self, run: Any, row: dict[str, str]) -> None:
+        """A run in flight wrote metrics.csv up to `row` (its last row: step, loss as written)."""
+        try:
+            step, loss = int(row["step"]) + 1, float(row["loss"]) if row.get("loss") else None
+        except (KeyError, ValueError):  # not a row of a resbench run: nothing to show
+            return
+        with self._lock:
+            if self.quiet:
+                return
+            self._in_flight[run.name] = (run, step, loss)
+            if self._bar is not None:
+                if run.name not in self._run_tasks:
+                    self._run_tasks[run.name] = self._bar.add_task(escape(run.label), total=max(run.steps, 1),
+                                                                   info="")
+                self._bar.update(self._run_tasks[run.name], completed=step, info=f"loss {fmt(loss)}")
+            elif self.clock() - self._last_line >= self.line_every:
+                self._last_line = self.clock()
+                self.console.print(in_flight_line(self.done, self.total, list(self._in_flight.values())),
+                                   soft_wrap=True)
+
     def run_ended(self, run: Any, summary: dict[str, Any]) -> None:
         with self._lock:
             self.done += 1
+            self._in_flight.pop(run.name, None)
             if self.quiet:
                 return
+            if self._bar is not None and run.name in self._run_tasks:
+                self._bar.remove_task(self._run_tasks.pop(run.name))
             self.console.print(run_line(self.done, self.total, run.label, summary), soft_wrap=True)
             if self._bar is not None:
                 self._bar.update(self._runs, completed=self.done)

@@ -619,7 +619,8 @@ def _plan(hydra: Any, base: DictConfig, overrides: list[str], sweep_dir: Path, r
             name, previous = done_elsewhere[config_hash]  # this config already ran under another name
             run_dir = sweep_dir / name
         runs.append(sweeps.PlannedRun(index, name, run_dir, list(job), swept, config_hash, previous,
-                                      cost=sweeps.expected_cost(config), threads=config.get("threads")))
+                                      cost=sweeps.expected_cost(config), steps=config["train"]["steps"],
+                                      threads=config.get("threads")))
 
     shared = [name for name, count in Counter(run.name for run in runs).items() if count > 1]
     if shared:
@@ -628,14 +629,9 @@ def _plan(hydra: Any, base: DictConfig, overrides: list[str], sweep_dir: Path, r
     if not resume:
         check_writable(sweep_dir)
 
-    launcher_cfg = OmegaConf.to_container(base.hydra.launcher, resolve=True)
-    n_to_run = sum(not run.done_before for run in runs)
-    if launcher == "basic" and given_override(overrides, "hydra/launcher") is None:
-        workers = sweeps.default_workers(n_to_run, max((run.threads or 1 for run in runs), default=1))
-        if workers > 1:  # no launcher named: the runs side by side in worker processes
-            launcher, launcher_cfg = sweeps.DEFAULT_LAUNCHER, {"n_jobs": workers}
-            pins += [f"hydra/launcher={launcher}", f"hydra.launcher.n_jobs={workers}"]
-    n_parallel = sweeps.parallel_runs(launcher, launcher_cfg, base.hydra.sweeper.max_batch_size, n_to_run)
+    launcher, launcher_cfg, n_parallel = _launcher_for(base, overrides, runs, launcher)
+    if launcher != choices.get("hydra/launcher"):  # the default: side by side
+        pins += [f"hydra/launcher={launcher}", f"hydra.launcher.n_jobs={launcher_cfg['n_jobs']}"]
     pins.append(f"++hydra.job.env_set.{sweeps.PARALLEL_RUNS_ENV}={n_parallel}")
     pins.append(f"++hydra.job.env_set.{sweeps.CONTROLLER_ENV}={_quoted(sweeps.controller_id())}")
     return sweeps.SweepPlan(
@@ -645,6 +641,21 @@ def _plan(hydra: Any, base: DictConfig, overrides: list[str], sweep_dir: Path, r
         # dirs named by value (the default subdir): any start order keeps them
         reorder=given_override(overrides, "hydra.sweep.subdir") is None,
     )
+
+
+def _launcher_for(base: DictConfig, overrides: list[str], runs: list[sweeps.PlannedRun],
+                  launcher: str) -> tuple[str, dict[str, Any], int]:
+    """The launcher, its settings and the runs side by side on this machine. No launcher named: two or
+    more runs to run go side by side on the default launcher, as many as the usable cores hold at the
+    runs' `threads` (sweeps.default_workers); one run, or one core, stays in-process."""
+    launcher_cfg = OmegaConf.to_container(base.hydra.launcher, resolve=True)
+    n_to_run = sum(not run.done_before for run in runs)
+    if launcher == "basic" and given_override(overrides, "hydra/launcher") is None:
+        workers = sweeps.default_workers(n_to_run, max((run.threads or 1 for run in runs), default=1))
+        if workers > 1:
+            launcher, launcher_cfg = sweeps.DEFAULT_LAUNCHER, {"n_jobs": workers}
+    return launcher, launcher_cfg, sweeps.parallel_runs(launcher, launcher_cfg, base.hydra.sweeper.max_batch_size,
+                                                        n_to_run)
 
 
 def check_resumable(runs: list[sweeps.PlannedRun]) -> None:
@@ -680,7 +691,8 @@ def _run_locked(plan: sweeps.SweepPlan, display: Any) -> sweeps.SweepOutcome:
     sweeps.write_sweep_json(plan)
     watcher = sweeps.Watcher(plan.runs, display.run_ended, provisional=(
         ("interrupted",) if plan.launcher in sweeps.REQUEUEING_LAUNCHERS else ()),
-        on_start=lambda run: _rebuild_runs_csv(plan.sweep_dir))
+        on_start=lambda run: _rebuild_runs_csv(plan.sweep_dir),
+        on_progress=None if plan.launcher == "basic" else display.run_progress)  # in-process: the trainer's
     submitted_before = sweeps.submitit_job_dirs(plan)
     interrupted, error = False, None
     display.start(plan)

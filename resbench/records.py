@@ -189,6 +189,28 @@ def read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def last_row(path: Path, tail_bytes: int = 4096) -> dict[str, str] | None:
+    """The last whole row of a CSV that is being appended to (header -> cell), read from its header and
+    its last `tail_bytes` only, so that watching a long run costs the same at step 10 and 10 000; None
+    while it has no whole row (or cannot be read). A row is whole once its line ends."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.readline()
+            start = max(len(header), handle.seek(0, os.SEEK_END) - tail_bytes)
+            handle.seek(start)
+            pieces = handle.read().split(b"\n")
+    except OSError:
+        return None
+    # The last piece is empty or a row still being written; the first, when the read began past the
+    # header, may be the end of a row.
+    whole = pieces[1:-1] if start > len(header) else pieces[:-1]
+    if not header.endswith(b"\n") or not whole:
+        return None
+    columns = header.decode("utf-8", "replace").rstrip("\r\n").split(",")
+    cells = next(csv.reader([whole[-1].decode("utf-8", "replace").rstrip("\r")]))
+    return dict(zip(columns, cells)) if len(cells) == len(columns) else None
+
+
 NOT_IN_HASH = ("threads", "train.checkpoint_every", "logger")  # how a run executes, is kept or watched, not
 # what it computes
 # Keys added after runs were first recorded: left out at their default, so older runs keep their identity.

@@ -47,6 +47,7 @@ class PlannedRun:
     config_hash: str  # records.config_hash of the resolved config
     previous: dict[str, Any] | None = None  # summary.json found before launching (resume)
     cost: float = 0.0  # expected_cost of its config: longer runs start first
+    steps: int = 0  # train.steps of its config (the live display's step count)
     threads: int | None = None  # the config's `threads` (None: the thread budget decides)
 
     @property
@@ -274,17 +275,21 @@ class Watcher:
 
     def __init__(self, runs: list[PlannedRun], on_end: Callable[[PlannedRun, dict[str, Any]], None],
                  interval: float = 0.5, provisional: tuple[str, ...] = (),
-                 on_start: Callable[[PlannedRun], None] | None = None):
+                 on_start: Callable[[PlannedRun], None] | None = None,
+                 on_progress: Callable[[PlannedRun, dict[str, str]], None] | None = None):
         """provisional: statuses that may still change (a requeued run's `interrupted`): reported only
-        by the last poll, at stop()."""
+        by the last poll, at stop(). on_progress: for a run in flight, its last metrics.csv row (cells as
+        written) each time that file grew."""
         self.runs = runs
         self.on_end = on_end
         self.on_start = on_start  # once per run seen `running` (e.g. rebuild runs.csv: a kill -9 shows it)
+        self.on_progress = on_progress
         self.interval = interval
         self.provisional = provisional
         self.initial = {run.name: _signature(run.dir / records.SUMMARY_JSON) for run in runs}
         self.reported: set[str] = set()
         self.started: set[str] = set()
+        self._metrics_seen: dict[str, tuple[int, int, int] | None] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="resbench-sweep-watcher", daemon=True)
 
@@ -303,9 +308,24 @@ class Watcher:
             if status in FINAL and (last or status not in self.provisional):
                 self.reported.add(run.name)
                 self.on_end(run, summary)
-            elif status not in FINAL and self.on_start is not None and run.name not in self.started:
-                self.started.add(run.name)
-                self.on_start(run)
+            elif status not in FINAL:
+                if run.name not in self.started:
+                    self.started.add(run.name)
+                    if self.on_start is not None:
+                        self.on_start(run)
+                self._progress(run)
+
+    def _progress(self, run: PlannedRun) -> None:
+        if self.on_progress is None:
+            return
+        metrics = run.dir / records.METRICS_CSV
+        seen = _signature(metrics)
+        if seen is None or seen == self._metrics_seen.get(run.name):
+            return
+        self._metrics_seen[run.name] = seen
+        row = records.last_row(metrics)
+        if row is not None:
+            self.on_progress(run, row)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
