@@ -3,12 +3,16 @@
 1. the main job: `resbench sweep depth=6,12,24`, every other setting default (target: <= 90 s on 2 cores);
 2. the main job on the default launcher (side by side since the default became parallel) against
    hydra/launcher=basic, back to back (target: <= 0.7x the wall time on 2 cores);
-3. the same small runs (default model, depth=6, seed=0..N-1, N=8) sequentially in-process (the default
-   launcher) and with hydra/launcher=joblib hydra.launcher.n_jobs=2, in the same run of this script
-   (target: joblib >= 1.3x faster on 2 cores).
+3. the same small runs (default model, depth=6, seed=0..N-1, N=8) sequentially in-process
+   (hydra/launcher=basic) and with hydra/launcher=joblib hydra.launcher.n_jobs=2, in the same run of this
+   script (target: joblib >= 1.3x faster on 2 cores);
+4. the presets (`+experiment=NAME`), each on the default launcher against hydra/launcher=basic, back to
+   back (target: <= 0.75x the wall time in all); `--preset-steps N` sets train.steps=N on both sides alike
+   (a preset at full size takes minutes a side).
 
-    python benchmarks/sweep_speed.py                # both, pinned to 2 cores
+    python benchmarks/sweep_speed.py                # 1.-3., pinned to 2 cores
     python benchmarks/sweep_speed.py --cores 2 --runs 4 --only parallel --out speed.json
+    python benchmarks/sweep_speed.py --only presets --preset-steps 30
 
 The process pins itself (and so every sweep it starts) to the first --cores CPUs it may use (Linux), and
 hides GPUs (CUDA_VISIBLE_DEVICES=) so that device=auto means the CPU, as on a laptop.
@@ -31,6 +35,8 @@ MAIN_JOB = ["depth=6,12,24"]
 MAIN_JOB_LIMIT_S = 90.0
 SPEEDUP_TARGET = 1.3
 DEFAULT_RATIO_TARGET = 0.7  # the default launcher's wall time over hydra/launcher=basic's, same sweep
+PRESETS = ("xiong2020", "lr_stability", "he2016", "dong2021", "deepnet2022")
+PRESETS_RATIO_TARGET = 0.75  # the presets' wall time in all, default launcher over basic
 
 
 def small_runs(n: int) -> list[str]:
@@ -70,11 +76,31 @@ def pin_cores(cores: int) -> list[int]:
     return list(range(os.cpu_count() or 1))  # macOS: no pinning; run it on an idle machine
 
 
+def presets(names: list[str], steps: int | None, root: Path) -> dict:
+    """Each preset on the default launcher, then on hydra/launcher=basic; the ratio of their sums."""
+    extra = [f"train.steps={steps}"] if steps else []
+    found: dict = {}
+    for name in names:
+        default = timed_sweep([f"+experiment={name}", *extra], root / f"{name}-default")
+        basic = timed_sweep([f"+experiment={name}", *extra, "hydra/launcher=basic"], root / f"{name}-basic")
+        found[name] = {"default": default, "basic": basic, "ratio": round(default["wall_s"] / basic["wall_s"], 3)}
+        print(f"+experiment={name} {' '.join(extra)}: {default['runs']} runs, default {default['wall_s']:.1f} s, "
+              f"basic {basic['wall_s']:.1f} s: {found[name]['ratio']:.2f}x (load avg "
+              f"{default['load_avg_before']:.1f} / {basic['load_avg_before']:.1f})", flush=True)
+    total = sum(f["default"]["wall_s"] for f in found.values()) / sum(f["basic"]["wall_s"] for f in found.values())
+    print(f"presets in all: {total:.2f}x the wall time "
+          f"(target <= {PRESETS_RATIO_TARGET}: {'ok' if total <= PRESETS_RATIO_TARGET else 'MISSED'})", flush=True)
+    return {"runs": found, "ratio": round(total, 3), "ok": total <= PRESETS_RATIO_TARGET}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--runs", type=int, default=8, help="small runs in the launcher comparison (>= 4)")
-    parser.add_argument("--only", choices=["main", "parallel", "default"], help="run one of the measurements")
+    parser.add_argument("--only", choices=["main", "parallel", "default", "presets"],
+                        help="run one of the measurements (presets: only when named)")
+    parser.add_argument("--presets", nargs="*", default=list(PRESETS), help="presets in 4.")
+    parser.add_argument("--preset-steps", type=int, help="train.steps of every preset run (default: the preset's)")
     parser.add_argument("--steps", type=int, help="train.steps of every run (default: the config's)")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
@@ -116,6 +142,8 @@ def main() -> None:
                   f"(threads {joblib['threads']}, {joblib['cpu_s']:.0f} CPU-s, load avg "
                   f"{joblib['load_avg_before']:.1f}): {speedup:.2f}x "
                   f"(target >= {SPEEDUP_TARGET}x: {'ok' if speedup >= SPEEDUP_TARGET else 'MISSED'})", flush=True)
+        if args.only == "presets":
+            results["presets"] = presets(args.presets, args.preset_steps, root)
     if args.out:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
 
