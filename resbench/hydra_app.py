@@ -598,30 +598,7 @@ def _plan(hydra: Any, base: DictConfig, overrides: list[str], sweep_dir: Path, r
             pins.append("hydra.sweep.subdir=run")
     _pin(base, pins, sweep_dir)
 
-    runs = []
-    checked_tasks: set[str] = set()
-    done_elsewhere = sweeps.done_runs_by_hash(sweep_dir) if resume else {}
-    job_configs = JobConfigs(hydra, base)
-    for index, job in enumerate(jobs):
-        job_cfg = job_configs.compose(list(job))
-        name = str(job_cfg.hydra.sweep.subdir)
-        job_values = {records.override_key(o): o.split("=", 1)[1] for o in job}
-        swept = {key: job_values[key] for key in swept_keys}
-        label = " ".join(f"{key}={value}" for key, value in swept.items())
-        config = _checked_job_config(job_cfg, label, checked_tasks)
-        run_dir = sweep_dir / name
-        if name in ("", ".") or not run_dir.resolve().is_relative_to(sweep_dir):
-            raise BadInput(f"run dir '{name}' of {label or 'the run'} is not inside the sweep dir "
-                           "(check hydra.sweep.subdir)")
-        config_hash = records.config_hash(config)
-        previous = records.read_json(run_dir / records.SUMMARY_JSON) if resume else None
-        if resume and not sweeps.is_done(previous, config_hash) and config_hash in done_elsewhere:
-            name, previous = done_elsewhere[config_hash]  # this config already ran under another name
-            run_dir = sweep_dir / name
-        runs.append(sweeps.PlannedRun(index, name, run_dir, list(job), swept, config_hash, previous,
-                                      cost=sweeps.expected_cost(config), steps=config["train"]["steps"],
-                                      threads=config.get("threads")))
-
+    runs = _planned_runs(JobConfigs(hydra, base), jobs, swept_keys, sweep_dir, resume)
     shared = [name for name, count in Counter(run.name for run in runs).items() if count > 1]
     if shared:
         raise BadInput(f"two runs would share the run dir '{shared[0]}': is a value listed twice?")
@@ -641,6 +618,34 @@ def _plan(hydra: Any, base: DictConfig, overrides: list[str], sweep_dir: Path, r
         # dirs named by value (the default subdir): any start order keeps them
         reorder=given_override(overrides, "hydra.sweep.subdir") is None,
     )
+
+
+def _planned_runs(job_configs: JobConfigs, jobs: list[list[str]], swept_keys: list[str], sweep_dir: Path,
+                  resume: bool) -> list[sweeps.PlannedRun]:
+    """Each job's config composed and checked, its run dir named (resume: found by config hash)."""
+    runs: list[sweeps.PlannedRun] = []
+    checked_tasks: set[str] = set()
+    done_elsewhere = sweeps.done_runs_by_hash(sweep_dir) if resume else {}
+    for index, job in enumerate(jobs):
+        job_cfg = job_configs.compose(list(job))
+        name = str(job_cfg.hydra.sweep.subdir)
+        job_values = {records.override_key(o): o.split("=", 1)[1] for o in job}
+        swept = {key: job_values[key] for key in swept_keys}
+        label = " ".join(f"{key}={value}" for key, value in swept.items())
+        config = _checked_job_config(job_cfg, label, checked_tasks)
+        run_dir = sweep_dir / name
+        if name in ("", ".") or not run_dir.resolve().is_relative_to(sweep_dir):
+            raise BadInput(f"run dir '{name}' of {label or 'the run'} is not inside the sweep dir "
+                           "(check hydra.sweep.subdir)")
+        config_hash = records.config_hash(config)
+        previous = records.read_json(run_dir / records.SUMMARY_JSON) if resume else None
+        if resume and not sweeps.is_done(previous, config_hash) and config_hash in done_elsewhere:
+            name, previous = done_elsewhere[config_hash]  # this config already ran under another name
+            run_dir = sweep_dir / name
+        runs.append(sweeps.PlannedRun(index, name, run_dir, list(job), swept, config_hash, previous,
+                                      cost=sweeps.expected_cost(config), steps=config["train"]["steps"],
+                                      threads=config.get("threads")))
+    return runs
 
 
 def _launcher_for(base: DictConfig, overrides: list[str], runs: list[sweeps.PlannedRun],
