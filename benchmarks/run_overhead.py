@@ -63,10 +63,10 @@ def measure(args: argparse.Namespace, root: Path, label: str) -> None:
     fresh = [fresh_process(["train", *STEPS0, f"hydra.run.dir={root / f'fresh{rep}'}"]) for rep in range(args.reps)]
     print(f"{label}resbench train train.steps=0 (fresh process): median {statistics.median(fresh):.2f} s "
           f"(min {min(fresh):.2f}, {args.reps} runs)", flush=True)
-    for launcher in ([[]] if args.sweep_args else [[], ["hydra/launcher=basic"]]):
+    for number, launcher in enumerate([[]] if args.sweep_args else [[], ["hydra/launcher=basic"]]):
         extra = [*args.sweep_args, *launcher]
         sweep = fresh_process(["sweep", f"seed=range({args.sweep_runs})", "train.steps=1", "threads=1",
-                               *extra, f"hydra.sweep.dir={root / ('sweep' + '_'.join(launcher))}"])
+                               *extra, f"hydra.sweep.dir={root / f'sweep{number}'}"])
         print(f"{label}resbench sweep seed=range({args.sweep_runs}) train.steps=1 {' '.join(extra) or '(default)'}: "
               f"{sweep:.1f} s wall, {sweep / args.sweep_runs:.3f} s per run, load avg {os.getloadavg()[0]:.1f}",
               flush=True)
