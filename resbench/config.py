@@ -15,9 +15,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
@@ -58,9 +59,9 @@ class TrainConfig:
     warmup: int = MISSING
     optimizer: Optimizer = MISSING
     weight_decay: float = MISSING
-    clip: Optional[float] = MISSING
+    clip: float | None = MISSING
     eval_every: int = MISSING
-    checkpoint_every: Optional[int] = MISSING
+    checkpoint_every: int | None = MISSING
 
 
 @dataclass
@@ -73,7 +74,7 @@ class ModelConfig:
 
 @dataclass
 class Seq2SeqConfig(ModelConfig):
-    decoder_depth: Optional[int] = MISSING
+    decoder_depth: int | None = MISSING
 
 
 @dataclass
@@ -83,7 +84,7 @@ class TaskConfig:
 
 @dataclass
 class CharsConfig(TaskConfig):
-    path: Optional[str] = MISSING
+    path: str | None = MISSING
     seq_len: int = MISSING
     val_fraction: float = MISSING
     val_batches: int = MISSING
@@ -96,8 +97,8 @@ class DigitsConfig(TaskConfig):
 
 @dataclass
 class MnistConfig(TaskConfig):
-    path: Optional[str] = MISSING
-    train_size: Optional[int] = MISSING
+    path: str | None = MISSING
+    train_size: int | None = MISSING
 
 
 @dataclass
@@ -114,7 +115,7 @@ class Config:
     depth: int = MISSING
     norm: Placement = MISSING
     norm_type: NormType = MISSING
-    residual: Union[bool, str] = MISSING  # true | false | rezero: YAML reads the first two as bools
+    residual: bool | str = MISSING  # true | false | rezero: YAML reads the first two as bools
     residual_scale: float = MISSING
     init: Init = MISSING
     width: int = MISSING
@@ -125,7 +126,7 @@ class Config:
     device: Device = MISSING
     precision: PrecisionName = MISSING
     logger: Logger = MISSING
-    threads: Optional[int] = MISSING
+    threads: int | None = MISSING
     train: TrainConfig = field(default_factory=TrainConfig)
     model: ModelConfig = MISSING
     task: TaskConfig = MISSING
@@ -167,6 +168,21 @@ def _split_override(text: str) -> tuple[str, str, str]:
     return key[:len(key) - len(bare)], bare, value
 
 
+def _schema_keys() -> set[str]:
+    """Every dotted key some typed config has (the model's and task's keys of every option)."""
+    keys = {f.name for f in dataclasses.fields(Config)}
+    keys |= {f"train.{f.name}" for f in dataclasses.fields(TrainConfig)}
+    for group, schemas in (("model", MODEL_SCHEMAS), ("task", TASK_SCHEMAS)):
+        keys |= {f"{group}.{f.name}" for schema in schemas.values() for f in dataclasses.fields(schema)}
+    return keys
+
+
+def is_config_key(key: str) -> bool:
+    """`key` names a value of resbench's config (`depth`, `train.lr`, `task.vocab`; `model.depth` as the
+    older spelling of `depth`)."""
+    return key in _schema_keys() or key.removeprefix("model.") in SHARED_MODEL_KEYS
+
+
 def _schema_for(config: dict[str, Any]) -> Any:
     """The empty typed config that `config` must fit: the root schema with its model's and task's."""
     schema = OmegaConf.structured(Config)
@@ -203,13 +219,14 @@ def to_plain(cfg: Any) -> dict[str, Any]:
 
 # What a value must be, by its declared type, for the one line naming it.
 TYPE_WORDS: dict[Any, str] = {int: "an integer", float: "a number", bool: "true or false", str: "text",
-                              Union[bool, str]: "true, false or a name"}
+                              bool | str: "true, false or a name"}
 
 
 def _declared_type(schema: Any, key: str) -> Any:
     hint = typing.get_type_hints(schema).get(key)
     args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
-    return args[0] if typing.get_origin(hint) is Union and len(args) == 1 else hint  # Optional[X] → X
+    optional = typing.get_origin(hint) in (Union, types.UnionType) and len(args) == 1
+    return args[0] if optional else hint  # `X | None` → X
 
 
 def explain_schema_error(err: BaseException) -> str | None:

@@ -42,12 +42,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from . import checkpoint, loggers, records, train
-from .config import explain_schema_error, short_overrides, to_plain
 from . import sweep as sweeps
+from .config import explain_schema_error, is_config_key, short_overrides, to_plain
 from .precision import pick_precision
 from .tasks import TaskError
 from .tasks import build as build_task
-from .validate import CONFIG_GROUPS, ConfigError, is_config_key, validate
+from .validate import CONFIG_GROUPS, ConfigError, validate
 
 CONFIG_MODULE = "resbench.conf"
 CONFIG_NAME = "config"

@@ -6,24 +6,14 @@ ranges of values and the rules across keys, each in this one place.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from collections.abc import Callable
 from typing import Any
 
-from .config import (
-    DEVICES,  # noqa: F401 - read here by older callers
-    MODEL_SCHEMAS,
-    OPTIMIZER_NAMES,  # noqa: F401 - read here by older callers
-    TASK_SCHEMAS,
-    Config,
-    ConfigError,
-    TrainConfig,
-    check_types,
-)
+from .config import DEVICES, OPTIMIZER_NAMES, ConfigError, check_types  # noqa: F401 - the first two: read here before
 from .loggers import INSTALL_HINT, logger_available
-from .models import RESIDUALS, SHARED_MODEL_KEYS, fits, model_keys
+from .models import RESIDUALS, fits, model_keys
 from .models.blocks import check_heads
 from .models.init import resolve_init
 from .models.residuals import residual_name
@@ -107,20 +97,6 @@ RANGES: dict[str, Callable[[str, Any], None]] = {
 
 # Config groups of conf/: chosen by name (model=mlp).
 CONFIG_GROUPS = ("model", "task", "experiment")
-
-
-def _schema_keys() -> set[str]:
-    """Every dotted key some typed config has (the model's and task's keys of every option)."""
-    keys = {f.name for f in dataclasses.fields(Config)} | {f"train.{f.name}" for f in dataclasses.fields(TrainConfig)}
-    for group, schemas in (("model", MODEL_SCHEMAS), ("task", TASK_SCHEMAS)):
-        keys |= {f"{group}.{f.name}" for schema in schemas.values() for f in dataclasses.fields(schema)}
-    return keys
-
-
-def is_config_key(key: str) -> bool:
-    """`key` names a value of resbench's config (`depth`, `train.lr`, `task.vocab`; `model.depth` as the
-    older spelling of `depth`)."""
-    return key in _schema_keys() or key.removeprefix("model.") in SHARED_MODEL_KEYS
 
 
 def _leaves(node: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
