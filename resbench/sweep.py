@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from . import records
 
 SWEEPS_ROOT = Path("results/sweeps")
@@ -297,23 +299,16 @@ class Watcher:
 
 # ----------------------------------------------------------------------------- Ctrl-C and SIGTERM
 def _process_tree() -> tuple[set[int], set[int]]:
-    """This process's children and all its descendants: multiprocessing's children (joblib's loky
-    workers) everywhere; every process, e.g. submitit_local's job controllers and their tasks, where
-    /proc tells the parent of each."""
-    children = {child.pid for child in multiprocessing.active_children() if child.pid}
-    parent_of: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parent_of[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    me = os.getpid()
-    children |= {pid for pid, parent in parent_of.items() if parent == me}
-    descendants, frontier = set(children), set(children)
-    while frontier:
-        frontier = {pid for pid, parent in parent_of.items() if parent in frontier} - descendants
-        descendants |= frontier
-    return children, descendants
+    """This process's children and all its descendants (joblib's loky workers, submitit_local's job
+    controllers and their tasks), on any OS psutil supports."""
+    me = psutil.Process()
+    try:
+        children = {child.pid for child in me.children()}
+        descendants = {child.pid for child in me.children(recursive=True)}
+    except psutil.Error:  # a child that ended while being listed: what multiprocessing knows still counts
+        children, descendants = set(), set()
+    children |= {child.pid for child in multiprocessing.active_children() if child.pid}
+    return children, descendants | children
 
 
 def _pid_alive(pid: Any) -> bool:

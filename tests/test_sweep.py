@@ -468,3 +468,20 @@ def test_submitit_local_runs_a_sweep_in_job_processes(sweep) -> None:
     assert all(s["pid"] != os.getpid() and s["slurm_job_id"] is None for s in done.values())
     assert all(s["threads"] == max(1, usable_cores() // 2) for s in done.values())
     assert len(pd.read_csv(sweep_dir / "runs.csv")) == 2
+
+
+def test_process_tree_lists_children_and_their_descendants() -> None:
+    """What Ctrl-C stops: a child and the child it starts (a submitit controller and its task)."""
+    from resbench.sweep import _process_tree
+
+    code = "import subprocess, sys, time; p = subprocess.Popen(['sleep', '30']); print(p.pid, flush=True); time.sleep(30)"
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        grandchild = int(child.stdout.readline())
+        children, descendants = _process_tree()
+        assert child.pid in children and grandchild not in children
+        assert {child.pid, grandchild} <= descendants
+    finally:
+        os.kill(grandchild, signal.SIGKILL)
+        child.kill()
+        child.wait()
