@@ -14,6 +14,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .schema import status_colour
+
 BAR_WIDTH = 20
 PROFILE_BAR_WIDTH = 6  # four bars side by side in the end-of-run table (fits 80 columns)
 _EIGHTHS = " ▏▎▍▌▋▊▉"
@@ -57,8 +59,7 @@ def grad_profile_table(profile: Any, title: str = "gradient norm and signal per 
 
 
 def summary_line(summary: dict[str, Any]) -> str:
-    colour = {"completed": "green", "diverged": "yellow"}.get(summary["status"], "red")
-    parts = [f"[{colour}]{summary['status']}[/{colour}]", f"{summary['steps_done']} steps",
+    parts = [status_markup(summary["status"]), f"{summary['steps_done']} steps",
              f"loss {fmt(summary['final_loss'])}", f"val loss {fmt(summary['final_val_loss'])}"]
     if summary.get("final_val_acc") is not None:
         parts.append(f"val acc {summary['final_val_acc']:.3f}")
@@ -123,17 +124,15 @@ class RunDisplay:
 
 
 # ----------------------------------------------------------------------------- sweeps
-STATUS_COLOURS = {"completed": "green", "diverged": "yellow", "running": "red", "not run": "dim"}
-
-
-def status_text(status: str, skipped: bool = False) -> str:
-    colour = STATUS_COLOURS.get(status, "red")
+def status_markup(status: str, skipped: bool = False) -> str:
+    """A run's status in its colour, as rich markup."""
+    colour = status_colour(status)
     return f"[{colour}]{status}[/{colour}]" + (" [dim]· skipped[/dim]" if skipped else "")
 
 
 def run_line(done: int, total: int, label: str, summary: dict[str, Any]) -> str:
     """One line per finished run: its overrides, status, final losses and wall time."""
-    parts = [escape(f"[{done}/{total}]"), escape(label), status_text(summary.get("status", "?")),
+    parts = [escape(f"[{done}/{total}]"), escape(label), status_markup(summary.get("status", "?")),
              f"loss {fmt(summary.get('final_loss'))}", f"val {fmt(summary.get('final_val_loss'))}",
              f"{summary.get('wall_s') or 0:.1f} s"]
     line = "  ".join(parts)
@@ -187,7 +186,7 @@ def sweep_table(outcome: Any) -> Table:
         summary = result.summary or {}
         values = [result.run.swept[key] for key in plan.swept_keys] or [result.run.name]
         wall = summary.get("wall_s")
-        cells = [*map(escape, values), status_text(result.status, result.skipped),
+        cells = [*map(escape, values), status_markup(result.status, result.skipped),
                  fmt(summary.get("final_loss")), fmt(summary.get("final_val_loss")),
                  fmt(summary.get("init_grad_ratio"), 3), "—" if wall is None else f"{wall:.1f}"]
         if errors:

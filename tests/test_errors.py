@@ -212,9 +212,9 @@ def test_a_csv_row_that_does_not_fit_is_cut_back_to_whole_rows(tmp_path: Path, m
     monkeypatch.setattr(records, "open", TinyDisk(free=60).open, raising=False)
     path = tmp_path / "metrics.csv"
     writer = records.CsvWriter(path, ["step", "loss"])
-    writer.write_rows([[0, 1.5], [1, 1.25]])
+    writer.write_rows([{"step": 0, "loss": 1.5}, {"step": 1, "loss": 1.25}])
     writer.flush()
-    writer.write_rows([[step, 0.123456789] for step in range(2, 10)])
+    writer.write_rows([{"step": step, "loss": 0.123456789} for step in range(2, 10)])
     with pytest.raises(records.NoSpaceError) as caught:
         writer.flush()
     assert str(caught.value) == f"no space left on device: {path}"
