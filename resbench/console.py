@@ -14,7 +14,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .formatting import number
 from .schema import status_colour
+
+LINE_DIGITS = 4  # losses in the terminal's lines: one digit more than the tables
 
 BAR_WIDTH = 20
 PROFILE_BAR_WIDTH = 6  # four bars side by side in the end-of-run table (fits 80 columns)
@@ -27,10 +30,6 @@ def bar(value: float, maximum: float, width: int = BAR_WIDTH) -> str:
         return ""
     eighths = round(min(value / maximum, 1.0) * width * 8)
     return "█" * (eighths // 8) + (_EIGHTHS[eighths % 8] if eighths % 8 else "")
-
-
-def fmt(value: float | None, digits: int = 4) -> str:
-    return "—" if value is None else f"{value:.{digits}g}"
 
 
 def grad_profile_table(profile: Any, title: str = "gradient norm and signal per block") -> Table:
@@ -53,14 +52,15 @@ def grad_profile_table(profile: Any, title: str = "gradient norm and signal per 
         cells = [profile.labels[block] if getattr(profile, "labels", None) else str(block)]
         for (_, values, _), maximum in zip(columns, maxima):
             value = values[block]
-            cells += [fmt(value, 3), bar(value, maximum, PROFILE_BAR_WIDTH) if value is not None else ""]
+            cells += [number(value), bar(value, maximum, PROFILE_BAR_WIDTH) if value is not None else ""]
         table.add_row(*cells)
     return table
 
 
 def summary_line(summary: dict[str, Any]) -> str:
     parts = [status_markup(summary["status"]), f"{summary['steps_done']} steps",
-             f"loss {fmt(summary['final_loss'])}", f"val loss {fmt(summary['final_val_loss'])}"]
+             f"loss {number(summary['final_loss'], LINE_DIGITS)}",
+             f"val loss {number(summary['final_val_loss'], LINE_DIGITS)}"]
     if summary.get("final_val_acc") is not None:
         parts.append(f"val acc {summary['final_val_acc']:.3f}")
     parts.append(f"{summary['wall_s']:.1f} s")
@@ -104,12 +104,12 @@ class RunDisplay:
         if val_loss is not None:
             self.val_loss = val_loss
         if self._bar is not None:
-            self._bar.update(self._task, completed=step + 1, loss=fmt(loss), val=fmt(self.val_loss),
-                             speed=f"{steps_per_s:.1f}")
+            self._bar.update(self._task, completed=step + 1, loss=number(loss, LINE_DIGITS),
+                             val=number(self.val_loss, LINE_DIGITS), speed=f"{steps_per_s:.1f}")
         elif not self.quiet and (val_loss is not None or time.monotonic() - self._last_line > 5):
             self._last_line = time.monotonic()
-            self.console.print(f"step {step + 1}/{self.total} loss {fmt(loss)} val {fmt(self.val_loss)} "
-                               f"{steps_per_s:.1f} steps/s")
+            self.console.print(f"step {step + 1}/{self.total} loss {number(loss, LINE_DIGITS)} "
+                               f"val {number(self.val_loss, LINE_DIGITS)} {steps_per_s:.1f} steps/s")
 
     def run_finished(self, summary: dict[str, Any], profile: Any) -> None:
         if self._bar is not None:
@@ -133,7 +133,8 @@ def status_markup(status: str, skipped: bool = False) -> str:
 def run_line(done: int, total: int, label: str, summary: dict[str, Any]) -> str:
     """One line per finished run: its overrides, status, final losses and wall time."""
     parts = [escape(f"[{done}/{total}]"), escape(label), status_markup(summary.get("status", "?")),
-             f"loss {fmt(summary.get('final_loss'))}", f"val {fmt(summary.get('final_val_loss'))}",
+             f"loss {number(summary.get('final_loss'), LINE_DIGITS)}",
+             f"val {number(summary.get('final_val_loss'), LINE_DIGITS)}",
              f"{summary.get('wall_s') or 0:.1f} s"]
     line = "  ".join(parts)
     if summary.get("error"):
@@ -187,8 +188,9 @@ def sweep_table(outcome: Any) -> Table:
         values = [result.run.swept[key] for key in plan.swept_keys] or [result.run.name]
         wall = summary.get("wall_s")
         cells = [*map(escape, values), status_markup(result.status, result.skipped),
-                 fmt(summary.get("final_loss")), fmt(summary.get("final_val_loss")),
-                 fmt(summary.get("init_grad_ratio"), 3), "—" if wall is None else f"{wall:.1f}"]
+                 number(summary.get("final_loss"), LINE_DIGITS),
+                 number(summary.get("final_val_loss"), LINE_DIGITS),
+                 number(summary.get("init_grad_ratio")), "—" if wall is None else f"{wall:.1f}"]
         if errors:
             cells.append(escape(str(summary.get("error") or "")))
         table.add_row(*cells)
@@ -235,7 +237,7 @@ class SweepDisplay:
     def step(self, step: int, total: int, loss: float, val_loss: float | None, steps_per_s: float) -> None:
         if self._bar is not None:
             self._bar.update(self._steps, completed=step + 1,
-                             info=f"loss {fmt(loss)} · {steps_per_s:.1f} steps/s")
+                             info=f"loss {number(loss, LINE_DIGITS)} · {steps_per_s:.1f} steps/s")
 
     def run_finished(self, summary: dict[str, Any], profile: Any) -> None:
         if self._bar is not None:

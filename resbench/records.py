@@ -278,7 +278,8 @@ class RunRecorder:
 def grad_norm_rows(layout: ParamLayout, step: int, stats: StepStats) -> list[dict[str, Any]]:
     """grad_norms.csv's rows of one logged step: one per parameter tensor."""
     return [{"step": step, "layer": layer, "stack": stack, "param": name, "grad_norm": norm}
-            for layer, stack, name, norm in zip(layout.layers, layout.stacks, layout.names, stats.param_grad_norms)]
+            for layer, stack, name, norm in zip(layout.layers, layout.stacks, layout.names,
+                                                stats.param_grad_norms)]
 
 
 def layer_rows(layout: ParamLayout, step: int, stats: StepStats) -> list[dict[str, Any]]:
@@ -294,12 +295,18 @@ def override_key(override: str) -> str:
 
 
 def read_overrides(run_dir: Path) -> dict[str, str]:
-    """A run's command-line overrides (Hydra's .hydra/overrides.yaml) as key -> value text."""
+    """A run's command-line overrides (Hydra's .hydra/overrides.yaml, `- depth=6`) as key -> value text;
+    {} when absent or unreadable (not YAML, not UTF-8, not a list)."""
     try:
         lines = yaml.safe_load((Path(run_dir) / HYDRA_OVERRIDES_YAML).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+    except (OSError, ValueError, yaml.YAMLError):
         return {}
-    return {override_key(line): line.split("=", 1)[1] for line in lines or [] if "=" in str(line)}
+    pairs = {}
+    for line in lines if isinstance(lines, list) else []:
+        key, sep, value = str(line).partition("=")
+        if sep:
+            pairs[override_key(key)] = value
+    return pairs
 
 
 def config_value(run_dir: Path, key: str) -> Any:

@@ -126,7 +126,9 @@ def live_owner(summary: dict[str, Any] | None) -> int | None:
     """The pid of a live process on this machine that is running this run (its summary says `running`),
     e.g. a launcher's worker that outlived its sweep; None when nobody is. A SLURM job's pid is another
     node's and is not checked here."""
-    if not isinstance(summary, dict) or summary.get("status") != Status.RUNNING or summary.get("slurm_job_id"):
+    if not isinstance(summary, dict) or summary.get("status") != Status.RUNNING:
+        return None
+    if summary.get("slurm_job_id"):
         return None
     pid = summary.get("pid")
     return pid if isinstance(pid, int) and pid != os.getpid() and _pid_alive(pid) else None

@@ -444,6 +444,16 @@ def test_thread_budget_shares_the_cores_among_parallel_runs() -> None:
                          cores=16) == 2
 
 
+def test_the_slurm_environment_is_read_in_one_place() -> None:
+    from resbench import slurm
+
+    array = {"SLURM_JOB_ID": "41", "SLURM_ARRAY_JOB_ID": "40", "SLURM_ARRAY_TASK_ID": "3",
+             "SLURM_CPUS_PER_TASK": "6", "SLURM_RESTART_COUNT": "2"}
+    assert (slurm.job_id(array), slurm.cpus(array), slurm.requeues(array)) == ("40_3", 6, 2)
+    assert (slurm.job_id({"SLURM_JOB_ID": "41"}), slurm.cpus({"SLURM_JOB_ID": "41"})) == ("41", None)
+    assert (slurm.job_id({}), slurm.cpus({"SLURM_CPUS_PER_TASK": "6"}), slurm.requeues({})) == (None, None, 0)
+
+
 # ----------------------------------------------------------------------------- worker launchers
 def test_joblib_runs_a_sweep_in_worker_processes(sweep) -> None:
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="needs resbench[joblib]")

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from resbench import records
 from resbench.report import ReportInputError
 from resbench.schema import (
     ACCURACY_COLUMN,
@@ -28,7 +29,6 @@ from resbench.schema import (
     GRAD_NORMS_CSV,
     HYDRA_CONFIG_YAML,
     HYDRA_DIR,
-    HYDRA_OVERRIDES_YAML,
     LAYER_COLUMNS,
     LAYERS_CSV,
     METRIC_COLUMNS,
@@ -183,19 +183,13 @@ def read_config(run_dir: Path, issues: list[str]) -> dict[str, object]:
 
 
 def read_overrides(run_dir: Path) -> dict[str, object]:
-    """`.hydra/overrides.yaml` (`- depth=6`) as {key: YAML scalar}; {} when absent or unreadable."""
-    try:
-        overrides = _load_yaml(run_dir / HYDRA_OVERRIDES_YAML)
-    except (OSError, ValueError, yaml.YAMLError):
-        return {}
+    """The run's overrides (records.read_overrides) with each value read as a YAML scalar (`6` → 6)."""
     leaves: dict[str, object] = {}
-    for item in overrides if isinstance(overrides, list) else []:
-        key, sep, value = str(item).partition("=")
-        if sep:
-            try:
-                leaves[key.lstrip("+~")] = yaml.safe_load(value)
-            except yaml.YAMLError:
-                leaves[key.lstrip("+~")] = value
+    for key, value in records.read_overrides(run_dir).items():
+        try:
+            leaves[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            leaves[key] = value
     return leaves
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-import numpy as np
 import pandas as pd
 
+from resbench.formatting import number
 from resbench.report.aggregate import POSITIONS, PROBES, display_key, format_value, status_text
 
 PROBE_TITLES = {
@@ -48,17 +48,6 @@ class Table:
     group_columns: list[str] = field(default_factory=list)
     group_values: list[list[str]] = field(default_factory=list)
     priority: list[int] = field(default_factory=list)
-
-
-def number(value: object) -> str:
-    """3 significant digits; "—" for missing; "inf" spelled out."""
-    if value is None or (isinstance(value, (float, np.floating)) and np.isnan(value)):
-        return "—"
-    if isinstance(value, (float, np.floating)) and np.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    return f"{float(value):.3g}"
 
 
 def mean_std(mean: object, std: object) -> str:
