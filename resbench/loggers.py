@@ -211,7 +211,6 @@ class TensorBoardLogger:
     def __init__(self, log_dir: Path, n_blocks: int = 0):
         self.writer = EventWriter(log_dir)
         self.n_blocks = n_blocks
-        self._stacks: set[str] = set()
         self._layout_written = False
 
     def log(self, metrics: Row, grad_norms: Sequence[Row], layers: Sequence[Row]) -> None:

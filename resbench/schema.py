@@ -135,4 +135,3 @@ REPORTED_NUMERIC = ("steps_done", "final_loss", "final_val_loss", "final_val_acc
 # ----------------------------------------------------------------------------- sweeps
 # The short top-level keys a sweep varies (`resbench sweep depth=6,12 norm=post,pre`), in table order.
 SWEPT_KEYS = ("depth", "norm", "norm_type", "residual", "init", "width", "heads")
-SWEEP_JSON_FIELDS = ("swept_keys", "overrides", "n_runs", "launcher", "runs")
