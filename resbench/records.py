@@ -110,11 +110,12 @@ class CsvWriter:
         self.columns = list(columns)
         self.rows = 0  # data rows in the file: where a checkpoint says this file stood
         self._pending = io.StringIO()
-        self._writer = csv.DictWriter(self._pending, self.columns)
+        self._known = frozenset(self.columns)
+        self._writer = csv.writer(self._pending)
         with no_space_named(self.path):
             if keep_rows is None:
                 self._file = open(path, "wb", buffering=0)  # noqa: SIM115 - open until close()
-                self._writer.writeheader()
+                self._writer.writerow(self.columns)
             else:
                 truncate_rows(path, self.columns, keep_rows)
                 self.rows = keep_rows
@@ -124,7 +125,11 @@ class CsvWriter:
 
     def write_rows(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Rows by column name; a name the header lacks is an error, a missing one an empty cell."""
-        cells = [{column: _cell(value) for column, value in row.items()} for row in rows]
+        cells = []
+        for row in rows:
+            if not self._known.issuperset(row):
+                raise ValueError(f"{self.path.name} has no column {sorted(set(row) - self._known)}")
+            cells.append([_cell(row.get(column)) for column in self.columns])
         self._writer.writerows(cells)
         self.rows += len(cells)
 
