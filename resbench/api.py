@@ -19,6 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from resbench.schema import GRAD_NORM_COLUMNS, GRAD_NORMS_CSV, RESULTS_ROOT, TIMESTAMP_FORMAT, TRAIN_DIR
+
 if TYPE_CHECKING:
     import pandas as pd
     from torch import nn
@@ -84,9 +86,7 @@ def _read_grad_norms(run_dir: Path) -> pd.DataFrame:
     """grad_norms.csv of one run; a row cut off by a killed writer is dropped; `layer` empty outside blocks."""
     import pandas as pd
 
-    from resbench.records import GRAD_NORM_COLUMNS
-
-    path = run_dir / "grad_norms.csv"
+    path = run_dir / GRAD_NORMS_CSV
     try:
         frame = pd.read_csv(path, on_bad_lines="skip", dtype={"param": str})
     except (OSError, pd.errors.EmptyDataError):
@@ -134,8 +134,8 @@ def train(overrides_or_config: Sequence[str] | Config | None = None, run_dir: st
     from resbench import train as trainer
 
     config = _config(overrides_or_config)
-    directory = Path(run_dir) if run_dir is not None else Path("results/train") / datetime.now().strftime(
-        "%Y-%m-%d_%H-%M-%S_%f")
+    directory = Path(run_dir) if run_dir is not None else Path(RESULTS_ROOT, TRAIN_DIR) / datetime.now().strftime(
+        TIMESTAMP_FORMAT)
     progress = None
     if verbose:
         from rich.console import Console

@@ -17,10 +17,9 @@ from typing import Any
 
 import torch
 
-from .records import SUMMARY_JSON, read_json, signals_deferred
-from .sweep import DONE
+from .records import read_json, signals_deferred
+from .schema import CHECKPOINT_PT, DONE, SUMMARY_JSON
 
-CHECKPOINT_PT = "checkpoint.pt"
 FORMAT = 1  # bumped when the layout of the state below changes
 # Signals that end a run: Ctrl-C, SIGTERM (kill, scancel, SLURM's preemption) and the USR signals that
 # SLURM sends before a time limit (submitit requeues on SIGUSR2 unless SUBMITIT_PREEMPT_SIGNAL says otherwise).

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from .completion import complete_override
+from .schema import RUNS_CSV, STATUS_ORDER, Status
 
 
 def _complete(ctx: typer.Context, incomplete: str) -> list[str]:
@@ -98,7 +99,7 @@ def train(
         if not quiet:
             _console(stderr=True).print("[yellow]interrupted[/yellow]: rows written so far are kept")
         raise typer.Exit(EXIT_INTERRUPTED)
-    if summary["status"] == "failed":
+    if summary["status"] == Status.FAILED:
         if quiet:  # the display, which shows the error otherwise, is silent: the one line still goes out
             fail(summary.get("error") or "the run failed", EXIT_FAILED)
         raise typer.Exit(EXIT_FAILED)
@@ -147,11 +148,10 @@ def sweep(
         from rich.markup import escape
 
         console.print(sweep_table(outcome))
-        counts = " · ".join(f"{n} {status}" for status in ("completed", "diverged", "failed", "interrupted",
-                                                            "running", "not run") if (n := outcome.count(status)))
+        counts = " · ".join(f"{n} {status}" for status in STATUS_ORDER if (n := outcome.count(status)))
         skipped = sum(r.skipped for r in outcome.runs)
         console.print(counts + (f" ({skipped} skipped)" if skipped else "")
-                      + f" · runs.csv: {escape(str(plan.sweep_dir / 'runs.csv'))}", soft_wrap=True)
+                      + f" · runs.csv: {escape(str(plan.sweep_dir / RUNS_CSV))}", soft_wrap=True)
         if outcome.error:
             _console(stderr=True).print(f"[bold red]error:[/bold red] {escape(outcome.error)}", soft_wrap=True)
         if outcome.interrupted:

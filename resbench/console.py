@@ -14,6 +14,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .formatting import number
+from .schema import status_colour
+
+LINE_DIGITS = 4  # losses in the terminal's lines: one digit more than the tables
+
 BAR_WIDTH = 20
 PROFILE_BAR_WIDTH = 6  # four bars side by side in the end-of-run table (fits 80 columns)
 _EIGHTHS = " ▏▎▍▌▋▊▉"
@@ -25,10 +30,6 @@ def bar(value: float, maximum: float, width: int = BAR_WIDTH) -> str:
         return ""
     eighths = round(min(value / maximum, 1.0) * width * 8)
     return "█" * (eighths // 8) + (_EIGHTHS[eighths % 8] if eighths % 8 else "")
-
-
-def fmt(value: float | None, digits: int = 4) -> str:
-    return "—" if value is None else f"{value:.{digits}g}"
 
 
 def grad_profile_table(profile: Any, title: str = "gradient norm and signal per block") -> Table:
@@ -51,15 +52,15 @@ def grad_profile_table(profile: Any, title: str = "gradient norm and signal per 
         cells = [profile.labels[block] if getattr(profile, "labels", None) else str(block)]
         for (_, values, _), maximum in zip(columns, maxima):
             value = values[block]
-            cells += [fmt(value, 3), bar(value, maximum, PROFILE_BAR_WIDTH) if value is not None else ""]
+            cells += [number(value), bar(value, maximum, PROFILE_BAR_WIDTH) if value is not None else ""]
         table.add_row(*cells)
     return table
 
 
 def summary_line(summary: dict[str, Any]) -> str:
-    colour = {"completed": "green", "diverged": "yellow"}.get(summary["status"], "red")
-    parts = [f"[{colour}]{summary['status']}[/{colour}]", f"{summary['steps_done']} steps",
-             f"loss {fmt(summary['final_loss'])}", f"val loss {fmt(summary['final_val_loss'])}"]
+    parts = [status_markup(summary["status"]), f"{summary['steps_done']} steps",
+             f"loss {number(summary['final_loss'], LINE_DIGITS)}",
+             f"val loss {number(summary['final_val_loss'], LINE_DIGITS)}"]
     if summary.get("final_val_acc") is not None:
         parts.append(f"val acc {summary['final_val_acc']:.3f}")
     parts.append(f"{summary['wall_s']:.1f} s")
@@ -102,12 +103,12 @@ class RunDisplay:
         if val_loss is not None:
             self.val_loss = val_loss
         if self._bar is not None:
-            self._bar.update(self._task, completed=step + 1, loss=fmt(loss), val=fmt(self.val_loss),
-                             speed=f"{steps_per_s:.1f}")
+            self._bar.update(self._task, completed=step + 1, loss=number(loss, LINE_DIGITS),
+                             val=number(self.val_loss, LINE_DIGITS), speed=f"{steps_per_s:.1f}")
         elif not self.quiet and (val_loss is not None or time.monotonic() - self._last_line > 5):
             self._last_line = time.monotonic()
-            self.console.print(f"step {step + 1}/{self.total} loss {fmt(loss)} val {fmt(self.val_loss)} "
-                               f"{steps_per_s:.1f} steps/s")
+            self.console.print(f"step {step + 1}/{self.total} loss {number(loss, LINE_DIGITS)} "
+                               f"val {number(self.val_loss, LINE_DIGITS)} {steps_per_s:.1f} steps/s")
 
     def run_finished(self, summary: dict[str, Any], profile: Any) -> None:
         if self._bar is not None:
@@ -122,18 +123,17 @@ class RunDisplay:
 
 
 # ----------------------------------------------------------------------------- sweeps
-STATUS_COLOURS = {"completed": "green", "diverged": "yellow", "running": "red", "not run": "dim"}
-
-
-def status_text(status: str, skipped: bool = False) -> str:
-    colour = STATUS_COLOURS.get(status, "red")
+def status_markup(status: str, skipped: bool = False) -> str:
+    """A run's status in its colour, as rich markup."""
+    colour = status_colour(status)
     return f"[{colour}]{status}[/{colour}]" + (" [dim]· skipped[/dim]" if skipped else "")
 
 
 def run_line(done: int, total: int, label: str, summary: dict[str, Any]) -> str:
     """One line per finished run: its overrides, status, final losses and wall time."""
-    parts = [escape(f"[{done}/{total}]"), escape(label), status_text(summary.get("status", "?")),
-             f"loss {fmt(summary.get('final_loss'))}", f"val {fmt(summary.get('final_val_loss'))}",
+    parts = [escape(f"[{done}/{total}]"), escape(label), status_markup(summary.get("status", "?")),
+             f"loss {number(summary.get('final_loss'), LINE_DIGITS)}",
+             f"val {number(summary.get('final_val_loss'), LINE_DIGITS)}",
              f"{summary.get('wall_s') or 0:.1f} s"]
     line = "  ".join(parts)
     if summary.get("error"):
@@ -186,9 +186,10 @@ def sweep_table(outcome: Any) -> Table:
         summary = result.summary or {}
         values = [result.run.swept[key] for key in plan.swept_keys] or [result.run.name]
         wall = summary.get("wall_s")
-        cells = [*map(escape, values), status_text(result.status, result.skipped),
-                 fmt(summary.get("final_loss")), fmt(summary.get("final_val_loss")),
-                 fmt(summary.get("init_grad_ratio"), 3), "—" if wall is None else f"{wall:.1f}"]
+        cells = [*map(escape, values), status_markup(result.status, result.skipped),
+                 number(summary.get("final_loss"), LINE_DIGITS),
+                 number(summary.get("final_val_loss"), LINE_DIGITS),
+                 number(summary.get("init_grad_ratio")), "—" if wall is None else f"{wall:.1f}"]
         if errors:
             cells.append(escape(str(summary.get("error") or "")))
         table.add_row(*cells)
@@ -201,7 +202,7 @@ IN_FLIGHT_SHOWN = 4  # runs named in that line; the rest are counted
 
 def in_flight_line(done: int, total: int, in_flight: list[tuple[Any, int, float | None]]) -> str:
     """Not on a TTY: runs done / total and, for the runs in flight, each one's step and loss."""
-    shown = [f"{escape(run.label)} step {step}/{max(run.steps, 1)} loss {fmt(loss)}"
+    shown = [f"{escape(run.label)} step {step}/{max(run.steps, 1)} loss {number(loss, LINE_DIGITS)}"
              for run, step, loss in in_flight[:IN_FLIGHT_SHOWN]]
     more = len(in_flight) - len(shown)
     return (escape(f"[{done}/{total} done]") + " running: " + " · ".join(shown)
@@ -256,7 +257,7 @@ class SweepDisplay:
     def step(self, step: int, total: int, loss: float, val_loss: float | None, steps_per_s: float) -> None:
         if self._bar is not None:
             self._bar.update(self._steps, completed=step + 1,
-                             info=f"loss {fmt(loss)} · {steps_per_s:.1f} steps/s")
+                             info=f"loss {number(loss, LINE_DIGITS)} · {steps_per_s:.1f} steps/s")
 
     def run_finished(self, summary: dict[str, Any], profile: Any) -> None:
         if self._bar is not None:
@@ -277,7 +278,7 @@ class SweepDisplay:
                 if run.name not in self._run_tasks:
                     self._run_tasks[run.name] = self._bar.add_task(escape(run.label), total=max(run.steps, 1),
                                                                    info="")
-                self._bar.update(self._run_tasks[run.name], completed=step, info=f"loss {fmt(loss)}")
+                self._bar.update(self._run_tasks[run.name], completed=step, info=f"loss {number(loss, LINE_DIGITS)}")
             elif self.clock() - self._last_line >= self.line_every:
                 self._last_line = self.clock()
                 self.console.print(in_flight_line(self.done, self.total, list(self._in_flight.values())),

@@ -41,7 +41,7 @@ from hydra.types import HydraContext, RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
-from . import checkpoint, loggers, records, train
+from . import checkpoint, loggers, records, schema, slurm, train
 from . import sweep as sweeps
 from .config import explain_schema_error, is_config_key, short_overrides, to_plain
 from .precision import pick_precision
@@ -79,7 +79,7 @@ def hydra_instance() -> Iterator[Any]:
 
 
 def timestamp() -> str:
-    return datetime.now().strftime("%Y-%m-%d_%H-%M-%S_%f")
+    return datetime.now().strftime(schema.TIMESTAMP_FORMAT)
 
 
 def compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
@@ -233,13 +233,7 @@ def resume_overrides(run_dir: Path, given: list[str]) -> list[str]:
 
 def job_facts() -> dict[str, Any]:
     """Where this job executes: the SLURM job id (as submitit names it) when there is one."""
-    # SLURM counts the times it requeued a job (preemption, time limit, `scontrol requeue`).
-    facts: dict[str, Any] = {"slurm_job_id": None, "requeues": int(os.environ.get("SLURM_RESTART_COUNT") or 0)}
-    if "SLURM_ARRAY_JOB_ID" in os.environ:
-        facts["slurm_job_id"] = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
-    elif "SLURM_JOB_ID" in os.environ:
-        facts["slurm_job_id"] = os.environ["SLURM_JOB_ID"]
-    return facts
+    return {"slurm_job_id": slurm.job_id(), "requeues": slurm.requeues()}
 
 
 def set_threads(config: dict[str, Any], in_sweep: bool) -> None:
@@ -247,8 +241,7 @@ def set_threads(config: dict[str, Any], in_sweep: bool) -> None:
     cores // the runs sharing the machine (sweep.thread_budget); a single run keeps torch's default."""
     import torch
 
-    in_slurm_job = bool(os.environ.get("SLURM_JOB_ID") and os.environ.get("SLURM_CPUS_PER_TASK"))
-    if in_sweep or config.get("threads") or in_slurm_job:
+    if in_sweep or config.get("threads") or slurm.cpus() is not None:
         torch.set_num_threads(sweeps.thread_budget(config.get("threads")))
 
 
@@ -283,13 +276,13 @@ def recorded_run(config: dict[str, Any], run_dir: Path, resume: bool = False) ->
     try:
         return train.run(config, run_dir, progress=_progress, job=job_facts(), resume=resume)
     except KeyboardInterrupt:
-        record_end(config, run_dir, "interrupted")
+        record_end(config, run_dir, schema.Status.INTERRUPTED)
         raise
     except Exception as err:
         if _during_interrupt(err):  # recording an interrupted run broke: still an interrupt, not a failure
-            record_end(config, run_dir, "interrupted")
+            record_end(config, run_dir, schema.Status.INTERRUPTED)
             raise KeyboardInterrupt from err
-        summary = record_end(config, run_dir, "failed", f"{type(err).__name__}: {err}")
+        summary = record_end(config, run_dir, schema.Status.FAILED, f"{type(err).__name__}: {err}")
         if _progress is not None:  # the run failed before the display heard of it: say so there
             _progress.run_started(config, run_dir)
             _progress.run_finished(summary, train.GradProfile())
@@ -305,7 +298,7 @@ def sweep_job(config: dict[str, Any], run_dir: Path, sweep_dir: Path) -> dict[st
         _end_when_orphaned()
     if _stopping:  # this worker was told to stop: start no further run
         raise KeyboardInterrupt
-    previous = records.read_json(run_dir / records.SUMMARY_JSON)
+    previous = records.read_json(run_dir / schema.SUMMARY_JSON)
     config_hash = records.config_hash(config)
     if sweeps.is_done(previous, config_hash):
         return {**previous, "skipped": True}
@@ -335,17 +328,15 @@ def _during_interrupt(err: BaseException) -> bool:
 def record_end(config: dict[str, Any], run_dir: Path, status: str, error: str | None = None) -> dict[str, Any]:
     """summary.json of a run that ended outside the trainer's own recording (an exception while building
     it, an interrupt during setup). A final status this process already wrote for it is kept."""
-    summary = records.read_json(run_dir / records.SUMMARY_JSON)
-    if isinstance(summary, dict) and summary.get("status") in sweeps.FINAL and summary.get("pid") == os.getpid():
-        return summary
-    summary = summary if isinstance(summary, dict) else {
-        "steps_done": 0, "final_loss": None, "final_val_loss": None, "wall_s": 0.0}
-    summary.update(status=status, error=error if error is not None else summary.get("error"),
-                   config_hash=records.config_hash(config), slurm_job_id=job_facts()["slurm_job_id"],
-                   pid=os.getpid())
+    found = records.read_json(run_dir / schema.SUMMARY_JSON)
+    if isinstance(found, dict) and found.get("status") in schema.FINAL and found.get("pid") == os.getpid():
+        return found
+    summary = schema.Summary.from_dict(found if isinstance(found, dict) else {})
+    summary.update(status=status, error=error if error is not None else summary.error,
+                   config_hash=records.config_hash(config), slurm_job_id=slurm.job_id(), pid=os.getpid())
     run_dir.mkdir(parents=True, exist_ok=True)
-    records.write_json(run_dir / records.SUMMARY_JSON, summary)
-    return summary
+    records.write_json(run_dir / schema.SUMMARY_JSON, summary.to_dict())
+    return summary.to_dict()
 
 
 _watching_controller = False
@@ -394,9 +385,9 @@ def _stored_overrides(sweep_dir: Path) -> list[str]:
     """The overrides sweep.json recorded, trusted no more than the command line: only resbench's own
     config keys and the launcher knobs of RESUMABLE_HYDRA_KEYS, never a Hydra setting that could import,
     call or run anything (callbacks, _target_, launcher setup commands, environment, search path)."""
-    path = sweep_dir / records.SWEEP_JSON
+    path = sweep_dir / schema.SWEEP_JSON
     if not path.is_file():
-        raise BadInput(f"no sweep to resume at {sweep_dir} (it has no {records.SWEEP_JSON})")
+        raise BadInput(f"no sweep to resume at {sweep_dir} (it has no {schema.SWEEP_JSON})")
     data = records.read_json(path)
     if not isinstance(data, dict):
         raise BadInput(f"cannot resume from {path}: it is not a JSON object as resbench writes it "
@@ -453,7 +444,7 @@ def plan_sweep(overrides: list[str], resume: bool = False, resume_dir: Path | No
     # A given dir is resolved once here (it may hold ${now:...} or quotes), then pinned.
     given_dir = resolved_dir(dir_overrides, "hydra.sweep.dir") if dir_overrides else None
     if resume:
-        sweep_dir = resume_dir or given_dir or sweeps.latest_sweep()
+        sweep_dir = resume_dir or given_dir or records.latest_sweep(sweeps.SWEEPS_ROOT)
         if sweep_dir is None:
             raise BadInput(f"no sweep to resume: none under {sweeps.SWEEPS_ROOT}/ (name one: --resume DIR)")
         overrides = sweeps.merge_overrides(_stored_overrides(sweep_dir), overrides)
@@ -575,8 +566,8 @@ def _checked_job_config(job_cfg: DictConfig, label: str, checked_tasks: set[str]
 
 
 def _plan(hydra: Any, base: DictConfig, overrides: list[str], sweep_dir: Path, resume: bool) -> sweeps.SweepPlan:
-    if resume and not (sweep_dir / records.SWEEP_JSON).is_file():
-        raise BadInput(f"no sweep to resume at {sweep_dir} (it has no {records.SWEEP_JSON})")
+    if resume and not (sweep_dir / schema.SWEEP_JSON).is_file():
+        raise BadInput(f"no sweep to resume at {sweep_dir} (it has no {schema.SWEEP_JSON})")
     pins = [f"hydra.sweep.dir={_quoted(str(sweep_dir))}"]
     choices = base.hydra.runtime.choices
     if choices.get("hydra/sweeper") != "basic":
@@ -635,7 +626,7 @@ def _planned_runs(job_configs: JobConfigs, jobs: list[list[str]], swept_keys: li
             raise BadInput(f"run dir '{name}' of {label or 'the run'} is not inside the sweep dir "
                            "(check hydra.sweep.subdir)")
         config_hash = records.config_hash(config)
-        previous = records.read_json(run_dir / records.SUMMARY_JSON) if resume else None
+        previous = records.read_json(run_dir / schema.SUMMARY_JSON) if resume else None
         if resume and not sweeps.is_done(previous, config_hash) and config_hash in done_elsewhere:
             name, previous = done_elsewhere[config_hash]  # this config already ran under another name
             run_dir = sweep_dir / name
@@ -662,7 +653,7 @@ def _launcher_for(base: DictConfig, overrides: list[str], runs: list[sweeps.Plan
 
 def check_resumable(runs: list[sweeps.PlannedRun]) -> None:
     """Refuse (BadInput) to write over a result of another config, or into a run a live process owns."""
-    ended = [run for run in runs if (run.previous or {}).get("status") in sweeps.DONE and not run.done_before]
+    ended = [run for run in runs if (run.previous or {}).get("status") in schema.DONE and not run.done_before]
     if ended:  # never write over a result
         raise BadInput(f"run dir '{ended[0].name}' holds a {ended[0].previous['status']} run of another config, "
                        "which resuming would overwrite: start a new sweep (or remove that run dir to rerun it)")
@@ -681,7 +672,7 @@ def run_sweep(plan: sweeps.SweepPlan, display: Any) -> sweeps.SweepOutcome:
         with sweeps.sweep_lock(plan.sweep_dir):
             if plan.resume:  # what the runs are now, read again under the lock
                 for run in plan.runs:
-                    run.previous = records.read_json(run.dir / records.SUMMARY_JSON)
+                    run.previous = records.read_json(run.dir / schema.SUMMARY_JSON)
                 check_resumable(plan.runs)
             return _run_locked(plan, display)
     except sweeps.SweepBusy as err:
@@ -692,7 +683,7 @@ def _run_locked(plan: sweeps.SweepPlan, display: Any) -> sweeps.SweepOutcome:
     global _progress, _launching_pid
     sweeps.write_sweep_json(plan)
     watcher = sweeps.Watcher(plan.runs, display.run_ended, provisional=(
-        ("interrupted",) if plan.launcher in sweeps.REQUEUEING_LAUNCHERS else ()),
+        (schema.Status.INTERRUPTED,) if plan.launcher in sweeps.REQUEUEING_LAUNCHERS else ()),
         on_start=lambda run: _rebuild_runs_csv(plan.sweep_dir),
         on_progress=None if plan.launcher == "basic" else display.run_progress)  # in-process: the trainer's
     submitted_before = sweeps.submitit_job_dirs(plan)

@@ -29,6 +29,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 
+from .schema import DONE, SUMMARY_JSON
+
 TB_DIR = "tb"  # in a run dir
 HPARAMS_SUFFIX = ".hparams"  # the event file holding a run's HParams session
 BLOCK_QUANTITIES = ("grad_norm", "hidden_rms", "act_grad_norm", "update_ratio", "rank_residual")
@@ -152,7 +154,7 @@ def hparams_summaries(hparams: Mapping[str, Any], metrics: Sequence[str], status
         infos.append(api_pb2.HParamInfo(name=name, type=api_pb2.DataType.Value(kind)))
     experiment = api_pb2.Experiment(hparam_infos=infos, metric_infos=[
         api_pb2.MetricInfo(name=api_pb2.MetricName(tag=f"hparams/{name}")) for name in metrics])
-    end_status = api_pb2.Status.Value("STATUS_SUCCESS" if status in ("completed", "diverged") else "STATUS_FAILURE")
+    end_status = api_pb2.Status.Value("STATUS_SUCCESS" if status in DONE else "STATUS_FAILURE")
     end = plugin_data_pb2.SessionEndInfo(status=end_status, end_time_secs=time.time())
     return [summary(metadata.EXPERIMENT_TAG, plugin_data_pb2.HParamsPluginData(experiment=experiment)),
             summary(metadata.SESSION_START_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_start_info=start)),
@@ -209,7 +211,6 @@ class TensorBoardLogger:
     def __init__(self, log_dir: Path, n_blocks: int = 0):
         self.writer = EventWriter(log_dir)
         self.n_blocks = n_blocks
-        self._stacks: set[str] = set()
         self._layout_written = False
 
     def log(self, metrics: Row, grad_norms: Sequence[Row], layers: Sequence[Row]) -> None:
@@ -303,7 +304,7 @@ def write_run_events(run_dir: Path, metrics: Sequence[Row], grad_norms: Sequence
 
 def _summary(run: Row) -> Row:
     """The run's summary.json (it holds init_grad_ratio, which the runs frame does not), else its row."""
-    from resbench.records import SUMMARY_JSON, read_json
+    from resbench.records import read_json
 
     return read_json(Path(run["path"]) / SUMMARY_JSON) or run
 

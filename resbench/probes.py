@@ -19,9 +19,7 @@ from torch import nn
 
 _BLOCK_PARAM = re.compile(r"^blocks\.(\d+)\.(.+)$")
 
-# The per-block columns of layers.csv after step and layer, in order.
-BLOCK_PROBES = ("grad_norm", "hidden_rms", "act_grad_norm", "update_ratio", "rank_residual")
-
+from .schema import BLOCK_PROBES  # the per-block columns of layers.csv after step, layer and stack
 
 # ---- pure functions ---------------------------------------------------------------------------------
 
@@ -321,8 +319,3 @@ def step_stats(layout: ParamLayout, param_grad_norms: torch.Tensor,
     if not math.isfinite(grad_norm):
         blocks["update_ratio"] = [None] * n_blocks
     return StepStats(host[:n_params], blocks, grad_norm)
-
-
-def gradient_stats(layout: ParamLayout, grads: list[torch.Tensor]) -> StepStats:
-    """Per-parameter, per-block and total gradient norms with a single device-to-host copy."""
-    return step_stats(layout, grad_norms(grads))

@@ -15,24 +15,34 @@ import math
 import os
 import signal
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-METRIC_COLUMNS = ["step", "loss", "val_loss", "lr", "grad_norm", "elapsed_s"]
-# `stack` names a block's stack (encoder / decoder) in a multi-stack model, empty otherwise; `layer` is
-# the block's 0-based index inside its stack.
-GRAD_NORM_COLUMNS = ["step", "layer", "stack", "param", "grad_norm"]
-RUNS_CSV = "runs.csv"  # at a sweep's root: one row per run
-SWEEP_JSON = "sweep.json"  # at a sweep's root: what was swept (written before any run starts)
-SUMMARY_JSON = "summary.json"
-METRICS_CSV, GRAD_NORMS_CSV, LAYERS_CSV = "metrics.csv", "grad_norms.csv", "layers.csv"
-RUN_RESULT_COLUMNS = ["final_loss", "final_val_loss", "wall_s"]
-LAYER_COLUMNS = ["step", "layer", "stack", "grad_norm", "hidden_rms", "act_grad_norm", "update_ratio",
-                 "rank_residual"]
+if TYPE_CHECKING:  # the trainer's types; records itself stays torch-free
+    from .probes import ParamLayout, StepStats
+
+from .schema import (
+    BLOCK_PROBES,
+    CONFIG_YAML,
+    GRAD_NORM_COLUMNS,
+    GRAD_NORMS_CSV,
+    HYDRA_OVERRIDES_YAML,
+    LAYERS_CSV,
+    METRICS_CSV,
+    RUN_RESULT_COLUMNS,
+    RUNS_CSV,
+    RUNS_CSV_LOCK,
+    SUMMARY_JSON,
+    SWEEP_JSON,
+    SWEEP_NAME,
+    Status,
+    Summary,
+    runs_csv_columns,
+)
 
 
 def _cell(value: Any) -> Any:
@@ -100,6 +110,7 @@ class CsvWriter:
         self.columns = list(columns)
         self.rows = 0  # data rows in the file: where a checkpoint says this file stood
         self._pending = io.StringIO()
+        self._known = frozenset(self.columns)
         self._writer = csv.writer(self._pending)
         with no_space_named(self.path):
             if keep_rows is None:
@@ -112,8 +123,13 @@ class CsvWriter:
         self._flushed_size = os.fstat(self._file.fileno()).st_size
         self.flush()
 
-    def write_rows(self, rows: Iterable[Sequence[Any]]) -> None:
-        cells = [[_cell(v) for v in row] for row in rows]
+    def write_rows(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Rows by column name; a name the header lacks is an error, a missing one an empty cell."""
+        cells = []
+        for row in rows:
+            if not self._known.issuperset(row):
+                raise ValueError(f"{self.path.name} has no column {sorted(set(row) - self._known)}")
+            cells.append([_cell(row.get(column)) for column in self.columns])
         self._writer.writerows(cells)
         self.rows += len(cells)
 
@@ -250,7 +266,7 @@ class RunRecorder:
         """`resume_rows`: continue the files of a run, each after the rows its checkpoint counted."""
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+        write_atomic(self.run_dir / CONFIG_YAML, yaml.safe_dump(config, sort_keys=False))
         files = {METRICS_CSV: metric_columns, GRAD_NORMS_CSV: GRAD_NORM_COLUMNS, LAYERS_CSV: layer_columns}
         self.files = {name: CsvWriter(self.run_dir / name, columns, None if resume_rows is None
                                       else resume_rows[name]) for name, columns in files.items()}
@@ -263,11 +279,11 @@ class RunRecorder:
             f.sync()
         return {name: f.rows for name, f in self.files.items()}
 
-    def write_summary(self, summary: dict[str, Any]) -> None:
-        write_json(self.run_dir / "summary.json", summary)
+    def write_summary(self, summary: Summary) -> None:
+        write_json(self.run_dir / SUMMARY_JSON, summary.to_dict())
 
-    def log(self, metrics_row: Sequence[Any] | None, grad_rows: Sequence[Sequence[Any]] = (),
-            layer_rows: Sequence[Sequence[Any]] = (), flush: bool = True) -> None:
+    def log(self, metrics_row: Mapping[str, Any] | None, grad_rows: Sequence[Mapping[str, Any]] = (),
+            layer_rows: Sequence[Mapping[str, Any]] = (), flush: bool = True) -> None:
         """Append one step's rows to every file; flush them when asked (the trainer: on logged steps)."""
         if metrics_row is not None:
             self.metrics.write_rows([metrics_row])
@@ -277,7 +293,7 @@ class RunRecorder:
             for f in self._files:
                 f.flush()
 
-    def close(self, summary: dict[str, Any]) -> None:
+    def close(self, summary: Summary) -> None:
         """Close the CSVs and write the final summary; a second Ctrl-C waits until both are done. A
         summary that can be written is written even when the CSVs could not be (a full disk)."""
         with signals_deferred():
@@ -288,10 +304,23 @@ class RunRecorder:
                 except OSError as err:
                     errors.append(err)
             if errors:  # the last rows could not be written: the run did not end as it was about to say
-                summary = {**summary, "status": "failed", "error": f"{type(errors[0]).__name__}: {errors[0]}"}
+                summary.update(status=Status.FAILED, error=f"{type(errors[0]).__name__}: {errors[0]}")
             self.write_summary(summary)
             if errors:
                 raise errors[0]
+
+
+def grad_norm_rows(layout: ParamLayout, step: int, stats: StepStats) -> list[dict[str, Any]]:
+    """grad_norms.csv's rows of one logged step: one per parameter tensor."""
+    return [{"step": step, "layer": layer, "stack": stack, "param": name, "grad_norm": norm}
+            for layer, stack, name, norm in zip(layout.layers, layout.stacks, layout.names,
+                                                stats.param_grad_norms)]
+
+
+def layer_rows(layout: ParamLayout, step: int, stats: StepStats) -> list[dict[str, Any]]:
+    """layers.csv's rows of one logged step: one per block, each probe under its name."""
+    return [{"step": step, "layer": layer, "stack": stack, **dict(zip(BLOCK_PROBES, values))}
+            for layer, stack, values in zip(layout.block_layers, layout.block_stacks, stats.block_rows())]
 
 
 # ----------------------------------------------------------------------------- sweeps
@@ -301,19 +330,25 @@ def override_key(override: str) -> str:
 
 
 def read_overrides(run_dir: Path) -> dict[str, str]:
-    """A run's command-line overrides (Hydra's .hydra/overrides.yaml) as key -> value text."""
+    """A run's command-line overrides (Hydra's .hydra/overrides.yaml, `- depth=6`) as key -> value text;
+    {} when absent or unreadable (not YAML, not UTF-8, not a list)."""
     try:
-        lines = yaml.safe_load((Path(run_dir) / ".hydra" / "overrides.yaml").read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        lines = yaml.safe_load((Path(run_dir) / HYDRA_OVERRIDES_YAML).read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
         return {}
-    return {override_key(line): line.split("=", 1)[1] for line in lines or [] if "=" in str(line)}
+    pairs = {}
+    for line in lines if isinstance(lines, list) else []:
+        key, sep, value = str(line).partition("=")
+        if sep:
+            pairs[override_key(key)] = value
+    return pairs
 
 
 def config_value(run_dir: Path, key: str) -> Any:
     """The value of a dotted key in a run's resolved config.yaml (None if absent, unreadable or a group):
     a key a resumed sweep added to the sweep was not in the overrides of the runs made before."""
     try:
-        node = yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8"))
+        node = yaml.safe_load((Path(run_dir) / CONFIG_YAML).read_text(encoding="utf-8"))
     except (OSError, ValueError, yaml.YAMLError):
         return None
     for part in key.split("."):
@@ -333,6 +368,17 @@ def find_runs(sweep_dir: Path) -> list[Path]:
     return found
 
 
+def latest_sweep(sweeps_root: Path) -> Path | None:
+    """The latest sweep under `sweeps_root`, for `sweep --resume` and `report` alike: the last by name
+    (names are timestamps) of the dirs named by a timestamp that hold a sweep.json (written before any
+    run starts, so a dir without one is not a sweep resbench began). None when there is none."""
+    if not Path(sweeps_root).is_dir():
+        return None
+    sweeps = sorted(path for path in Path(sweeps_root).iterdir()
+                    if SWEEP_NAME.match(path.name) and (path / SWEEP_JSON).is_file())
+    return sweeps[-1] if sweeps else None
+
+
 @contextmanager
 def locked(lock_path: Path) -> Iterator[None]:
     """An exclusive lock on `lock_path` (fcntl) for writers in several processes; no-op where unsupported."""
@@ -349,7 +395,7 @@ def locked(lock_path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def runs_rows(sweep_dir: Path, swept_keys: Sequence[str], order: Sequence[str] = ()) -> list[list[Any]]:
+def runs_rows(sweep_dir: Path, swept_keys: Sequence[str], order: Sequence[str] = ()) -> list[dict[str, Any]]:
     """runs.csv's rows: run dirs in `order` (the sweep's expansion order) first, then any others by name."""
     sweep_dir = Path(sweep_dir)
     names = [run.relative_to(sweep_dir).as_posix() for run in find_runs(sweep_dir)]
@@ -361,9 +407,10 @@ def runs_rows(sweep_dir: Path, swept_keys: Sequence[str], order: Sequence[str] =
         if summary is None:  # unreadable: skip rather than break the table
             continue
         overrides = read_overrides(sweep_dir / name)
-        values = [overrides[key] if key in overrides else config_value(sweep_dir / name, key) for key in swept_keys]
-        rows.append([name, summary.get("status"), *values,
-                     *(summary.get(column) for column in RUN_RESULT_COLUMNS)])
+        values = {key: overrides[key] if key in overrides else config_value(sweep_dir / name, key)
+                  for key in swept_keys}
+        rows.append({"run": name, "status": summary.get("status"), **values,
+                     **{column: summary.get(column) for column in RUN_RESULT_COLUMNS}})
     return rows
 
 
@@ -374,11 +421,11 @@ def write_runs_csv(sweep_dir: Path) -> Path:
     sweep_dir = Path(sweep_dir)
     sweep = read_json(sweep_dir / SWEEP_JSON) or {}
     swept_keys = list(sweep.get("swept_keys") or [])
-    with locked(sweep_dir / f".{RUNS_CSV}.lock"):
+    with locked(sweep_dir / RUNS_CSV_LOCK):
         buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(["run", "status", *swept_keys, *RUN_RESULT_COLUMNS])
-        writer.writerows([_cell(v) for v in row]
+        writer = csv.DictWriter(buffer, runs_csv_columns(swept_keys))
+        writer.writeheader()
+        writer.writerows({column: _cell(value) for column, value in row.items()}
                          for row in runs_rows(sweep_dir, swept_keys, sweep.get("runs") or ()))
         write_atomic(sweep_dir / RUNS_CSV, buffer.getvalue())
     return sweep_dir / RUNS_CSV

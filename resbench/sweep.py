@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -19,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import records
+import psutil
 
-SWEEPS_ROOT = Path("results/sweeps")
-SWEEP_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}(_\d{1,6})?$")  # hydra_app.timestamp()
-DONE = ("completed", "diverged")  # a run that ended with a result: resume keeps it
-FINAL = (*DONE, "failed", "interrupted")  # a run that ended
+from . import records, schema, slurm
+from .schema import DONE, FINAL, Status
+
+SWEEPS_ROOT = Path(schema.RESULTS_ROOT, schema.SWEEPS_DIR)
 PARALLEL_RUNS_ENV = "RESBENCH_PARALLEL_RUNS"  # set for each job: runs sharing its machine at once
 DEFAULT_LAUNCHER = "joblib"  # a sweep that names no launcher runs two or more runs side by side with it
 LOCAL_WORKER_LAUNCHERS = ("joblib", "submitit_local")  # runs in child processes of the sweep
@@ -134,8 +133,8 @@ def thread_budget(threads: int | None, environ: dict[str, str] | os._Environ = o
     was given; else cores // the runs sharing this machine, so a parallel sweep does not oversubscribe."""
     if threads:
         return threads
-    if environ.get("SLURM_JOB_ID") and environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
-        return max(1, int(environ["SLURM_CPUS_PER_TASK"]))
+    if slurm.cpus(environ):
+        return slurm.cpus(environ)
     sharing = environ.get(PARALLEL_RUNS_ENV, "1")
     return max(1, (cores or usable_cores()) // max(1, int(sharing) if sharing.isdigit() else 1))
 
@@ -145,7 +144,7 @@ def done_runs_by_hash(sweep_dir: Path) -> dict[str, tuple[str, dict[str, Any]]]:
     diverged, whatever its dir is named: resume knows a config it has already run under any name."""
     found: dict[str, tuple[str, dict[str, Any]]] = {}
     for run_dir in records.find_runs(sweep_dir):
-        summary = records.read_json(run_dir / records.SUMMARY_JSON)
+        summary = records.read_json(run_dir / schema.SUMMARY_JSON)
         if isinstance(summary, dict) and summary.get("status") in DONE and summary.get("config_hash"):
             found.setdefault(summary["config_hash"], (run_dir.relative_to(sweep_dir).as_posix(), summary))
     return found
@@ -155,18 +154,12 @@ def live_owner(summary: dict[str, Any] | None) -> int | None:
     """The pid of a live process on this machine that is running this run (its summary says `running`),
     e.g. a launcher's worker that outlived its sweep; None when nobody is. A SLURM job's pid is another
     node's and is not checked here."""
-    if not isinstance(summary, dict) or summary.get("status") != "running" or summary.get("slurm_job_id"):
+    if not isinstance(summary, dict) or summary.get("status") != Status.RUNNING:
+        return None
+    if summary.get("slurm_job_id"):
         return None
     pid = summary.get("pid")
     return pid if isinstance(pid, int) and pid != os.getpid() and _pid_alive(pid) else None
-
-
-def latest_sweep(root: Path = SWEEPS_ROOT) -> Path | None:
-    """The newest sweep under `root` (names are timestamps, so the last by name) that has a sweep.json."""
-    if not root.is_dir():
-        return None
-    sweeps = sorted(p for p in root.iterdir() if SWEEP_NAME.match(p.name) and (p / records.SWEEP_JSON).is_file())
-    return sweeps[-1] if sweeps else None
 
 
 def merge_overrides(stored: list[str], given: list[str]) -> list[str]:
@@ -178,7 +171,7 @@ def merge_overrides(stored: list[str], given: list[str]) -> list[str]:
 def write_sweep_json(plan: SweepPlan) -> None:
     """sweep.json at the sweep root, before any run starts (the report and runs.csv read it)."""
     plan.sweep_dir.mkdir(parents=True, exist_ok=True)
-    records.write_json(plan.sweep_dir / records.SWEEP_JSON, {
+    records.write_json(plan.sweep_dir / schema.SWEEP_JSON, {
         "swept_keys": plan.swept_keys,
         "overrides": plan.overrides,
         "n_runs": len(plan.runs),
@@ -188,7 +181,6 @@ def write_sweep_json(plan: SweepPlan) -> None:
 
 
 # ----------------------------------------------------------------------------- one process per sweep dir
-LOCK_FILE = ".resbench.lock"  # in the sweep dir: who holds it (pid, host), for the message to others
 CONTROLLER_ENV = "RESBENCH_SWEEP_CONTROLLER"  # set for each job: pid@host of the process running the sweep
 CONTROLLER_POLL_S = 1.0
 
@@ -207,7 +199,7 @@ def sweep_lock(sweep_dir: Path) -> Iterator[None]:
     lock (flock) ends with its holder, so the lock of a killed sweep is never stale; the file only tells
     others who holds it."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    path = sweep_dir / LOCK_FILE
+    path = sweep_dir / schema.SWEEP_LOCK
     handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held until the sweep ends
     try:
         _try_lock(handle)
@@ -286,7 +278,7 @@ class Watcher:
         self.on_progress = on_progress
         self.interval = interval
         self.provisional = provisional
-        self.initial = {run.name: _signature(run.dir / records.SUMMARY_JSON) for run in runs}
+        self.initial = {run.name: _signature(run.dir / schema.SUMMARY_JSON) for run in runs}
         self.reported: set[str] = set()
         self.started: set[str] = set()
         self._metrics_seen: dict[str, tuple[int, int, int] | None] = {}
@@ -295,13 +287,13 @@ class Watcher:
 
     def changed(self, run: PlannedRun) -> bool:
         """Its summary.json was written during this sweep."""
-        return _signature(run.dir / records.SUMMARY_JSON) not in (None, self.initial[run.name])
+        return _signature(run.dir / schema.SUMMARY_JSON) not in (None, self.initial[run.name])
 
     def poll(self, last: bool = False) -> None:
         for run in self.runs:
             if run.name in self.reported or not self.changed(run):
                 continue
-            summary = records.read_json(run.dir / records.SUMMARY_JSON)
+            summary = records.read_json(run.dir / schema.SUMMARY_JSON)
             if not isinstance(summary, dict):
                 continue
             status = summary.get("status")
@@ -358,23 +350,16 @@ def stop_idle_workers() -> None:
 
 # ----------------------------------------------------------------------------- Ctrl-C and SIGTERM
 def _process_tree() -> tuple[set[int], set[int]]:
-    """This process's children and all its descendants: multiprocessing's children (joblib's loky
-    workers) everywhere; every process, e.g. submitit_local's job controllers and their tasks, where
-    /proc tells the parent of each."""
-    children = {child.pid for child in multiprocessing.active_children() if child.pid}
-    parent_of: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parent_of[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    me = os.getpid()
-    children |= {pid for pid, parent in parent_of.items() if parent == me}
-    descendants, frontier = set(children), set(children)
-    while frontier:
-        frontier = {pid for pid, parent in parent_of.items() if parent in frontier} - descendants
-        descendants |= frontier
-    return children, descendants
+    """This process's children and all its descendants (joblib's loky workers, submitit_local's job
+    controllers and their tasks), on any OS psutil supports."""
+    me = psutil.Process()
+    try:
+        children = {child.pid for child in me.children()}
+        descendants = {child.pid for child in me.children(recursive=True)}
+    except psutil.Error:  # a child that ended while being listed: what multiprocessing knows still counts
+        children, descendants = set(), set()
+    children |= {child.pid for child in multiprocessing.active_children() if child.pid}
+    return children, descendants | children
 
 
 def _pid_alive(pid: Any) -> bool:
@@ -393,8 +378,8 @@ def wait_for_flush(runs: list[PlannedRun], watcher: Watcher, pids: set[int] | No
     while time.monotonic() < deadline:
         busy = []
         for run in runs:
-            summary = records.read_json(run.dir / records.SUMMARY_JSON) if watcher.changed(run) else None
-            running = bool(summary) and summary.get("status") == "running"
+            summary = records.read_json(run.dir / schema.SUMMARY_JSON) if watcher.changed(run) else None
+            running = bool(summary) and summary.get("status") == Status.RUNNING
             if running and (pids is None or (summary.get("pid") in pids and _pid_alive(summary["pid"]))):
                 busy.append(run)
         if not busy:
@@ -476,7 +461,7 @@ class SweepOutcome:
     def exit_code(self) -> int:
         if self.interrupted:
             return 130
-        if self.error or any(r.status == "failed" and not r.skipped for r in self.runs):
+        if self.error or any(r.status == Status.FAILED and not r.skipped for r in self.runs):
             return 1
         return 0
 
@@ -488,12 +473,12 @@ def collect(plan: SweepPlan, watcher: Watcher, interrupted: bool = False, error:
     """What each planned run ended as, read from its dir."""
     outcome = SweepOutcome(plan, interrupted=interrupted, error=error)
     for run in plan.runs:
-        summary = records.read_json(run.dir / records.SUMMARY_JSON)
+        summary = records.read_json(run.dir / schema.SUMMARY_JSON)
         if watcher.changed(run) and summary:
-            outcome.runs.append(RunOutcome(run, summary.get("status", "running"), summary))
+            outcome.runs.append(RunOutcome(run, summary.get("status", Status.RUNNING), summary))
         elif run.done_before:
             outcome.runs.append(RunOutcome(run, run.previous["status"], run.previous, skipped=True))
         else:
-            outcome.runs.append(RunOutcome(run, "not run", None))
+            outcome.runs.append(RunOutcome(run, Status.NOT_RUN, None))
     return outcome
 

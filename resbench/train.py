@@ -16,17 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import checkpoint, loggers, models, probes, tasks
+from . import checkpoint, loggers, models, probes, records, tasks
 from .precision import pick_precision
-from .records import (
-    GRAD_NORM_COLUMNS,
-    LAYER_COLUMNS,
-    METRIC_COLUMNS,
-    SUMMARY_JSON,
-    RunRecorder,
-    config_hash,
-    read_json,
-)
+from .records import RunRecorder, config_hash, read_json
+from .schema import ACCURACY_COLUMN, LAYER_COLUMNS, METRIC_COLUMNS, SUMMARY_JSON, Status, Summary
 
 FINAL_LOSS_WINDOW = 10  # final_loss is the mean training loss of the last 10 steps
 INIT_BATCHES_STREAM = 1  # SeedSequence key of the init_batches data stream (training data: the seed itself)
@@ -144,30 +137,21 @@ class Trainer:
         self.val_batches = self.task.val_batches()
         hash_ = config_hash(self.config)
         state = self.checkpoint_to_continue(hash_)
-        metric_columns = METRIC_COLUMNS + (["val_acc"] if self.task.spec.accuracy else [])
+        metric_columns = METRIC_COLUMNS + ((ACCURACY_COLUMN,) if self.task.spec.accuracy else ())
         self.recorder = RunRecorder(self.run_dir, self.config, metric_columns, LAYER_COLUMNS,
                                     resume_rows=state["csv_rows"] if state else None)
         self.listeners = loggers.build(self.config, self.run_dir)  # e.g. TensorBoard (the `logger` key)
-        self.summary: dict[str, Any] = {
-            "status": "running",
-            "steps_done": 0,
-            "final_loss": None,
-            "final_val_loss": None,
-            "final_val_acc": None,
-            "wall_s": 0.0,
-            "n_params": sum(p.numel() for p in self.model.parameters()),
-            "error": None,
-            "config_hash": hash_,
-            "init_grad_ratio": None,
-            "device": str(self.device),
-            "precision": self.precision.name,
-            "threads": torch.get_num_threads(),
-            "slurm_job_id": self.job.get("slurm_job_id"),
-            "requeues": self.job.get("requeues", 0),
-            "resumes": (previous_resumes(self.run_dir) + 1) if self.resume else 0,
-            "checkpoint_step": None,
-            "pid": os.getpid(),
-        }
+        self.summary = Summary(
+            n_params=sum(p.numel() for p in self.model.parameters()),
+            config_hash=hash_,
+            device=str(self.device),
+            precision=self.precision.name,
+            threads=torch.get_num_threads(),
+            slurm_job_id=self.job.get("slurm_job_id"),
+            requeues=self.job.get("requeues", 0),
+            resumes=(previous_resumes(self.run_dir) + 1) if self.resume else 0,
+            pid=os.getpid(),
+        )
         self.profile = GradProfile(labels=[f"{stack[:3]} {layer}" if stack else str(layer) for stack, layer in
                                            zip(self.layout.block_stacks, self.layout.block_layers)])
         self.recent_losses: deque[float] = deque(maxlen=FINAL_LOSS_WINDOW)
@@ -195,25 +179,25 @@ class Trainer:
             try:
                 status = self.loop(start)
             except StopAtBoundary:
-                status = "interrupted"
+                status = Status.INTERRUPTED
             except KeyboardInterrupt:  # asked twice: stopped mid-step, so no checkpoint of this step
-                self.finish("interrupted", start)
+                self.finish(Status.INTERRUPTED, start)
                 raise
             except Exception as err:  # noqa: BLE001 - a failed run is a result: record it and go on
-                self.summary["error"] = f"{type(err).__name__}: {err}"
-                self.finish("failed", start)
-                return self.summary
+                self.summary.error = f"{type(err).__name__}: {err}"
+                self.finish(Status.FAILED, start)
+                return self.summary.to_dict()
             self.finish(status, start)
             self.signals.dispatch()
-        return self.summary
+        return self.summary.to_dict()
 
-    def finish(self, status: str, start: float) -> None:
-        self.summary["status"] = status
-        self.summary["wall_s"] = round(time.perf_counter() - start, 3)
+    def finish(self, status: Status, start: float) -> None:
+        self.summary.update(status=status, wall_s=round(time.perf_counter() - start, 3))
         self.recorder.close(self.summary)
+        summary = self.summary.to_dict()
         for listener in self.listeners:
-            listener.close(self.summary)
-        self.progress.run_finished(self.summary, self.profile)
+            listener.close(summary)
+        self.progress.run_finished(summary, self.profile)
 
     def loop(self, start: float) -> str:
         steps, batch_size = self.train_cfg["steps"], self.train_cfg["batch_size"]
@@ -245,25 +229,25 @@ class Trainer:
             bad_gradient = stats is not None and not math.isfinite(stats.grad_norm) and not self.precision.scaled
             diverged = not math.isfinite(loss_value) or bad_gradient
             if update_taken and not diverged:
-                self.summary["steps_done"] = step + 1
+                self.summary.steps_done = step + 1
             val_loss = val_acc = None
             if not diverged and is_evaluated(step, steps, self.train_cfg["eval_every"]):
                 with self.precision.autocast(self.device):
                     val_loss, val_acc = evaluate(self.model, self.val_batches, self.device)
-                self.summary["final_val_loss"] = val_loss
+                self.summary.final_val_loss = val_loss
                 if self.task.spec.accuracy:
-                    self.summary["final_val_acc"] = val_acc
+                    self.summary.final_val_acc = val_acc
             # A metrics row every step (steps-to-a-loss-target needs them); flushed on the steps that matter.
             flush = stats is not None or val_loss is not None or diverged  # the step that diverged is kept
             self.record(step, loss_value, val_loss, val_acc, lr, stats, start, flush)
             finite = [v for v in recent_losses if math.isfinite(v)]
-            self.summary["final_loss"] = sum(finite) / len(finite) if finite else None
+            self.summary.final_loss = sum(finite) / len(finite) if finite else None
             elapsed = time.perf_counter() - start
             self.progress.step(step, steps, loss_value, val_loss, (step + 1) / max(elapsed, 1e-9))
             if diverged:
-                return "diverged"
+                return Status.DIVERGED
             self.step_boundary(step + 1, max(steps, 1), start)
-        return "completed"
+        return Status.COMPLETED
 
     def step_boundary(self, next_step: int, total: int, start: float) -> None:
         """Between two steps: stop here if a signal came (with a checkpoint, unless the run is done),
@@ -279,19 +263,19 @@ class Trainer:
     def save_checkpoint(self, next_step: int, start: float) -> None:
         """checkpoint.pt: the state after step next_step - 1 and where each CSV stood then."""
         checkpoint.save(self.checkpoint_path, {
-            "config_hash": self.summary["config_hash"],
+            "config_hash": self.summary.config_hash,
             "step": next_step,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": checkpoint.rng_states(self.generators()),
             "csv_rows": self.recorder.positions(),
-            "summary": {key: self.summary[key] for key in CARRIED_SUMMARY},
+            "summary": {key: getattr(self.summary, key) for key in CARRIED_SUMMARY},
             "recent_losses": list(self.recent_losses),
             "profile": asdict(self.profile),
             "elapsed_s": time.perf_counter() - start,
         })
-        self.summary["checkpoint_step"] = next_step
+        self.summary.checkpoint_step = next_step
         self.recorder.write_summary(self.summary)
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -300,7 +284,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         checkpoint.restore_rng_states(state["rng"], self.generators())
-        self.summary.update(state["summary"], checkpoint_step=state["step"])
+        self.summary.update(**state["summary"], checkpoint_step=state["step"])
         self.recent_losses.extend(state["recent_losses"])
         self.profile = GradProfile(**state["profile"])
         self.start_step, self.elapsed_before = state["step"], state["elapsed_s"]
@@ -346,7 +330,7 @@ class Trainer:
         stats = probes.step_stats(self.layout, param_grad_norms, {**values, "update_ratio": update.ratio})
         if step == 0:
             self.profile.init = stats.block_grad_norms
-            self.summary["init_grad_ratio"] = _ratio(self.last_stack(stats.block_grad_norms))
+            self.summary.init_grad_ratio = _ratio(self.last_stack(stats.block_grad_norms))
         self.profile.last, self.profile.last_step = stats.block_grad_norms, step
         self.profile.hidden_rms = stats.blocks["hidden_rms"]
         self.profile.act_grad_norm = stats.blocks["act_grad_norm"]
@@ -359,23 +343,17 @@ class Trainer:
 
     def record(self, step, loss, val_loss, val_acc, lr, stats, start, flush: bool = True) -> None:
         """Append this step's row to metrics.csv, and rows to grad_norms.csv and layers.csv when logged."""
-        row = [step, loss, val_loss, lr, stats.grad_norm if stats else None, round(time.perf_counter() - start, 4)]
+        row = {"step": step, "loss": loss, "val_loss": val_loss, "lr": lr,
+               "grad_norm": stats.grad_norm if stats else None, "elapsed_s": round(time.perf_counter() - start, 4)}
         if self.task.spec.accuracy:
-            row.append(val_acc)
-        grad_rows, layer_rows = [], []
-        if stats is not None:
-            layout = self.layout
-            grad_rows = list(zip([step] * len(layout.names), layout.layers, layout.stacks, layout.names,
-                                 stats.param_grad_norms))
-            layer_rows = [(step, layer, stack, *values) for layer, stack, values in
-                          zip(layout.block_layers, layout.block_stacks, stats.block_rows())]
+            row[ACCURACY_COLUMN] = val_acc
+        grad_rows, layer_rows = ([], []) if stats is None else (records.grad_norm_rows(self.layout, step, stats),
+                                                                 records.layer_rows(self.layout, step, stats))
         self.recorder.log(row, grad_rows, layer_rows, flush)
         if not flush:  # listeners hear the logged, evaluated and diverging steps; other rows are metrics.csv's
             return
-        for listener in self.listeners:  # the same rows, by column name
-            listener.log(dict(zip(self.recorder.metrics.columns, row)),
-                         [dict(zip(GRAD_NORM_COLUMNS, r)) for r in grad_rows],
-                         [dict(zip(self.recorder.layers.columns, r)) for r in layer_rows])
+        for listener in self.listeners:
+            listener.log(row, grad_rows, layer_rows)
 
 
 def _ratio(block_norms: list[float]) -> float | None:

@@ -33,8 +33,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import loggers, probes
-from .records import GRAD_NORM_COLUMNS, LAYER_COLUMNS, METRIC_COLUMNS, RunRecorder, config_hash
+from . import loggers, probes, records
+from .records import RunRecorder, config_hash
+from .schema import LAYER_COLUMNS, METRIC_COLUMNS, Status, Summary
 
 FINAL_LOSS_WINDOW = 10  # final_loss: the mean of the last 10 logged losses (unlogged losses are never read)
 
@@ -75,12 +76,8 @@ class Watch:
         self.run_dir = Path(run_dir)
         self.listeners = loggers.build(self.config, self.run_dir)
         self.recorder = RunRecorder(self.run_dir, self.config, METRIC_COLUMNS, LAYER_COLUMNS)
-        self.summary: dict[str, Any] = {
-            "status": "running", "steps_done": 0, "final_loss": None, "final_val_loss": None, "wall_s": 0.0,
-            "n_params": sum(p.numel() for p in model.parameters()), "error": None,
-            "config_hash": config_hash(self.config), "init_grad_ratio": None,
-            "device": str(self.layout.params[0].device),
-        }
+        self.summary = Summary(n_params=sum(p.numel() for p in model.parameters()),
+                               config_hash=config_hash(self.config), device=str(self.layout.params[0].device))
         self.recorder.write_summary(self.summary)
         self.step_index = 0
         self._losses: deque[float] = deque(maxlen=FINAL_LOSS_WINDOW)
@@ -122,7 +119,7 @@ class Watch:
         if self.logged and self._grad_norms is not None:
             self._record(update, optimizer)
         self.step_index += 1
-        self.summary["steps_done"] = self.step_index
+        self.summary.steps_done = self.step_index
         self._arm()
 
     # ---- hooks only on logged steps ------------------------------------------------------------------
@@ -145,42 +142,39 @@ class Watch:
             self._losses.append(loss)
         step = self.step_index
         if step == 0 and stats.block_grad_norms and stats.block_grad_norms[0]:
-            self.summary["init_grad_ratio"] = stats.block_grad_norms[-1] / stats.block_grad_norms[0]
+            self.summary.init_grad_ratio = stats.block_grad_norms[-1] / stats.block_grad_norms[0]
         lr = optimizer.param_groups[0].get("lr") if optimizer is not None else None
-        row = [step, loss, None, lr, stats.grad_norm, round(time.perf_counter() - self._start, 4)]
-        layout = self.layout
-        grad_rows = [(step, layer, stack, name, norm) for layer, stack, name, norm in
-                     zip(layout.layers, layout.stacks, layout.names, stats.param_grad_norms)]
-        layer_rows = [(step, layer, stack, *values) for layer, stack, values in
-                      zip(layout.block_layers, layout.block_stacks, stats.block_rows())]
+        row = {"step": step, "loss": loss, "lr": lr, "grad_norm": stats.grad_norm,
+               "elapsed_s": round(time.perf_counter() - self._start, 4)}
+        grad_rows = records.grad_norm_rows(self.layout, step, stats)
+        layer_rows = records.layer_rows(self.layout, step, stats)
         self.recorder.log(row, grad_rows, layer_rows)
         for listener in self.listeners:
-            listener.log(dict(zip(METRIC_COLUMNS, row)), [dict(zip(GRAD_NORM_COLUMNS, r)) for r in grad_rows],
-                         [dict(zip(LAYER_COLUMNS, r)) for r in layer_rows])
+            listener.log(row, grad_rows, layer_rows)
         finite = [value for value in self._losses if math.isfinite(value)]
-        self.summary["final_loss"] = sum(finite) / len(finite) if finite else None
+        self.summary.final_loss = sum(finite) / len(finite) if finite else None
         self._grad_norms = self._loss = None
         if not math.isfinite(stats.grad_norm) or (loss is not None and not math.isfinite(loss)):
-            self.summary["status"] = "diverged"  # the user's loop decides whether to go on; close() keeps it
+            self.summary.status = Status.DIVERGED  # the user's loop decides whether to go on; close() keeps it
 
     # ---- the end -------------------------------------------------------------------------------------
 
     def close(self, status: str | None = None, error: str | None = None) -> dict[str, Any]:
         """Remove any hooks, close the files and write the final summary.json; returns it."""
         if self._closed:
-            return self.summary
+            return self.summary.to_dict()
         self._closed = True
         self._disarm()
         if status is not None:
-            self.summary["status"] = status
-        elif self.summary["status"] == "running":
-            self.summary["status"] = "completed"
-        self.summary["error"] = error
-        self.summary["wall_s"] = round(time.perf_counter() - self._start, 3)
+            self.summary.status = status
+        elif self.summary.status == Status.RUNNING:
+            self.summary.status = Status.COMPLETED
+        self.summary.update(error=error, wall_s=round(time.perf_counter() - self._start, 3))
         self.recorder.close(self.summary)
+        summary = self.summary.to_dict()
         for listener in self.listeners:
-            listener.close(self.summary)
-        return self.summary
+            listener.close(summary)
+        return summary
 
     def __enter__(self) -> Watch:  # noqa: PYI034 - typing.Self needs Python 3.11
         return self
@@ -189,9 +183,9 @@ class Watch:
         if kind is None:
             self.close()
         elif issubclass(kind, KeyboardInterrupt):
-            self.close("interrupted")
+            self.close(Status.INTERRUPTED)
         else:
-            self.close("failed", f"{kind.__name__}: {value}")
+            self.close(Status.FAILED, f"{kind.__name__}: {value}")
 
 
 def watch(model: nn.Module, blocks: str | Sequence[nn.Module], run_dir: str | Path, log_every: int = 10,

@@ -212,9 +212,9 @@ def test_a_csv_row_that_does_not_fit_is_cut_back_to_whole_rows(tmp_path: Path, m
     monkeypatch.setattr(records, "open", TinyDisk(free=60).open, raising=False)
     path = tmp_path / "metrics.csv"
     writer = records.CsvWriter(path, ["step", "loss"])
-    writer.write_rows([[0, 1.5], [1, 1.25]])
+    writer.write_rows([{"step": 0, "loss": 1.5}, {"step": 1, "loss": 1.25}])
     writer.flush()
-    writer.write_rows([[step, 0.123456789] for step in range(2, 10)])
+    writer.write_rows([{"step": step, "loss": 0.123456789} for step in range(2, 10)])
     with pytest.raises(records.NoSpaceError) as caught:
         writer.flush()
     assert str(caught.value) == f"no space left on device: {path}"
@@ -401,3 +401,14 @@ def test_a_real_full_disk(cli, tiny, small_disk: Path) -> None:
     statuses = {run.name: json.loads((run / "summary.json").read_text())["status"] for run in sweep_dir.iterdir()
                 if (run / "summary.json").is_file()}
     assert statuses == {"seed=0": "completed", "seed=1": "completed"}
+
+
+def test_a_csv_row_is_written_by_column_name(tmp_path: Path) -> None:
+    from resbench import records
+
+    writer = records.CsvWriter(tmp_path / "metrics.csv", ["step", "loss", "lr"])
+    writer.write_rows([{"lr": 0.5, "step": 0}])  # any order; a column not given is empty
+    with pytest.raises(ValueError, match="no column"):
+        writer.write_rows([{"step": 1, "los": 2.0}])
+    writer.close()
+    assert (tmp_path / "metrics.csv").read_text() == "step,loss,lr\n0,,0.5\n"

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from resbench import hydra_app, models, probes, tasks, train
-from resbench.records import LAYER_COLUMNS
+from resbench.schema import LAYER_COLUMNS
 from resbench.tasks.base import TaskSpec
 
 PLACEMENT_NAMES = list(models.PLACEMENTS)
@@ -234,7 +234,7 @@ def test_layers_csv_has_every_probe_and_update_rows(base_config, tmp_path):
     summary = train.run(base_config, tmp_path)
     assert summary["status"] == "completed"
     rows = read_csv(tmp_path / "layers.csv")
-    assert list(rows[0]) == LAYER_COLUMNS
+    assert list(rows[0]) == list(LAYER_COLUMNS)
     assert [(r["step"], r["layer"]) for r in rows] == [(str(s), str(b)) for s in range(3) for b in range(2)]
     assert all(math.isfinite(float(r[c])) for r in rows for c in LAYER_COLUMNS[3:])
 

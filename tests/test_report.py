@@ -171,9 +171,16 @@ def test_dir_without_runs_is_an_input_error(tmp_path):
 def test_latest_sweep_is_the_newest_timestamp(tmp_path):
     with pytest.raises(ReportInputError):
         latest_sweep(tmp_path / "results")
+    sweeps = tmp_path / "results" / "sweeps"
+    for name in ("2025-01-02_10-00-00_000001", "2025-03-01_09-00-00_000000", "notes", "2025-04-01_09-00-00_000000"):
+        (sweeps / name).mkdir(parents=True)
     for name in ("2025-01-02_10-00-00_000001", "2025-03-01_09-00-00_000000", "notes"):
-        (tmp_path / "results" / "sweeps" / name).mkdir(parents=True)
-    assert latest_sweep(tmp_path / "results") == tmp_path / "results" / "sweeps" / "2025-03-01_09-00-00_000000"
+        (sweeps / name / "sweep.json").write_text("{}")
+    # the newest name has no sweep.json (not a sweep resbench began): passed over, as `sweep --resume` does
+    assert latest_sweep(tmp_path / "results") == sweeps / "2025-03-01_09-00-00_000000"
+    from resbench.records import latest_sweep as resume_latest
+
+    assert resume_latest(sweeps) == sweeps / "2025-03-01_09-00-00_000000"
 
 
 def test_import_is_light_and_a_report_never_loads_the_trainer(tmp_path):

@@ -490,6 +490,16 @@ def test_thread_budget_shares_the_cores_among_parallel_runs() -> None:
                          cores=16) == 2
 
 
+def test_the_slurm_environment_is_read_in_one_place() -> None:
+    from resbench import slurm
+
+    array = {"SLURM_JOB_ID": "41", "SLURM_ARRAY_JOB_ID": "40", "SLURM_ARRAY_TASK_ID": "3",
+             "SLURM_CPUS_PER_TASK": "6", "SLURM_RESTART_COUNT": "2"}
+    assert (slurm.job_id(array), slurm.cpus(array), slurm.requeues(array)) == ("40_3", 6, 2)
+    assert (slurm.job_id({"SLURM_JOB_ID": "41"}), slurm.cpus({"SLURM_JOB_ID": "41"})) == ("41", None)
+    assert (slurm.job_id({}), slurm.cpus({"SLURM_CPUS_PER_TASK": "6"}), slurm.requeues({})) == (None, None, 0)
+
+
 # ----------------------------------------------------------------------------- worker launchers
 def test_joblib_runs_a_sweep_in_worker_processes(sweep) -> None:
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="needs resbench[joblib]")
@@ -544,3 +554,20 @@ def test_a_parallel_sweep_writes_the_same_layers_csv_as_basic(sweep) -> None:
     assert json.loads((parallel_dir / "sweep.json").read_text())["launcher"] == "joblib"
     for run in ("depth=1", "depth=2"):
         assert (parallel_dir / run / "layers.csv").read_bytes() == (basic_dir / run / "layers.csv").read_bytes()
+
+
+def test_process_tree_lists_children_and_their_descendants() -> None:
+    """What Ctrl-C stops: a child and the child it starts (a submitit controller and its task)."""
+    from resbench.sweep import _process_tree
+
+    code = "import subprocess, sys, time; p = subprocess.Popen(['sleep', '30']); print(p.pid, flush=True); time.sleep(30)"
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        grandchild = int(child.stdout.readline())
+        children, descendants = _process_tree()
+        assert child.pid in children and grandchild not in children
+        assert {child.pid, grandchild} <= descendants
+    finally:
+        os.kill(grandchild, signal.SIGKILL)
+        child.kill()
+        child.wait()

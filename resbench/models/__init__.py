@@ -4,6 +4,7 @@ blocks (an encoder–decoder names its stacks in `stacks`, each holding its own 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
@@ -37,23 +38,21 @@ def _seq2seq(spec: BlockSpec, cfg: dict[str, Any], task: TaskSpec) -> nn.Module:
     return Seq2Seq(spec, task, heads=cfg["heads"], ffn_mult=cfg["ffn_mult"], decoder_depth=decoder_depth)
 
 
-MODELS: dict[str, Callable[[BlockSpec, dict[str, Any], TaskSpec], nn.Module]] = {
-    "transformer": _transformer,
-    "mlp": _mlp,
-    "seq2seq": _seq2seq,
+@dataclass(frozen=True)
+class ModelType:
+    build: Callable[[BlockSpec, dict[str, Any], TaskSpec], nn.Module]
+    accepts: Callable[[TaskKind], bool]  # what it can read
+    reads: Callable[[Task], Task] | None = None  # how it reads a task's batches, where not as the task gives them
+
+
+# The one table of models. The MLP flattens real-valued rows into one vector and predicts one label; the
+# encoder–decoder reads a source sequence and a target sequence made from it, teacher-forced.
+MODEL_TYPES: dict[str, ModelType] = {
+    "transformer": ModelType(_transformer, accepts=lambda kind: True),
+    "mlp": ModelType(_mlp, accepts=lambda kind: not kind.token_ids and not kind.per_token),
+    "seq2seq": ModelType(_seq2seq, accepts=lambda kind: kind.pairs, reads=TeacherForced),
 }
-
-
-# What each model can read. The MLP flattens real-valued rows into one vector and predicts one label.
-ACCEPTS: dict[str, Callable[[TaskKind], bool]] = {
-    "transformer": lambda kind: True,
-    "mlp": lambda kind: not kind.token_ids and not kind.per_token,
-    "seq2seq": lambda kind: kind.pairs,  # a source sequence and a target sequence made from it
-}
-
-
-# How a model reads a task's batches, where not as the task gives them.
-READS: dict[str, Callable[[Task], Task]] = {"seq2seq": TeacherForced}
+MODELS = {name: model_type.build for name, model_type in MODEL_TYPES.items()}  # the choices of `model`
 
 
 # The keys every model reads from the root of the config; the `model` group holds only a model's own.
@@ -67,12 +66,13 @@ def model_keys(config: dict[str, Any]) -> dict[str, Any]:
 
 def task_for(model_name: str, task: Task) -> Task:
     """`task` as model `model_name` reads it (the encoder–decoder: teacher-forced pairs)."""
-    return READS[model_name](task) if model_name in READS else task
+    reads = MODEL_TYPES[model_name].reads
+    return reads(task) if reads is not None else task
 
 
 def fits(model_name: str, kind: TaskKind) -> bool:
     """Whether model `model_name` can be built for a task of this kind."""
-    return ACCEPTS[model_name](kind)
+    return MODEL_TYPES[model_name].accepts(kind)
 
 
 def _known(table: dict[str, Any], key: str, name: str) -> str:
@@ -100,20 +100,21 @@ def build(cfg: dict[str, Any], task: TaskSpec) -> nn.Module:
     _known(MODELS, "model", cfg["name"])
     if not fits(cfg["name"], task.kind):
         raise ValueError(f"model={cfg['name']} cannot read this task's data ({task.kind})")
-    model = MODELS[cfg["name"]](block_spec(cfg), cfg, task)
+    model = MODEL_TYPES[cfg["name"]].build(block_spec(cfg), cfg, task)
     INITS[_known(INITS, "init", resolve_init(cfg["init"], cfg["norm"]))](model, cfg["depth"])
     return model
 
 
 __all__ = [
-    "ACCEPTS",
     "INITS",
     "MODELS",
+    "MODEL_TYPES",
     "NORMS",
     "PLACEMENTS",
     "RESIDUALS",
     "SHARED_MODEL_KEYS",
     "BlockSpec",
+    "ModelType",
     "block_spec",
     "build",
     "fits",

@@ -9,19 +9,16 @@ matplotlib load when `build_report` runs, so the CLI can import it at start-up.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from resbench.schema import REPORT_MD, RESULTS_ROOT, SWEEPS_DIR
 
 if TYPE_CHECKING:
     import rich.console
 
 __all__ = ["ReportInputError", "ReportResult", "build_report", "latest_sweep"]
-
-# `${now:%Y-%m-%d_%H-%M-%S_%f}`: names of this shape sort by time.
-SWEEP_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}(_\d{1,6})?$")
-
 
 class ReportInputError(ValueError):
     """A directory to report on is missing or holds no runs (the CLI exits 2 with this one line)."""
@@ -39,18 +36,21 @@ class ReportResult:
 
     @property
     def report_md(self) -> Path:
-        return self.out_dir / "report.md"
+        return self.out_dir / REPORT_MD
 
 
-def latest_sweep(results_root: Path = Path("results")) -> Path:
-    """The newest sweep under `results_root/sweeps/` (names are timestamps, so newest = last by name)."""
-    sweeps_root = Path(results_root) / "sweeps"
+def latest_sweep(results_root: Path = Path(RESULTS_ROOT)) -> Path:
+    """The latest sweep under `results_root/sweeps/`, by the rule `sweep --resume` uses too
+    (records.latest_sweep); ReportInputError when there is none."""
+    from resbench.records import latest_sweep as latest
+
+    sweeps_root = Path(results_root) / SWEEPS_DIR
     if not sweeps_root.is_dir():
         raise ReportInputError(f"no sweeps yet: {sweeps_root} does not exist (run `resbench sweep` first)")
-    sweeps = sorted(p for p in sweeps_root.iterdir() if p.is_dir() and SWEEP_NAME.match(p.name))
-    if not sweeps:
+    found = latest(sweeps_root)
+    if found is None:
         raise ReportInputError(f"no sweeps in {sweeps_root} (run `resbench sweep` first)")
-    return sweeps[-1]
+    return found
 
 
 def build_report(

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from resbench.report.load import RunSet
+from resbench.schema import NO_LOSS, STATUS_ORDER, SWEPT_KEYS, Status
 
 # Display order of the known choices (REFERENCES.md order); anything else sorts naturally after.
 CHOICE_ORDER = {
@@ -20,13 +21,11 @@ CHOICE_ORDER = {
     "norm_type": ("layernorm", "rmsnorm", "scalenorm", "dyt"),
     "model.name": ("transformer", "mlp"),
 }
-KEY_ORDER = ("model.name", "task.name", "depth", "norm", "norm_type", "residual", "init", "width", "heads")
+KEY_ORDER = ("model.name", "task.name", *SWEPT_KEYS)
 NOT_GROUPING = ("seed",)  # seeds are what a group aggregates over
 PROBES = ("hidden_rms", "act_grad_norm", "rank_residual")  # per-block probe columns the tables show
 POSITIONS = ("first", "middle", "last")
 WHEN = ("init", "end")
-STATUS_ORDER = ("completed", "diverged", "interrupted", "failed", "running", "unknown")
-NO_LOSS_STATUSES = ("diverged", "failed")  # their final loss says nothing about the setting's quality
 MAX_LINES_PER_PANEL = 8  # more groups than this: one panel per `norm` (or the first key)
 
 
@@ -225,12 +224,12 @@ def per_run(run_set: RunSet, keys: list[str]) -> pd.DataFrame:
     runs = assign_groups(run_set.runs, keys)
     if "side" not in runs:
         runs["side"] = ""
-    counted = ~runs["status"].isin(NO_LOSS_STATUSES)
+    counted = ~runs["status"].isin([status.value for status in NO_LOSS])
     for column in ("final_loss", "final_val_loss", "final_val_acc"):
         values = runs[column].where(counted & np.isfinite(runs[column]))
         runs["stats_" + column.removeprefix("final_")] = values
-    outcome = runs["final_loss"].where(runs["status"].eq("completed"))
-    runs["outcome_loss"] = outcome.mask(runs["status"].eq("diverged"), np.inf)
+    outcome = runs["final_loss"].where(runs["status"].eq(Status.COMPLETED))
+    runs["outcome_loss"] = outcome.mask(runs["status"].eq(Status.DIVERGED), np.inf)
     layers = run_set.layers
     columns = [column for column in ("grad_norm",) + PROBES if column in layers and layers[column].notna().any()]
     if columns and "layer" in layers:
@@ -261,7 +260,8 @@ def group_summary(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     summary = grouped[keys].first() if keys else pd.DataFrame(index=grouped.size().index)
     summary["n_runs"] = grouped.size()
     counts = pd.crosstab(runs["group"], runs["status"])
-    for status in sorted(counts.columns, key=lambda s: (STATUS_ORDER + (s,)).index(s)):
+    order = [status.value for status in STATUS_ORDER]
+    for status in sorted(counts.columns, key=lambda s: (order + [s]).index(s)):
         summary[f"n_{status}"] = counts[status].reindex(summary.index).fillna(0).astype(int)
     for column in ("stats_loss", "stats_val_loss", "stats_val_acc"):
         if runs[column].notna().any():

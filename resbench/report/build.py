@@ -17,27 +17,43 @@ from resbench.report.findings import compute_findings, exponent_curves
 from resbench.report.markdown import Section, document, findings_lines
 from resbench.report.quantities import Evidence
 from resbench.report.render import Helper, PlotJob, draw_all
-from resbench.report.tables import Table, compare_tables, report_tables, to_rich
+from resbench.report.tables import (
+    GRADIENTS,
+    PROBES_SECTION,
+    SECTIONS,
+    TRAINING,
+    Table,
+    compare_tables,
+    report_tables,
+    to_rich,
+)
 from resbench.report.verdict import AGREES, DISAGREES, Finding
+from resbench.schema import REPORT_DIR, REPORT_MD, Status
 
-REPORT_MD = "report.md"
 SUMMARY_CSV = "summary.csv"
-IMAGE_ALT = {  # every PNG a report may write (in report.md's order) → its alt text
-    "grad_norm_init.png": "Gradient norm per block at initialization",
-    "grad_norm_heatmap.png": "Gradient norm per block and step",
-    "loss_curves.png": "Loss curves",
-    "final_loss_vs_depth.png": "Final train loss vs depth",
-    "grad_exponent.png": "Last block's W2 gradient at init vs depth, fitted and theory lines",
-    "hidden_rms.png": "Hidden-state RMS per block",
-    "rank_residual.png": "Rank residual per block",
+
+
+@dataclass(frozen=True)
+class PlotFile:
+    alt: str  # report.md's alt text
+    section: str  # where report.md places it (tables.SECTIONS)
+
+
+PLOTS = {  # every PNG a report may write, in report.md's order
+    "grad_norm_init.png": PlotFile("Gradient norm per block at initialization", GRADIENTS),
+    "grad_norm_heatmap.png": PlotFile("Gradient norm per block and step", GRADIENTS),
+    "loss_curves.png": PlotFile("Loss curves", TRAINING),
+    "final_loss_vs_depth.png": PlotFile("Final train loss vs depth", TRAINING),
+    "grad_exponent.png": PlotFile("Last block's W2 gradient at init vs depth, fitted and theory lines", GRADIENTS),
+    "hidden_rms.png": PlotFile("Hidden-state RMS per block", PROBES_SECTION),
+    "rank_residual.png": PlotFile("Rank residual per block", PROBES_SECTION),
 }
-PLOT_FILES = tuple(IMAGE_ALT)
+PLOT_FILES = tuple(PLOTS)
 PROBE_PLOTS = {  # probe column → (file, title, y label)
     "hidden_rms": ("hidden_rms.png", "Hidden-state RMS per block", "hidden-state RMS"),
     "rank_residual": ("rank_residual.png", "Rank residual per block (cf. Dong et al. 2021)",
                       "rank residual ‖X − 1·x̄ᵀ‖ / ‖X‖"),
 }
-KNOWN_STATUSES = ("completed", "diverged", "interrupted", "failed", "running")
 VERDICT_STYLES = {AGREES: "green", DISAGREES: "red"}  # inconclusive: yellow
 
 
@@ -93,7 +109,7 @@ def _build(dirs: list[Path], found: list[list[Path]], console: Console | None, o
         ))
     warnings = [f"{s.name}: {w}" if s.name else w for s in sides for w in s.warnings] + run_set.notes
 
-    target = out_dir if out_dir is not None else dirs[0] / "report"
+    target = out_dir if out_dir is not None else dirs[0] / REPORT_DIR
     target.mkdir(parents=True, exist_ok=True)
     if comparing:
         merged = aggregate.compare_summaries(sides[0].summary, sides[1].summary, keys)
@@ -106,7 +122,7 @@ def _build(dirs: list[Path], found: list[list[Path]], console: Console | None, o
         (target / name).unlink(missing_ok=True)
     jobs = plot_jobs(runs, run_set, keys, target, evidence)
     draw_all(list(jobs.values()), helper)
-    images = {name: IMAGE_ALT[name] for name in PLOT_FILES if name in jobs}
+    images = {name: PLOTS[name] for name in PLOT_FILES if name in jobs}
     (target / REPORT_MD).write_text(report_markdown(sides, keys, tables, images, warnings, comparing))
     findings = [f"{s.name}: {f.text()}" if s.name else f.text() for s in sides for f in s.findings]
     if console is not None:
@@ -149,16 +165,17 @@ def run_warnings(runs: pd.DataFrame, issues: dict[int, list[str]]) -> list[str]:
         described = [f"{names[run]} ({'; '.join(found)})" for run, found in issues.items()]
         warnings.append(f"{len(described)} run(s) partly unreadable, the rest of each used: "
                         + load.name_list(described))
-    failed = runs[runs["status"].eq("failed")]
+    failed = runs[runs["status"].eq(Status.FAILED)]
     if len(failed):
         described = [f"{name} ({str(error).strip().splitlines()[0][:120]})" if isinstance(error, str) and error.strip()
                      else name for name, error in zip(failed["name"], failed["error"])]
         warnings.append(f"{len(failed)} run(s) failed: " + load.name_list(described))
-    for status, text in (("interrupted", "interrupted"), ("running", "without a final summary (still running, or killed)")):
+    for status, text in ((Status.INTERRUPTED, "interrupted"),
+                         (Status.RUNNING, "without a final summary (still running, or killed)")):
         rows = runs[runs["status"].eq(status)]
         if len(rows):
             warnings.append(f"{len(rows)} run(s) {text}: " + load.name_list(list(rows["name"])))
-    odd = runs[~runs["status"].isin(KNOWN_STATUSES + (load.BAD_SUMMARY,))]  # a broken summary is named above
+    odd = runs[~runs["status"].isin([status.value for status in Status])]  # a broken summary is named above
     if len(odd):
         described = [f"{name} ({status})" for name, status in zip(odd["name"], odd["status"])]
         warnings.append(f"{len(odd)} run(s) with an unknown status: " + load.name_list(described))
@@ -228,7 +245,7 @@ def plot_jobs(runs: pd.DataFrame, run_set: load.RunSet, keys: list[str], target:
 # report.md and the terminal
 
 
-def report_markdown(sides: list[Side], keys: list[str], tables: list[Table], images: dict[str, str],
+def report_markdown(sides: list[Side], keys: list[str], tables: list[Table], images: dict[str, PlotFile],
                     warnings: list[str], comparing: bool) -> str:
     grouping = ", ".join(f"`{aggregate.display_key(key)}`" for key in keys) or "nothing (one group)"
     if comparing:
@@ -241,17 +258,11 @@ def report_markdown(sides: list[Side], keys: list[str], tables: list[Table], ima
         sources = ", ".join(f"`{d}`" for d in side.dirs)
         header = [f"{len(side.runs)} runs from {sources}, {len(side.summary)} groups by {grouping}; seeds as mean ± std."]
 
-    summary = Section("Summary")
-    gradients = Section("Gradients")
-    training = Section("Training")
-    probes = Section("Probes")
+    sections = {name: Section(name) for name in SECTIONS}
     for table in tables:
-        section = summary if table.title.startswith(("Runs", "Comparison")) else (
-            gradients if table.title.startswith("Gradient") else probes)
-        section.table(table)
-    for file_name, alt in images.items():
-        section = {"grad": gradients, "loss": training, "fina": training}.get(file_name[:4], probes)
-        section.image(alt, file_name)
+        sections[table.section].table(table)
+    for file_name, plot in images.items():
+        sections[plot.section].image(plot.alt, file_name)
     findings = Section("Findings")
     for side in sides:
         lines = findings_lines(side.findings)
@@ -260,7 +271,7 @@ def report_markdown(sides: list[Side], keys: list[str], tables: list[Table], ima
     if findings.blocks:
         findings.blocks.append(FINDINGS_NOTE)
     header += ["", "Every number below, one row per group: [summary.csv](summary.csv)."]
-    return document(title, header, warnings, [findings, summary, gradients, training, probes])
+    return document(title, header, warnings, [findings, *sections.values()])
 
 
 def print_report(console: Console, sides: list[Side], tables: list[Table], warnings: list[str]) -> None:

@@ -30,6 +30,7 @@ from resbench.report.verdict import (
     part,
     singles,
 )
+from resbench.schema import DONE
 
 LN10 = math.log(10)
 TEN_CLASS_TASKS = ("digits", "mnist", "mnist1d")  # chance loss ln 10
@@ -566,7 +567,7 @@ def _formatted(claim: Claim, **names: str) -> Claim:
 
 def rezero(ev: Evidence) -> list[Finding]:
     """ReZero (norm=none) against pre-LN and against post-LN, by convergence speed."""
-    runs = ev.runs[ev.runs["status"].isin(["completed", "diverged"])]
+    runs = ev.runs[ev.runs["status"].isin([status.value for status in DONE])]
     zero = _is(runs, "residual", "rezero") & _is(runs, "norm", "none")
     if not zero.any() or ev.metrics.empty:
         return []
@@ -589,7 +590,7 @@ def seed_article(ev: Evidence) -> list[Finding]:
     A comparison no run pairs up for is left out: these claims apply to any sweep, and a sweep of the
     article's block against the plain net (which differ in two keys) is judged by the block findings.
     """
-    runs = ev.runs[ev.runs["status"].isin(["completed", "diverged"])]
+    runs = ev.runs[ev.runs["status"].isin([status.value for status in DONE])]
     if "norm" not in runs or "residual" not in runs:
         return []
     skips, plain, none = _is(runs, "residual", "true"), _is(runs, "residual", "false"), _is(runs, "norm", "none")

@@ -20,31 +20,43 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from resbench import records
 from resbench.report import ReportInputError
+from resbench.schema import (
+    ACCURACY_COLUMN,
+    CONFIG_YAML,
+    GRAD_NORM_COLUMNS,
+    GRAD_NORMS_CSV,
+    HYDRA_CONFIG_YAML,
+    HYDRA_DIR,
+    LAYER_COLUMNS,
+    LAYERS_CSV,
+    METRIC_COLUMNS,
+    METRICS_CSV,
+    REPORT_DIR,
+    REPORTED_NUMERIC,
+    REPORTED_SUMMARY_FIELDS,
+    RUN_KEY_COLUMNS,
+    RUN_RESULT_COLUMNS,
+    RUNS_CSV,
+    STACK,
+    SUMMARY_JSON,
+    SWEEP_JSON,
+    Status,
+)
 
-REPORT_DIR = "report"
 MAX_SEARCH_DEPTH = 3  # sweep/<subdir>/... : Hydra's sweep.subdir may hold a slash or two
 
 # Columns the contract fixes; all numeric. Others (future probes) are inferred.
-METRICS_COLUMNS = ("step", "loss", "val_loss", "lr", "grad_norm", "elapsed_s", "val_acc")
-LAYERS_COLUMNS = ("step", "layer", "grad_norm", "hidden_rms", "act_grad_norm", "update_ratio", "rank_residual")
-STACK = "stack"  # text: encoder / decoder, empty (and absent in older runs) for single-stack models
-GRAD_NORMS_NUMERIC = ("step", "layer", "grad_norm")
-SUMMARY_FIELDS = {
-    "status": None,
-    "steps_done": np.nan,
-    "final_loss": np.nan,
-    "final_val_loss": np.nan,
-    "final_val_acc": np.nan,
-    "wall_s": np.nan,
-    "n_params": np.nan,
-    "error": None,
-    "config_hash": None,
-}
+# The numeric columns (`stack` is text: encoder / decoder, empty and absent in older runs for single-stack models).
+METRICS_COLUMNS = (*METRIC_COLUMNS, ACCURACY_COLUMN)
+LAYERS_COLUMNS = tuple(column for column in LAYER_COLUMNS if column != STACK)
+GRAD_NORMS_NUMERIC = tuple(column for column in GRAD_NORM_COLUMNS if column not in (STACK, "param"))
 # Summary fields are floats in the frame even when JSON holds null.
-SUMMARY_NUMERIC = ("steps_done", "final_loss", "final_val_loss", "final_val_acc", "wall_s", "n_params")
-NO_SUMMARY = "running"  # a run still going has not written summary.json yet
-BAD_SUMMARY = "unknown"
+SUMMARY_NUMERIC = REPORTED_NUMERIC
+SUMMARY_FIELDS = {name: np.nan if name in SUMMARY_NUMERIC else None for name in REPORTED_SUMMARY_FIELDS}
+NO_SUMMARY = Status.RUNNING.value  # a run still going has not written summary.json yet
+BAD_SUMMARY = Status.UNKNOWN.value
 
 
 @dataclass
@@ -74,7 +86,7 @@ class RunSet:
 
 
 def is_run_dir(path: Path) -> bool:
-    return (path / "config.yaml").is_file() or (path / ".hydra").is_dir()
+    return (path / CONFIG_YAML).is_file() or (path / HYDRA_DIR).is_dir()
 
 
 def discover_runs(root: Path) -> list[Path]:
@@ -155,7 +167,7 @@ def _load_yaml(path: Path) -> object:
 
 def read_config(run_dir: Path, issues: list[str]) -> dict[str, object]:
     """config.yaml; else Hydra's own .hydra/config.yaml; else the override strings."""
-    for relative in ("config.yaml", ".hydra/config.yaml"):
+    for relative in (CONFIG_YAML, HYDRA_CONFIG_YAML):
         path = run_dir / relative
         if not path.is_file():
             continue
@@ -165,7 +177,7 @@ def read_config(run_dir: Path, issues: list[str]) -> dict[str, object]:
             issues.append(f"{relative} unparsable")
             continue
         if isinstance(data, dict):
-            if relative != "config.yaml":
+            if relative != CONFIG_YAML:
                 issues.append("config.yaml missing (used .hydra/config.yaml)")
             return normalise_config(flatten(data))
         issues.append(f"{relative} is not a mapping")
@@ -175,25 +187,19 @@ def read_config(run_dir: Path, issues: list[str]) -> dict[str, object]:
 
 
 def read_overrides(run_dir: Path) -> dict[str, object]:
-    """`.hydra/overrides.yaml` (`- depth=6`) as {key: YAML scalar}; {} when absent or unreadable."""
-    try:
-        overrides = _load_yaml(run_dir / ".hydra" / "overrides.yaml")
-    except (OSError, ValueError, yaml.YAMLError):
-        return {}
+    """The run's overrides (records.read_overrides) with each value read as a YAML scalar (`6` → 6)."""
     leaves: dict[str, object] = {}
-    for item in overrides if isinstance(overrides, list) else []:
-        key, sep, value = str(item).partition("=")
-        if sep:
-            try:
-                leaves[key.lstrip("+~")] = yaml.safe_load(value)
-            except yaml.YAMLError:
-                leaves[key.lstrip("+~")] = value
+    for key, value in records.read_overrides(run_dir).items():
+        try:
+            leaves[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            leaves[key] = value
     return leaves
 
 
 def read_summary(run_dir: Path, issues: list[str]) -> dict[str, object]:
     summary = dict(SUMMARY_FIELDS)
-    path = run_dir / "summary.json"
+    path = run_dir / SUMMARY_JSON
     if not path.is_file():
         summary["status"] = NO_SUMMARY
         return summary
@@ -202,7 +208,7 @@ def read_summary(run_dir: Path, issues: list[str]) -> dict[str, object]:
     except (OSError, ValueError):
         data = None
     if not isinstance(data, dict):
-        issues.append("summary.json unparsable")
+        issues.append(f"{SUMMARY_JSON} unparsable")
         summary["status"] = BAD_SUMMARY
         return summary
     summary.update({key: data[key] for key in SUMMARY_FIELDS if key in data})
@@ -328,7 +334,7 @@ def _checked_layers(runs: pd.DataFrame, layers: pd.DataFrame, issues: dict[int, 
     layers = with_stack(_fill_block_norms(runs, with_stack(layers), issues))
     if "layer" in layers and "depth" in runs:
         depth = layers["run"].map(_stack_depth_limit(runs)).fillna(np.inf)
-        layers = _without_impossible(layers, "layers.csv", layers["layer"], 0, depth - 1, issues)
+        layers = _without_impossible(layers, LAYERS_CSV, layers["layer"], 0, depth - 1, issues)
     return layers
 
 
@@ -356,31 +362,31 @@ def _block_norms_from_params(grad_norms: pd.DataFrame) -> pd.DataFrame:
 def read_swept_keys(sweep_dir: Path) -> list[str] | None:
     """Swept keys from sweep.json, else the per-key columns of runs.csv's header; None if neither says."""
     try:
-        data = json.loads((sweep_dir / "sweep.json").read_text())
+        data = json.loads((sweep_dir / SWEEP_JSON).read_text())
         keys = data.get("swept_keys") if isinstance(data, dict) else None
         if isinstance(keys, list):
             return [str(key) for key in keys]
     except (OSError, ValueError):
         pass
     try:
-        with open(sweep_dir / "runs.csv") as handle:
+        with open(sweep_dir / RUNS_CSV) as handle:
             header = handle.readline().strip().split(",")
     except OSError:
         return None
-    fixed = {"run", "status", "final_loss", "final_val_loss", "final_val_acc", "wall_s"}
+    fixed = {*RUN_KEY_COLUMNS, *RUN_RESULT_COLUMNS}
     return [name for name in header if name and name not in fixed] if "run" in header else None
 
 
 def runs_csv_lag(sweep_dir: Path, run_names: set[str]) -> str | None:
     """A note when runs.csv names runs that have no run dir (runs.csv is written as runs end)."""
     try:
-        listed = pd.read_csv(sweep_dir / "runs.csv", usecols=["run"], dtype=str)["run"].dropna()
+        listed = pd.read_csv(sweep_dir / RUNS_CSV, usecols=["run"], dtype=str)["run"].dropna()
     except (OSError, ValueError, pd.errors.ParserError):
         return None
     missing = sorted(set(listed) - run_names)
     if not missing:
         return None
-    return f"{sweep_dir}/runs.csv lists {len(missing)} run(s) with no run dir: {name_list(missing)}"
+    return f"{sweep_dir}/{RUNS_CSV} lists {len(missing)} run(s) with no run dir: {name_list(missing)}"
 
 
 def name_list(names: list[str], limit: int = 8) -> str:
@@ -419,12 +425,12 @@ def load(dirs: list[Path], found: list[list[Path]] | None = None) -> RunSet:
             record.update(summary)
             record.update({key: value for key, value in config.items() if key not in record})
             records.append(record)
-            running = summary["status"] == "running"  # its last line may be mid-write: no note
-            for kind in ("metrics.csv", "layers.csv"):
+            running = summary["status"] == Status.RUNNING  # its last line may be mid-write: no note
+            for kind in (METRICS_CSV, LAYERS_CSV):
                 part = _split_csv(run, run_dir / kind, issues[run], quiet_truncation=running)
                 if part is not None:
                     parts[kind].append(part)
-                elif summary["status"] == "completed":
+                elif summary["status"] == Status.COMPLETED:
                     issues[run].append(f"{kind} missing")
         if run_dirs != [source]:
             note = runs_csv_lag(source, names)
@@ -434,8 +440,8 @@ def load(dirs: list[Path], found: list[list[Path]] | None = None) -> RunSet:
     runs = pd.DataFrame.from_records(records)
     for key in SUMMARY_NUMERIC:
         runs[key] = pd.to_numeric(runs[key], errors="coerce")
-    metrics = _parse_parts(parts["metrics.csv"], METRICS_COLUMNS, issues)
-    layers = _parse_parts(parts["layers.csv"], LAYERS_COLUMNS, issues)
+    metrics = _parse_parts(parts[METRICS_CSV], METRICS_COLUMNS, issues)
+    layers = _parse_parts(parts[LAYERS_CSV], LAYERS_COLUMNS, issues)
     if "layer" in layers:
         layers = layers.dropna(subset=["layer"])
         layers = layers.assign(layer=layers["layer"].astype(np.int64))
@@ -458,8 +464,8 @@ def _fill_block_norms(runs: pd.DataFrame, layers: pd.DataFrame, issues: dict[int
     have = set(layers.loc[layers["grad_norm"].notna(), "run"].unique()) if "grad_norm" in layers else set()
     parts = []
     for run, path in zip(runs["run"], runs["path"]):
-        if run not in have and (Path(path) / "grad_norms.csv").is_file():
-            part = _split_csv(run, Path(path) / "grad_norms.csv", issues[run], quiet_truncation=True)
+        if run not in have and (Path(path) / GRAD_NORMS_CSV).is_file():
+            part = _split_csv(run, Path(path) / GRAD_NORMS_CSV, issues[run], quiet_truncation=True)
             if part is not None:
                 parts.append(part)
     if not parts:
@@ -479,11 +485,12 @@ def _fill_block_norms(runs: pd.DataFrame, layers: pd.DataFrame, issues: dict[int
 
 def _fill_final_losses(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
     """A run without summary values (still running, killed, broken summary) shows its latest logged ones."""
-    for column, source in (("final_loss", "loss"), ("final_val_loss", "val_loss"), ("final_val_acc", "val_acc")):
+    for column, source in (("final_loss", "loss"), ("final_val_loss", "val_loss"), ("final_val_acc", ACCURACY_COLUMN)):
         if source not in metrics:
             continue
         latest = metrics.dropna(subset=[source]).sort_values(["run", "step"]).groupby("run")[source].last()
-        gaps = runs[column].isna() & ~runs["status"].isin(["completed", "diverged", "failed"])
+        gaps = runs[column].isna() & ~runs["status"].isin([Status.COMPLETED.value, Status.DIVERGED.value,
+                                                           Status.FAILED.value])
         runs.loc[gaps, column] = runs.loc[gaps, "run"].map(latest)
     return runs
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from resbench.report.load import RunSet
+from resbench.schema import GRAD_NORMS_CSV, Status
 
 SMOOTHING_STEPS = 10  # trailing mean over this many steps (as the summary's final_loss)
 NO_PROGRESS = 0.05  # a smoothed loss that ends within 5 % of the step-0 loss: the run did not train
@@ -64,7 +65,7 @@ def read_init_param_norms(runs: pd.DataFrame) -> pd.DataFrame:
     """Step-0 rows of every run's grad_norms.csv: run, layer, param, grad_norm (block parameters only)."""
     frames = []
     for run, path in zip(runs["run"], runs["path"]):
-        data = _step_zero_lines(Path(path) / "grad_norms.csv")
+        data = _step_zero_lines(Path(path) / GRAD_NORMS_CSV)
         if data.count(b"\n") < 2:
             continue
         try:
@@ -127,7 +128,7 @@ def convergence_steps(metrics: pd.DataFrame, runs: pd.DataFrame, run_a: int,
     status = runs.set_index("run")["status"]
     curves = {run: smoothed_loss(metrics, run) for run in (run_a, run_b)}
     finals = {run: curve.iloc[-1] for run, curve in curves.items()
-              if trained(curve, status.get(run) == "diverged")}
+              if trained(curve, status.get(run) == Status.DIVERGED)}
     if not finals:
         return np.nan, np.nan, np.nan
     target = max(finals.values())

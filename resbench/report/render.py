@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from resbench.sweep import usable_cores
+
 HELPER_MIN_RUNS = 50  # below this a report draws in well under a second per figure: no helper
 HELPER_TIMEOUT_S = 300
 
@@ -53,13 +55,6 @@ class PlotJob:
         return self.path
 
 
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
 # The helper's whole program. Python runs it isolated (-I): neither the current directory nor PYTHONPATH
 # is on its sys.path, so a stray pandas.py where the user runs `resbench report` is never imported; this
 # very resbench is put first by hand.
@@ -81,7 +76,7 @@ class Helper:
     @classmethod
     def start(cls, n_runs: int) -> Helper | None:
         """A helper when the report is big and there is a second core; else None."""
-        if n_runs < HELPER_MIN_RUNS or _usable_cores() < 2:
+        if n_runs < HELPER_MIN_RUNS or usable_cores() < 2:
             return None
         try:
             return cls()

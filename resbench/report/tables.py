@@ -5,11 +5,11 @@ One builder per table; both renderers read the same `Table`, so terminal and rep
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-import numpy as np
 import pandas as pd
 
+from resbench.formatting import number
 from resbench.report.aggregate import POSITIONS, PROBES, display_key, format_value, status_text
 
 PROBE_TITLES = {
@@ -30,6 +30,11 @@ COMPARED = (  # (summary column, heading)
 )
 
 
+# report.md's sections, in order; a table or plot names the one it belongs to.
+SUMMARY, GRADIENTS, TRAINING, PROBES_SECTION = "Summary", "Gradients", "Training", "Probes"
+SECTIONS = (SUMMARY, GRADIENTS, TRAINING, PROBES_SECTION)
+
+
 @dataclass(frozen=True)
 class Table:
     title: str
@@ -37,22 +42,12 @@ class Table:
     rows: list[list[str]]
     note: str = ""
     numeric: list[bool] = field(default_factory=list)  # right-align these columns
+    section: str = PROBES_SECTION  # where report.md places it (SECTIONS)
     # The terminal's view: the `group` column split into one column per grouping key, and which
     # columns to keep first when the terminal is too narrow for all (column indices, most wanted first).
     group_columns: list[str] = field(default_factory=list)
     group_values: list[list[str]] = field(default_factory=list)
     priority: list[int] = field(default_factory=list)
-
-
-def number(value: object) -> str:
-    """3 significant digits; "—" for missing; "inf" spelled out."""
-    if value is None or (isinstance(value, (float, np.floating)) and np.isnan(value)):
-        return "—"
-    if isinstance(value, (float, np.floating)) and np.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    return f"{float(value):.3g}"
 
 
 def mean_std(mean: object, std: object) -> str:
@@ -78,8 +73,7 @@ def _group_split(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
 def _grouped(table: Table, frame: pd.DataFrame, priority: list[int] | None = None) -> Table:
     """`table` with the terminal's per-key group columns and column priority filled in."""
     group_columns, group_values = _group_split(frame)
-    return Table(table.title, table.columns, table.rows, table.note, table.numeric, group_columns, group_values,
-                 priority or [])
+    return replace(table, group_columns=group_columns, group_values=group_values, priority=priority or [])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -99,6 +93,7 @@ def summary_table(summary: pd.DataFrame) -> Table:
         rows,
         "Losses: mean ± std over seeds, leaving out runs that diverged or failed.",
         [False, True, False] + [True] * len(losses),
+        section=SUMMARY,
     ), summary)
 
 
@@ -123,6 +118,7 @@ def gradient_table(summary: pd.DataFrame) -> Table | None:
         "Norm of each block's gradient (layers.csv) at the first, middle (⌊L/2⌋) and last block, at init "
         "(step 0) and at the last logged step; mean over seeds.",
         [False] + [True] * 8,
+        section=GRADIENTS,
     ), summary, [0, 4, 8, 1, 3, 5, 7, 2, 6])
 
 
@@ -137,7 +133,8 @@ def probe_tables(summary: pd.DataFrame) -> list[Table]:
             for _, row in summary.iterrows()
         ]
         # Columns 1-3: init first, middle, last; 4-6 the same at the end. The last block says most.
-        tables.append(_grouped(Table(PROBE_TITLES[probe], columns, rows, "Mean over seeds.", [False] + [True] * 6),
+        tables.append(_grouped(Table(PROBE_TITLES[probe], columns, rows, "Mean over seeds.", [False] + [True] * 6,
+                                     section=PROBES_SECTION),
                                summary, [0, 3, 6, 1, 4, 2, 5]))
     return tables
 
@@ -173,7 +170,8 @@ def compare_tables(merged: pd.DataFrame) -> list[Table]:
                     cells.append(signed(row[f"{column}_delta"]))
             rows.append(cells)
         note = "A and B: means over seeds in each dir; Δ = B − A; — where a group exists on one side only."
-        tables.append(_grouped(Table(title, columns, rows, note, [False] + [True] * (len(columns) - 1)), merged))
+        tables.append(_grouped(Table(title, columns, rows, note, [False] + [True] * (len(columns) - 1),
+                                     section=SUMMARY), merged))
     return tables
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from resbench import formatting
 from resbench.report.aggregate import format_value
 
 AGREES, DISAGREES, INCONCLUSIVE = "agrees", "disagrees", "inconclusive"
@@ -112,11 +113,8 @@ class Finding:
 
 
 def number(value: float) -> str:
-    if value is None or pd.isna(value):
-        return "—"
-    if np.isinf(value):
-        return "∞" if value > 0 else "-∞"
-    return f"{value:.3g}"
+    """A number in a finding's text: infinity as ∞ (formatting.number)."""
+    return formatting.number(value, infinity="∞")
 
 
 def spread(effects: Sequence[float], margin: Margin) -> str:

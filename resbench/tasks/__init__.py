@@ -3,33 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 from . import chars, digits, mnist, mnist1d, reverse, sort
 from .base import Batch, Task, TaskError, TaskKind, TaskSpec
 
-TASKS: dict[str, Callable[[dict[str, Any], int], Task]] = {
-    "chars": chars.build,
-    "digits": digits.build,
-    "mnist": mnist.build,
-    "mnist1d": mnist1d.build,
-    "reverse": reverse.build,
-    "sort": sort.build,
+# The one table of tasks: each module gives `build(task_cfg, batch_size)` and `KIND`, what it feeds a model
+# (known without building it, so validation refuses a model that does not fit).
+TASK_MODULES: dict[str, ModuleType] = {
+    "chars": chars,
+    "digits": digits,
+    "mnist": mnist,
+    "mnist1d": mnist1d,
+    "reverse": reverse,
+    "sort": sort,
 }
-
-# What each task feeds a model, known without building it (validation refuses pairs that do not fit).
-KINDS: dict[str, TaskKind] = {
-    "chars": chars.KIND,
-    "digits": digits.KIND,
-    "mnist": mnist.KIND,
-    "mnist1d": mnist1d.KIND,
-    "reverse": reverse.KIND,
-    "sort": sort.KIND,
-}
+TASKS: dict[str, Callable[[dict[str, Any], int], Task]] = {name: m.build for name, m in TASK_MODULES.items()}
+KINDS: dict[str, TaskKind] = {name: m.KIND for name, m in TASK_MODULES.items()}
 
 
 def build(cfg: dict[str, Any], batch_size: int) -> Task:
     return TASKS[cfg["name"]](cfg, batch_size)
 
 
-__all__ = ["KINDS", "TASKS", "Batch", "Task", "TaskError", "TaskKind", "TaskSpec", "build"]
+__all__ = ["KINDS", "TASKS", "TASK_MODULES", "Batch", "Task", "TaskError", "TaskKind", "TaskSpec", "build"]
