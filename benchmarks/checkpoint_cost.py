@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from resbench import checkpoint, hydra_app, train
+from resbench import checkpoint, hydra_app, models, train
 
 
 class Baton:
@@ -107,7 +107,7 @@ def main() -> None:
     on, off = side_by_side(config, args.every, args.turn)
     ratios = [b / a for a, b in zip(on, off)]  # steps/s with over steps/s without, per block pair
     write_s, size = one_write(config)
-    model = config["model"]
+    model = models.model_keys(config)
     print(f"model {model['name']} depth={model['depth']} width={model['width']} "
           f"seq_len={config['task'].get('seq_len')} batch={config['train']['batch_size']} "
           f"device={train.pick_device(config['device'])} precision={config['precision']} "

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from resbench import hydra_app, train
+from resbench import hydra_app, models, train
 
 WARMUP = 9  # steps before the timed window (step 0 holds the one-off init work)
 
@@ -196,7 +196,7 @@ def main() -> None:
     for rep in range(args.reps):
         for name in names[rep % len(names):] + names[: rep % len(names)]:  # rotate the order
             step_times[name].append(variants[name]())
-    model = config["model"]
+    model = models.model_keys(config)
     print(f"{model['name']} depth={model['depth']} width={model['width']} norm={model['norm']} "
           f"batch={config['train']['batch_size']} task={config['task']['name']} device={args.device} "
           f"threads={torch.get_num_threads()} torch={torch.__version__}; {args.reps} interleaved "

@@ -29,7 +29,7 @@ class Loop:
         torch.manual_seed(config["seed"])
         batch_size = config["train"]["batch_size"]
         task = models.task_for(config["model"]["name"], tasks.build(config["task"], batch_size))
-        self.model = models.build(config["model"], task.spec).to(device)
+        self.model = models.build(models.model_keys(config), task.spec).to(device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config["train"]["lr"])
         generator = torch.Generator().manual_seed(config["seed"])
         self.batches = [tuple(t.to(device) for t in task.batch(generator, batch_size)) for _ in range(n_batches)]
@@ -58,7 +58,7 @@ def main() -> None:
     args = parser.parse_args()
 
     seq2seq = hydra_app.check(["model=seq2seq", "task=reverse", *args.overrides])
-    model = seq2seq["model"]
+    model = models.model_keys(seq2seq)
     blocks = model["depth"] + (model["decoder_depth"] or model["depth"])
     encoder_only = hydra_app.check(["model=transformer", "task=reverse", *args.overrides, f"depth={blocks}"])
     if seq2seq.get("threads"):

@@ -38,7 +38,7 @@ class BareLoop:
     def __init__(self, config: dict[str, Any], device: torch.device, n_batches: int = 64):
         torch.manual_seed(config["seed"] + 1)
         task = tasks.build(config["task"], config["train"]["batch_size"])
-        self.model = models.build(config["model"], task.spec).to(device)
+        self.model = models.build(models.model_keys(config), task.spec).to(device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config["train"]["lr"],
                                           weight_decay=config["train"]["weight_decay"])
         generator = torch.Generator().manual_seed(config["seed"])
@@ -140,7 +140,7 @@ def measure(overrides: list[str], log_every: int, block: int, repeats: int) -> N
     trainer_rates = [block / s for s in interleaved.trainer_blocks[1:]]
     bare_rates = [block / s for s in interleaved.bare_blocks[1:]]
     ratios = [t / b for t, b in zip(trainer_rates, bare_rates)]
-    model = config["model"]
+    model = models.model_keys(config)
     print(f"model {model['name']} depth={model['depth']} width={model['width']} "
           f"seq_len={config['task'].get('seq_len')} batch={config['train']['batch_size']} "
           f"device={device} threads={torch.get_num_threads()} logger={config.get('logger', 'none')} · "

@@ -160,4 +160,4 @@ def build_model(overrides_or_config: Sequence[str] | Config | None = None) -> nn
     config = _config(overrides_or_config)
     torch.manual_seed(config["seed"])  # the trainer's order: seed, task, model
     task = tasks.build(config["task"], config["train"]["batch_size"])
-    return models.build(config["model"], task.spec)
+    return models.build(models.model_keys(config), task.spec)

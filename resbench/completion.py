@@ -19,9 +19,9 @@ CHOICE_REGISTRIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "norm_type": ("models/norms.py", "NORMS", ()),
     "residual": ("models/residuals.py", "RESIDUALS", ()),
     "init": ("models/init.py", "INITS", ("auto",)),
-    "device": ("validate.py", "DEVICES", ()),
+    "device": ("config.py", "DEVICES", ()),
     "precision": ("precision.py", "PRECISIONS", ()),
-    "train.optimizer": ("validate.py", "OPTIMIZER_NAMES", ()),
+    "train.optimizer": ("config.py", "OPTIMIZER_NAMES", ()),
     "logger": ("loggers.py", "LOGGERS", ()),
     "hydra/launcher": ("hydra_app.py", "LAUNCHER_PLUGINS", ("basic",)),
 }

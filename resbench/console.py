@@ -85,10 +85,9 @@ class RunDisplay:
         self.val_loss: float | None = None
         if self.quiet:
             return
-        model = config["model"]
         self.console.print(
-            f"[bold]resbench train[/bold] {model['name']} depth={model['depth']} norm={model['norm']} "
-            f"norm_type={model['norm_type']} residual={model['residual']} task={config['task']['name']}"
+            f"[bold]resbench train[/bold] {config['model']['name']} depth={config['depth']} norm={config['norm']} "
+            f"norm_type={config['norm_type']} residual={config['residual']} task={config['task']['name']}"
         )
         if self.live:
             self._bar = Progress(

@@ -43,10 +43,11 @@ from omegaconf.errors import OmegaConfBaseException
 
 from . import checkpoint, loggers, records, train
 from . import sweep as sweeps
+from .config import explain_schema_error, is_config_key, short_overrides, to_plain
 from .precision import pick_precision
 from .tasks import TaskError
 from .tasks import build as build_task
-from .validate import CHECKS, CONFIG_GROUPS, ConfigError, validate
+from .validate import CONFIG_GROUPS, ConfigError, validate
 
 CONFIG_MODULE = "resbench.conf"
 CONFIG_NAME = "config"
@@ -83,18 +84,12 @@ def timestamp() -> str:
 
 def compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
     """The composed config for `overrides`; any Hydra error becomes one BadInput line."""
+    overrides = short_overrides(overrides)
     try:
         with hydra_instance():
             return hydra_compose(CONFIG_NAME, overrides=overrides, return_hydra_config=with_hydra)
     except (HydraException, OmegaConfBaseException, ValueError) as err:
         raise BadInput(explain(err, overrides)) from None
-
-
-def to_plain(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config as plain Python data, without Hydra's own node."""
-    config = OmegaConf.to_container(cfg, resolve=True)
-    config.pop("hydra", None)
-    return config
 
 
 def check(overrides: list[str]) -> dict[str, Any]:
@@ -165,6 +160,7 @@ def run_train(overrides: list[str], progress: train.Progress | None,
     resume_dir: continue the run there from its checkpoint, with its overrides (any given replace those
     of the same key)."""
     global _progress
+    overrides = short_overrides(overrides)
     if resume_dir is not None:
         overrides = resume_overrides(resume_dir, overrides)
     run_dir = resolved_dir(overrides, "hydra.run.dir")
@@ -376,6 +372,7 @@ def _stored_overrides(sweep_dir: Path) -> list[str]:
     stored = data.get("overrides", [])
     if not isinstance(stored, list) or not all(isinstance(o, str) for o in stored):
         raise BadInput(f"cannot resume from {path}: 'overrides' must be a list of strings, got {stored!r}"[:300])
+    stored = short_overrides(stored)
     try:
         parsed = parse_overrides(stored)
     except BadInput as err:
@@ -409,7 +406,7 @@ def _resumable(override: Override) -> bool:
         return isinstance(value, (str, int, float)) and "${" not in str(value)
     if key in CONFIG_GROUPS:
         return True  # Hydra picks an option of resbench's own conf/ or refuses the name
-    return key in CHECKS
+    return is_config_key(key)
 
 
 def plan_sweep(overrides: list[str], resume: bool = False, resume_dir: Path | None = None) -> sweeps.SweepPlan:
@@ -418,6 +415,7 @@ def plan_sweep(overrides: list[str], resume: bool = False, resume_dir: Path | No
 
     resume: continue the sweep in `resume_dir` (default: hydra.sweep.dir if given, else the latest),
     with its stored overrides, any given here replacing those of the same key."""
+    overrides = short_overrides(overrides)
     dir_overrides = [o for o in overrides if o not in without_key(overrides, "hydra.sweep.dir")][-1:]
     overrides = without_key(overrides, "hydra.sweep.dir")
     # A given dir is resolved once here (it may hold ${now:...} or quotes), then pinned.
@@ -528,8 +526,7 @@ def _checked_job_config(job_cfg: DictConfig, label: str, checked_tasks: set[str]
     """One job's resolved config, validated, its task built once per distinct task (it may read a corpus);
     a problem is BadInput naming the job by its swept values (`label`)."""
     try:
-        config = {key: OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
-                  for key, node in job_cfg.items() if key != "hydra"}
+        config = to_plain(job_cfg)
         validate(config)
         task_key = json.dumps([config["task"], config["train"]["batch_size"]], sort_keys=True, default=str)
         if task_key not in checked_tasks:
@@ -744,6 +741,8 @@ def _valid_keys(key: str, overrides: list[str] = ()) -> list[str]:
 
 def explain(err: Exception, overrides: list[str] = ()) -> str:
     """One line for a Hydra/OmegaConf error: what is wrong and what would be valid."""
+    if (typed := explain_schema_error(err.__cause__ or err)) is not None:
+        return typed
     text = str(err)
     if isinstance(err, OverrideParseException):
         hint = (" (Hydra's grammar takes no bare ~ in a value: write $HOME/..., which the shell expands)"

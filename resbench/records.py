@@ -193,6 +193,10 @@ NOT_IN_HASH = ("threads", "train.checkpoint_every", "logger")  # how a run execu
 # what it computes
 # Keys added after runs were first recorded: left out at their default, so older runs keep their identity.
 HASH_OMITS_AT_DEFAULT = {"precision": "fp32"}
+# Older resbench also held each shared model key under `model.` (the MLP had no heads): the identity is
+# hashed in that layout, so that runs and sweeps recorded then are still known (resume).
+HASHED_MODEL_COPIES = ("depth", "width", "heads", "norm", "norm_type", "residual", "residual_scale", "init")
+NOT_COPIED = {"mlp": ("heads",)}
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -209,6 +213,10 @@ def config_hash(config: dict[str, Any]) -> str:
     for key, default in HASH_OMITS_AT_DEFAULT.items():
         if identity.get(key) == default:
             del identity[key]
+    model = identity.get("model")
+    if isinstance(model, dict):
+        copied = [key for key in HASHED_MODEL_COPIES if key not in NOT_COPIED.get(model.get("name"), ())]
+        identity["model"] = {**{key: identity[key] for key in copied if key in identity}, **model}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -134,7 +134,7 @@ class Trainer:
         self.precision = pick_precision(self.config.get("precision", "fp32"), self.device)
         self.task = models.task_for(self.config["model"]["name"],
                                     tasks.build(self.config["task"], self.train_cfg["batch_size"]))
-        self.model = models.build(self.config["model"], self.task.spec).to(self.device)
+        self.model = models.build(models.model_keys(self.config), self.task.spec).to(self.device)
         self.optimizer = OPTIMIZERS[self.train_cfg["optimizer"]](self.model.parameters(), self.train_cfg)
         self.scaler = self.precision.scaler(self.device)
         self.layout = probes.ParamLayout(self.model)

@@ -1,46 +1,32 @@
-"""Checks a composed config before anything runs: every problem is one line naming the valid choices."""
+"""Checks a composed config before anything runs: every problem is one line naming the valid choices.
+
+Keys, types and choices are the typed config's (resbench/config.py, checked first); what is here are the
+ranges of values and the rules across keys, each in this one place.
+"""
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 from collections.abc import Callable
 from typing import Any
 
-from .loggers import INSTALL_HINT, LOGGERS, logger_available
-from .models import INITS, MODELS, NORMS, PLACEMENTS, RESIDUALS, fits
+from .config import DEVICES, OPTIMIZER_NAMES, ConfigError, check_types  # noqa: F401 - the first two: read here before
+from .loggers import INSTALL_HINT, logger_available
+from .models import RESIDUALS, fits, model_keys
+from .models.blocks import check_heads
 from .models.init import resolve_init
 from .models.residuals import residual_name
-from .precision import PRECISIONS
-from .tasks import KINDS, TASKS
+from .tasks import KINDS
 
-
-class ConfigError(ValueError):
-    """Bad input in a config value: the message is the one line the user sees."""
-
-
-DEVICES = ("auto", "cpu", "cuda")
 ATTENTION_MODELS = ("transformer", "seq2seq")  # models whose width is split across heads
-OPTIMIZER_NAMES = ("adam", "adamw", "sgd")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    """A finite int or float (not a bool, NaN or infinity)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 INT64_MAX = 2**63 - 1  # torch sizes and counts are int64
 SEED_MAX = 2**64 - 1  # torch.manual_seed takes an unsigned 64-bit seed
 
 
 def _integer(minimum: int, maximum: int = INT64_MAX) -> Callable[[str, Any], None]:
     def check(key: str, value: Any) -> None:
-        if not _is_int(value) or value < minimum:
+        if value < minimum:
             raise ConfigError(f"{key} must be an integer >= {minimum}, got {value!r}")
         if value > maximum:
             raise ConfigError(f"{key} must be an integer <= {maximum}, got {value!r}")
@@ -48,117 +34,79 @@ def _integer(minimum: int, maximum: int = INT64_MAX) -> Callable[[str, Any], Non
 
 
 def _positive_number(key: str, value: Any) -> None:
-    if not _is_number(value) or value <= 0:
+    if not math.isfinite(value) or value <= 0:
         raise ConfigError(f"{key} must be a number > 0, got {value!r}")
 
 
 def _non_negative_number(key: str, value: Any) -> None:
-    if not _is_number(value) or value < 0:
+    if not math.isfinite(value) or value < 0:
         raise ConfigError(f"{key} must be a number >= 0, got {value!r}")
 
 
 def _fraction(key: str, value: Any) -> None:
-    if not _is_number(value) or not 0 < value < 1:
+    if not math.isfinite(value) or not 0 < value < 1:
         raise ConfigError(f"{key} must be a number between 0 and 1, got {value!r}")
 
 
 def _path(key: str, value: Any) -> None:
-    if not isinstance(value, str) or not value.strip():
+    if not value.strip():
         raise ConfigError(f"{key} must be a file path, got {value!r}")
 
 
-def _optional(check: Callable[[str, Any], None]) -> Callable[[str, Any], None]:
-    def optional_check(key: str, value: Any) -> None:
-        if value is not None:
-            check(key, value)
-    return optional_check
-
-
-def _choice(choices: Any, normalise: Callable[[Any], Any] = lambda v: v) -> Callable[[str, Any], None]:
-    def check(key: str, value: Any) -> None:
-        if normalise(value) not in choices:
-            raise ConfigError(f"{key}: bad choice {value!r}; valid choices: {', '.join(map(str, choices))}")
-    return check
+def _residual(key: str, value: Any) -> None:
+    """The one choice the schema cannot hold: `true`/`false` parse as bools, `rezero` as text."""
+    if residual_name(value) not in RESIDUALS:
+        raise ConfigError(f"{key}: bad choice {value!r}; valid choices: {', '.join(RESIDUALS)}")
 
 
 def _logger(key: str, value: Any) -> None:
-    _choice(list(LOGGERS))(key, value)
     if not logger_available(value):
         raise ConfigError(INSTALL_HINT)
 
 
-# The short model keys, also checked under `model.` for overrides that bypass them (model.norm=...).
-MODEL_CHECKS: dict[str, Callable[[str, Any], None]] = {
+# key → range check, for the keys that have one (a null value is the schema's business: none is checked).
+RANGES: dict[str, Callable[[str, Any], None]] = {
     "depth": _integer(1),
     "width": _integer(1),
     "heads": _integer(1),
-    "norm": _choice(list(PLACEMENTS)),
-    "norm_type": _choice(list(NORMS)),
-    "residual": _choice(list(RESIDUALS), residual_name),
+    "residual": _residual,
     "residual_scale": _positive_number,
-    "init": _choice(["auto", *INITS]),
-}
-
-# key → check: the single gate. Every key of a resolved config must be here (a key added with `+`, or a
-# new config key without its check, is refused); keys absent from a config (a task's own keys) are skipped.
-CHECKS: dict[str, Callable[[str, Any], None]] = {
-    **MODEL_CHECKS,
     "seed": _integer(0, SEED_MAX),
     "log_every": _integer(1),
     "init_batches": _integer(1),
-    "device": _choice(DEVICES),
-    "precision": _choice(list(PRECISIONS)),
     "logger": _logger,
-    "threads": _optional(_integer(1)),
-    "model.name": _choice(list(MODELS)),
-    **{f"model.{key}": check for key, check in MODEL_CHECKS.items()},
+    "threads": _integer(1),
     "model.ffn_mult": _integer(0),  # 0: attention-only Transformer blocks (checked per model below)
-    "model.decoder_depth": _optional(_integer(1)),
-    "task.name": _choice(list(TASKS)),
+    "model.decoder_depth": _integer(1),
     "task.seq_len": _integer(1),
     "task.val_batches": _integer(1),
-    "task.path": _optional(_path),
-    "task.train_size": _optional(_integer(1)),
+    "task.path": _path,
+    "task.train_size": _integer(1),
     "task.vocab": _integer(1),
     "task.val_fraction": _fraction,
     "train.steps": _integer(0),
     "train.batch_size": _integer(1),
     "train.lr": _positive_number,
     "train.warmup": _integer(0),
-    "train.optimizer": _choice(OPTIMIZER_NAMES),
     "train.weight_decay": _non_negative_number,
-    "train.clip": _optional(_positive_number),
+    "train.clip": _positive_number,
     "train.eval_every": _integer(1),
-    "train.checkpoint_every": _optional(_integer(1)),
+    "train.checkpoint_every": _integer(1),
 }
 
 
-# Config groups of conf/: chosen by name (model=mlp), their keys checked above.
+# Config groups of conf/: chosen by name (model=mlp).
 CONFIG_GROUPS = ("model", "task", "experiment")
-GROUP_NODES = ("model", "task", "train")  # nodes of the resolved config that hold keys, not values
 
 
 def _leaves(node: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    """(dotted key, value) of every value in the config; a node that is itself a checked key (a dict
-    given to task.path, say) is one value, so its check says what is wrong with it."""
     found = []
     for name, value in node.items():
-        key = f"{prefix}{name}"
-        if isinstance(value, dict) and key not in CHECKS:
-            found += _leaves(value, f"{key}.")
+        if isinstance(value, dict):
+            found += _leaves(value, f"{prefix}{name}.")
         else:
-            found.append((key, value))
+            found.append((f"{prefix}{name}", value))
     return found
-
-
-def _unknown_key(key: str) -> ConfigError:
-    parent = key.rsplit(".", 1)[0] + "." if "." in key else ""
-    siblings = sorted({k[len(parent):] for k in CHECKS if k.startswith(parent) and "." not in k[len(parent):]}
-                      | (set(GROUP_NODES) if not parent else set()))
-    close = difflib.get_close_matches(key[len(parent):], siblings, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    where = f"in {parent[:-1]} " if parent else ""
-    return ConfigError(f"unknown key '{key}'{hint}; valid keys {where}are: {', '.join(siblings)}")
 
 
 # Weight matrices of one block, in units of width²: attention's qkv and out (4) plus the FFN's two
@@ -193,25 +141,20 @@ def _check_model_fits_in_memory(model: dict[str, Any]) -> None:
 
 
 def validate(config: dict[str, Any]) -> None:
-    """Raise ConfigError for the first bad value of a resolved config, or for a key it does not know."""
-    for group in GROUP_NODES:  # e.g. `train=3` replaces the whole group
-        if not isinstance(config.get(group), dict):
-            raise ConfigError(f"{group} must be a config group ({group}.KEY=VALUE), got {config.get(group)!r}")
+    """Raise ConfigError for the first key, type or choice the typed config refuses, then for the first
+    value out of its range or against a rule across keys."""
+    check_types(config)
     for key, value in _leaves(config):
-        if key not in CHECKS:
-            raise _unknown_key(key)
-        CHECKS[key](key, value)
-    model = config["model"]
-    if model["name"] in ATTENTION_MODELS and model["width"] % model["heads"]:
-        raise ConfigError(f"width ({model['width']}) must be divisible by heads ({model['heads']})")
-    if model.get("ffn_mult") == 0 and model["name"] != "transformer":
+        if key in RANGES and value is not None:
+            RANGES[key](key, value)
+    model = model_keys(config)
+    if model["name"] in ATTENTION_MODELS:
+        _as_config_error(check_heads, model["width"], model["heads"])
+    if model["ffn_mult"] == 0 and model["name"] != "transformer":
         raise ConfigError(f"model.ffn_mult=0 (no FFN sublayer) needs model=transformer; model={model['name']} "
                           "has no other sublayer (use model.ffn_mult >= 1)")
     _check_model_fits_in_memory(model)
-    try:
-        resolve_init(model["init"], model["norm"])
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
+    _as_config_error(resolve_init, model["init"], model["norm"])
     task_name = config["task"]["name"]
     if not fits(model["name"], KINDS[task_name]):
         fitting = [name for name, kind in KINDS.items() if fits(model["name"], kind)]
@@ -219,3 +162,11 @@ def validate(config: dict[str, Any]) -> None:
             f"model={model['name']} does not fit task={task_name} ({KINDS[task_name]}); "
             f"tasks that fit model={model['name']}: {', '.join(fitting)}"
         )
+
+
+def _as_config_error(rule: Callable[..., Any], *args: Any) -> None:
+    """A rule the model code enforces itself (it raises ValueError), applied before anything is built."""
+    try:
+        rule(*args)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None

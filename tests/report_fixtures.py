@@ -33,7 +33,7 @@ DEFAULT_CONFIG = {
     "log_every": 10,
     "init_batches": 1,
     "device": "cpu",
-    "model": {"name": "transformer", "depth": 4, "width": 32},
+    "model": {"name": "transformer", "ffn_mult": 4},
     "task": {"name": "chars", "seq_len": 16},
     "train": {"steps": 100, "batch_size": 8, "lr": 0.001, "warmup": 10, "optimizer": "adamw",
               "weight_decay": 0.0, "clip": 1.0, "eval_every": 50},
@@ -74,7 +74,6 @@ def make_config(**overrides: object) -> dict:
         for parent in parents:
             node = node.setdefault(parent, {})
         node[leaf] = value
-    config["model"]["depth"] = config["depth"]  # the resolved `${depth}` interpolation
     return config
 
 

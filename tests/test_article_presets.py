@@ -27,7 +27,7 @@ def test_case_study_runs_every_variant_at_every_depth_and_seed(tmp_path: Path) -
 
 def test_case_study_is_the_articles_mlp_on_digits_and_takes_other_data(tmp_path: Path) -> None:
     config = hydra_app.check(["+experiment=case_study", "norm=branch", "depth=2"])
-    assert config["model"]["name"] == "mlp" and config["model"]["width"] == 100
+    assert config["model"]["name"] == "mlp" and config["width"] == 100
     assert config["model"]["ffn_mult"] == 1 and config["task"]["name"] == "digits"
     assert hydra_app.check(["+experiment=case_study", "task=mnist1d"])["task"]["name"] == "mnist1d"
 

@@ -18,7 +18,7 @@ def first_batch_gradients(config: dict) -> dict[str, torch.Tensor]:
     task, then model; data from a generator seeded with the seed) and backpropagate its first batch."""
     torch.manual_seed(config["seed"])
     task = tasks.build(config["task"], config["train"]["batch_size"])
-    model = models.build(config["model"], task.spec)
+    model = models.build(models.model_keys(config), task.spec)
     generator = torch.Generator().manual_seed(config["seed"])
     x, y = task.batch(generator, config["train"]["batch_size"])
     logits = model(x)

@@ -126,7 +126,7 @@ def test_mlp_refuses_token_ids() -> None:
 )
 def test_width_default_follows_the_model_and_stays_overridable(overrides: list[str], width: int) -> None:
     config = hydra_app.check(overrides)
-    assert config["width"] == width and config["model"]["width"] == width
+    assert config["width"] == width and models.model_keys(config)["width"] == width and "width" not in config["model"]
 
 
 def test_default_train_is_the_chars_transformer() -> None:

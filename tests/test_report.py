@@ -12,6 +12,7 @@ from urllib.parse import unquote
 
 import pandas as pd
 import pytest
+import yaml
 from report_fixtures import break_summary, grid, truncate_last_line, write_run, write_sweep
 from rich.console import Console
 
@@ -197,11 +198,26 @@ def test_without_sweep_json_runs_group_by_the_keys_that_vary(tmp_path):
     sweep = write_sweep(tmp_path / "sweep", runs, swept_keys=["depth", "norm"], sweep_json=False, runs_csv=False)
     run_set = load.load([sweep])
     assert run_set.swept_keys is None
-    # model.depth mirrors depth (`${depth}`) and seed is aggregated: neither becomes a grouping key
+    # seed is aggregated: it is no grouping key
     keys = aggregate.group_keys(run_set)
     assert keys == ["depth", "norm"]
     summary = aggregate.group_summary(aggregate.per_run(run_set, keys), keys)
     assert list(summary["group"]) == ["depth=2,norm=post", "depth=2,norm=pre", "depth=4,norm=post", "depth=4,norm=pre"]
+
+
+@pytest.mark.parametrize("swept_keys", [None, ["model.depth", "norm"]], ids=["varying keys", "old spelling swept"])
+def test_run_dirs_of_older_resbench_with_model_key_copies_read_as_today(tmp_path, swept_keys):
+    # older resbench's config.yaml copied the shared model keys under `model.` (`model.depth: ${depth}`)
+    sweep = write_sweep(tmp_path / "sweep", small_grid(depth=[2, 4], norm=["pre", "post"]), swept_keys=swept_keys,
+                        sweep_json=swept_keys is not None, runs_csv=False)
+    for config_path in sweep.glob("*/config.yaml"):
+        config = yaml.safe_load(config_path.read_text())
+        config["model"].update({key: config[key] for key in ("depth", "width", "norm", "residual")})
+        config_path.write_text(yaml.safe_dump(config))
+    run_set = load.load([sweep])
+    assert {"model.depth", "model.width", "model.norm", "model.residual"}.isdisjoint(run_set.config_keys)
+    assert set(run_set.runs["depth"]) == {2, 4}
+    assert aggregate.group_keys(run_set) == ["depth", "norm"]
 
 
 def test_runs_csv_header_gives_the_swept_keys_when_sweep_json_is_absent(tmp_path):

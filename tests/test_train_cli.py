@@ -44,7 +44,7 @@ def test_train_writes_the_run_dir_contract(train_cli) -> None:
     config_text = (run.dir / "config.yaml").read_text(encoding="utf-8")
     config = yaml.safe_load(config_text)
     assert "${" not in config_text and "hydra" not in config, "config.yaml is the resolved config"
-    assert config["model"]["depth"] == config["depth"] == 2
+    assert config["depth"] == 2 and "depth" not in config["model"], "each model key once, at the root"
 
     assert header(run.dir / "metrics.csv") == METRIC_COLUMNS
     assert header(run.dir / "grad_norms.csv") == GRAD_NORM_COLUMNS

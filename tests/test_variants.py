@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from resbench import models
+from resbench import hydra_app, models
 from resbench.models.init import resolve_init
 from resbench.models.norms import DyT, ScaleNorm, make_norm
 from resbench.models.placements import deepnorm_alpha, deepnorm_beta
@@ -28,6 +28,11 @@ def model_cfg(name: str, norm: str = "pre", norm_type: str = "layernorm", residu
               depth: int = 2, width: int = WIDTH, init: str = "auto") -> dict:
     return {"name": name, "depth": depth, "width": width, "heads": HEADS, "ffn_mult": 1 if name == "mlp" else 4,
             "decoder_depth": None, "norm": norm, "norm_type": norm_type, "residual": residual, "residual_scale": 1.0, "init": init}
+
+
+def mlp_config(**keys: object) -> dict:
+    """A whole resolved config (model=mlp task=digits) with `keys` set at the root, as validate reads it."""
+    return {**hydra_app.check(["model=mlp", "task=digits"]), **keys}
 
 
 def batch(name: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -273,9 +278,8 @@ def test_init_resolution(init: str, norm: str, resolved: str) -> None:
 def test_contradictory_init_and_norm_are_refused(init: str, norm: str) -> None:
     with pytest.raises(ValueError, match="contradicts"):
         models.build(model_cfg("mlp", norm, init=init), ROWS)
-    config = {"model": model_cfg("mlp", norm, init=init), "task": {"name": "digits"}, "train": {}}
     with pytest.raises(ConfigError, match=f"init={init} contradicts norm={norm}"):
-        validate(config)
+        validate(mlp_config(norm=norm, init=init))
 
 
 # ---- the other inits --------------------------------------------------------------------------------------
@@ -317,8 +321,8 @@ def test_unknown_names_list_the_valid_choices(key: str, bad: str) -> None:
     config = model_cfg("mlp") | {key: bad}
     with pytest.raises(ValueError, match="valid choices: "):
         models.build(config, ROWS)
-    with pytest.raises(ConfigError, match=f"model.{key}: bad choice .*; valid choices: "):
-        validate({"model": config, "task": {"name": "digits"}, "train": {}})
+    with pytest.raises(ConfigError, match=f"^{key}: bad choice .*; valid choices: "):
+        validate(mlp_config(**{key: bad}))
 
 
 def test_attention_refuses_width_not_divisible_by_heads() -> None:

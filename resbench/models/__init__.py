@@ -1,5 +1,5 @@
-"""Model builders: `build(model_cfg, task_spec)` returns an nn.Module whose `blocks` are the residual blocks
-(an encoder–decoder names its stacks in `stacks`, each holding its own `blocks`)."""
+"""Model builders: `build(model_keys(config), task_spec)` returns an nn.Module whose `blocks` are the residual
+blocks (an encoder–decoder names its stacks in `stacks`, each holding its own `blocks`)."""
 
 from __future__ import annotations
 
@@ -56,6 +56,15 @@ ACCEPTS: dict[str, Callable[[TaskKind], bool]] = {
 READS: dict[str, Callable[[Task], Task]] = {"seq2seq": TeacherForced}
 
 
+# The keys every model reads from the root of the config; the `model` group holds only a model's own.
+SHARED_MODEL_KEYS = ("depth", "width", "heads", "norm", "norm_type", "residual", "residual_scale", "init")
+
+
+def model_keys(config: dict[str, Any]) -> dict[str, Any]:
+    """What `build` reads from a resolved config: the shared model keys and the model group's own."""
+    return {**{key: config[key] for key in SHARED_MODEL_KEYS if key in config}, **config["model"]}
+
+
 def task_for(model_name: str, task: Task) -> Task:
     """`task` as model `model_name` reads it (the encoder–decoder: teacher-forced pairs)."""
     return READS[model_name](task) if model_name in READS else task
@@ -87,7 +96,7 @@ def block_spec(cfg: dict[str, Any]) -> BlockSpec:
 
 
 def build(cfg: dict[str, Any], task: TaskSpec) -> nn.Module:
-    """Build and initialise the model of `cfg` (the `model` config node) for `task`."""
+    """Build and initialise the model that `cfg` (`model_keys(config)`) describes, for `task`."""
     _known(MODELS, "model", cfg["name"])
     if not fits(cfg["name"], task.kind):
         raise ValueError(f"model={cfg['name']} cannot read this task's data ({task.kind})")
@@ -103,9 +112,11 @@ __all__ = [
     "NORMS",
     "PLACEMENTS",
     "RESIDUALS",
+    "SHARED_MODEL_KEYS",
     "BlockSpec",
     "block_spec",
     "build",
     "fits",
+    "model_keys",
     "task_for",
 ]

@@ -46,13 +46,18 @@ class BlockSpec:
         return FeedForward(self.width, hidden, activation, self.norm_in("hidden", hidden))
 
 
+def check_heads(width: int, heads: int) -> None:
+    """Attention splits the width across its heads: refuse a width they do not divide."""
+    if width % heads:
+        raise ValueError(f"width ({width}) must be divisible by heads ({heads})")
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention with a fused qkv projection (q, k, v stacked like nn.MultiheadAttention)."""
 
     def __init__(self, width: int, heads: int, causal: bool):
         super().__init__()
-        if width % heads:
-            raise ValueError(f"width ({width}) must be divisible by heads ({heads})")
+        check_heads(width, heads)
         self.heads = heads
         self.causal = causal
         self.qkv = nn.Linear(width, 3 * width)

@@ -40,8 +40,11 @@ def display_key(key: str) -> str:
 
 
 def config_column(key: str, columns: list[str]) -> str | None:
-    """The config column an override key sets: `depth` → `depth`, `model` → `model.name`."""
+    """The config column an override key sets: `depth` → `depth`, `model` → `model.name` (and
+    `model.depth`, older resbench's spelling of `depth`, → `depth`)."""
     key = key.lstrip("+~")
+    if key.startswith("model.") and key.removeprefix("model.") in columns:
+        key = key.removeprefix("model.")
     if key in columns:
         return key
     if f"{key}.name" in columns:
@@ -56,11 +59,10 @@ def key_rank(key: str) -> tuple:
 
 
 def varying_keys(runs: pd.DataFrame, config_keys: list[str]) -> list[str]:
-    """Config leaves whose values differ across runs, minus seed and minus mirrors.
+    """Config leaves whose values differ across runs, minus seed and minus keys a group choice sets.
 
-    The resolved config repeats a value wherever it is interpolated (`model.depth: ${depth}`), and a
-    group choice changes many leaves at once (`model.name`, `model.d_ff`, …): keep one key per
-    distinct partition of the runs, preferring top-level keys and `*.name`.
+    A group choice changes several leaves at once (`model=mlp` sets `model.name`, `model.ffn_mult` and
+    `width`): keep one key per distinct partition of the runs, preferring top-level keys and `*.name`.
     """
     candidates = []
     for key in config_keys:

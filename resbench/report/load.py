@@ -135,7 +135,11 @@ def flatten(mapping: dict, prefix: str = "") -> dict[str, object]:
 
 
 def normalise_config(leaves: dict[str, object]) -> dict[str, object]:
-    """`residual` arrives as YAML bool or the string "rezero": make it one of "true"/"false"/"rezero"."""
+    """`residual` arrives as YAML bool or the string "rezero": make it one of "true"/"false"/"rezero".
+    A run of older resbench also holds each shared model key as a copy under `model.` (`model.depth`
+    beside `depth`): the copies are dropped, so that its columns are those of a run of today."""
+    leaves = {key: value for key, value in leaves.items()
+              if not (key.startswith("model.") and key.removeprefix("model.") in leaves)}
     residual = leaves.get("residual")
     if isinstance(residual, bool):
         leaves["residual"] = "true" if residual else "false"

@@ -137,7 +137,7 @@ def _text(values: pd.Series) -> pd.Series:
 
 def matching_keys(runs: pd.DataFrame, config_keys: Sequence[str], variables: Sequence[str]) -> list[str]:
     """Config keys that must be equal for two runs to be compared: every key that varies, except the
-    claim's variables, `seed`, and the interpolated copies of a variable (`model.norm: ${norm}`)."""
+    claim's variables, `seed`, and the keys that vary with a variable (a group choice sets several)."""
     copies_of = [_text(runs[v]) for v in variables if v in runs]
     keys, kept = [], []
     for key in config_keys:
