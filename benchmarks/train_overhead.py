@@ -2,10 +2,10 @@
 
     python benchmarks/train_overhead.py                       # default model: depth 6, width 64, seq_len 32, batch 32
     python benchmarks/train_overhead.py depth=12 --block 20   # any config overrides
-    python benchmarks/train_overhead.py --log-every 10        # the default probe interval instead
+    python benchmarks/train_overhead.py --log-every 1         # every step only (default: 1, then 10)
     python benchmarks/train_overhead.py logger=tensorboard    # with TensorBoard event files written too
 
-Both run in this process, interleaved: the Trainer (log_every=1, every file written to a temp dir)
+Both run in this process, interleaved: the Trainer (each --log-every, every file written to a temp dir)
 calls its Progress after each step, and every `--block` trainer steps that callback runs `--block`
 steps of the bare loop — the same model config, Adam, forward/backward/step over pre-generated
 batches, nothing logged. So machine noise lands on both alike. Step 0 (its gradient probes at init)
@@ -121,44 +121,33 @@ def time_listeners(name: str) -> list[TimedListener]:
     return timed
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. depth=12 device=cpu")
-    parser.add_argument("--block", type=int, default=50, help="steps per block (default 50)")
-    parser.add_argument("--repeats", type=int, default=8, help="timed block pairs (default 8)")
-    parser.add_argument("--log-every", type=int, default=1, help="the trainer's log_every (default 1: every step)")
-    parser.add_argument("--clock", choices=list(CLOCKS), default="wall",
-                        help="wall time (default) or this process's CPU time (steadier on a busy machine)")
-    args = parser.parse_args()
-    global clock_now
-    clock_now = CLOCKS[args.clock]
-
-    steps = (args.repeats + 1) * args.block + 2  # + warm-up block, step 0 and the last step
-    overrides = [*args.overrides, f"log_every={args.log_every}", f"train.steps={steps}", f"train.eval_every={steps + 1}"]
-    config = hydra_app.check(overrides)
+def measure(overrides: list[str], log_every: int, block: int, repeats: int) -> None:
+    """Time the trainer at `log_every` against the bare loop, interleaved, and print the ratio."""
+    steps = (repeats + 1) * block + 2  # + warm-up block, step 0 and the last step
+    config = hydra_app.check([*overrides, f"log_every={log_every}", f"train.steps={steps}",
+                              f"train.eval_every={steps + 1}"])
     if config.get("threads"):
         torch.set_num_threads(config["threads"])
     device = train.pick_device(config["device"])
     timed = time_listeners(config.get("logger") or "none")
     bare = BareLoop(config, device)
-    interleaved = Interleaved(bare, args.block)
+    interleaved = Interleaved(bare, block)
     with tempfile.TemporaryDirectory(prefix="resbench-bench-") as run_dir:
         summary = train.run(config, Path(run_dir), progress=interleaved)
         rows = len((Path(run_dir) / "grad_norms.csv").read_text(encoding="utf-8").splitlines()) - 1
     assert summary["status"] == "completed", summary
 
-    trainer_rates = [args.block / s for s in interleaved.trainer_blocks[1:]]
-    bare_rates = [args.block / s for s in interleaved.bare_blocks[1:]]
+    trainer_rates = [block / s for s in interleaved.trainer_blocks[1:]]
+    bare_rates = [block / s for s in interleaved.bare_blocks[1:]]
     ratios = [t / b for t, b in zip(trainer_rates, bare_rates)]
     model = models.model_keys(config)
     print(f"model {model['name']} depth={model['depth']} width={model['width']} "
           f"seq_len={config['task'].get('seq_len')} batch={config['train']['batch_size']} "
           f"device={device} threads={torch.get_num_threads()} logger={config.get('logger', 'none')} · "
-          f"{args.repeats} × {args.block} steps each "
-          f"· {rows} grad_norms rows written")
+          f"{repeats} × {block} steps each · {rows} grad_norms rows written")
     print(f"bare loop   {statistics.median(bare_rates):8.1f} steps/s (median)")
-    print(f"trainer     {statistics.median(trainer_rates):8.1f} steps/s (median, log_every={args.log_every})")
-    print(f"ratio       {statistics.median(ratios):8.3f}  (median of paired blocks; "
+    print(f"trainer     {statistics.median(trainer_rates):8.1f} steps/s (median, log_every={log_every})")
+    print(f"ratio       {statistics.median(ratios):8.3f}  (log_every={log_every}; median of paired blocks; "
           f"min {min(ratios):.3f}, max {max(ratios):.3f})")
     for listener in timed:
         per_step = listener.seconds / max(listener.calls, 1)
@@ -166,6 +155,22 @@ def main() -> None:
         print(f"logger      {per_step * 1e3:8.3f} ms per recorded step in its log() ({listener.calls} calls), "
               f"{per_step / step_s:.1%} of a trainer step: alone it allows {step_s / (step_s + per_step):.3f}×")
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. depth=12 device=cpu")
+    parser.add_argument("--block", type=int, default=50, help="steps per block (default 50)")
+    parser.add_argument("--repeats", type=int, default=8, help="timed block pairs (default 8)")
+    parser.add_argument("--log-every", type=int, nargs="+", default=[1, 10],
+                        help="the trainer's log_every, one measurement each (default: 1 10, every step and "
+                             "the default interval)")
+    parser.add_argument("--clock", choices=list(CLOCKS), default="wall",
+                        help="wall time (default) or this process's CPU time (steadier on a busy machine)")
+    args = parser.parse_args()
+    global clock_now
+    clock_now = CLOCKS[args.clock]
+    for log_every in args.log_every:
+        measure(args.overrides, log_every, args.block, args.repeats)
 
 if __name__ == "__main__":
     main()

@@ -154,12 +154,16 @@ class ParamLayout:
 
     def flat_block_params(self) -> torch.Tensor:
         """Every block parameter in one flat copy, block after block: (sum(block_sizes),)."""
-        # Flat views made once (a reshape per tensor per call is most of this copy's time); made anew
-        # if a parameter's storage was replaced (param.data = ...).
+        return torch.cat(self.block_views())
+
+    def block_views(self) -> list[torch.Tensor]:
+        """Each block parameter as a flat view, in `flat_block_params` order."""
+        # Made once (a reshape per tensor per call is most of a flat copy's time); made anew if a
+        # parameter's storage was replaced (param.data = ...).
         if not self._block_views or any(v.data_ptr() != p.data_ptr()
                                         for v, p in zip(self._block_views, self.block_params)):
             self._block_views = [p.detach().reshape(-1) for p in self.block_params]
-        return torch.cat(self._block_views)
+        return self._block_views
 
     def grads(self) -> list[torch.Tensor]:
         return [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
@@ -263,9 +267,17 @@ class UpdateTracker:
 
     @torch.no_grad()
     def finish(self) -> None:
-        if self.before is not None:
-            self.ratio = update_ratio(self.before, self.layout.flat_block_params(), self.layout.block_sizes)
-            self.before = None
+        """`ratio` = update_ratio(before, after) without a flat copy of `after`: the snapshot itself becomes
+        θ_before − θ_after, in one fused subtraction of the parameters (−Δθ has exactly Δθ's norm)."""
+        if self.before is None:
+            return
+        before, sizes = self.before, self.layout.block_sizes
+        size = torch._foreach_norm(before.split(sizes))  # ‖θ_before‖ per block, before it is overwritten
+        views = self.layout.block_views()
+        torch._foreach_sub_(before.split([v.numel() for v in views]), views)
+        change = torch._foreach_norm(before.split(sizes))
+        self.ratio = torch.stack(change) / torch.stack(size)
+        self.before = None
 
 
 @contextmanager

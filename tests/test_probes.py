@@ -320,3 +320,18 @@ def test_mlp_rank_residual_is_the_spread_of_a_block_output_across_examples():
     h = outputs[0]  # (B, C)
     expected = torch.linalg.vector_norm(h - h.mean(0)) / torch.linalg.vector_norm(h)
     assert blocks.values()["rank_residual"][-1].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_tracked_update_ratio_is_update_ratio_of_the_two_snapshots_to_the_bit():
+    """The tracker never copies the parameters after the step: its ratio must still be, bit for bit, the pure
+    update_ratio of a flat copy before and a flat copy after."""
+    model, x, y = build("transformer", depth=3)
+    layout = probes.ParamLayout(model)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    train.cross_entropy(model(x), y).backward()
+    before = layout.flat_block_params()
+    with probes.track_update(layout) as update:
+        opt.step()
+    expected = probes.update_ratio(before, layout.flat_block_params(), layout.block_sizes)
+    assert not torch.equal(before, layout.flat_block_params())  # the step moved the parameters
+    assert torch.equal(update.ratio, expected)
