@@ -23,7 +23,8 @@ from typing import Any
 
 import torch
 
-from resbench import checkpoint, hydra_app, models, train
+from resbench import checkpoint, models, trainer
+from resbench.config import check
 
 
 class Baton:
@@ -68,10 +69,10 @@ def side_by_side(config: dict[str, Any], every: int, turn: int) -> tuple[list[fl
     plain = {**config, "train": {**config["train"], "checkpoint_every": None}}
     saving = {**config, "train": {**config["train"], "checkpoint_every": every}}
     with tempfile.TemporaryDirectory(prefix="resbench-bench-") as root:
-        other = threading.Thread(target=train.run, args=(plain, Path(root) / "off", without_ckpt))
+        other = threading.Thread(target=trainer.run, args=(plain, Path(root) / "off", without_ckpt))
         other.start()
         with_turn.set()
-        summary = train.run(saving, Path(root) / "on", progress=with_ckpt)
+        summary = trainer.run(saving, Path(root) / "on", progress=with_ckpt)
         other.join()
     assert summary["status"] == "completed", summary
     return with_ckpt.blocks[1:], without_ckpt.blocks[1:]
@@ -80,15 +81,15 @@ def side_by_side(config: dict[str, Any], every: int, turn: int) -> tuple[list[fl
 def one_write(config: dict[str, Any], repeats: int = 10) -> tuple[float, int]:
     """Median seconds of one checkpoint write of this config's model and its size in bytes."""
     with tempfile.TemporaryDirectory(prefix="resbench-bench-") as root:
-        trainer = train.Trainer(config, Path(root))
-        trainer.setup()
+        one_run = trainer.Trainer(config, Path(root))
+        one_run.setup()
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
-            trainer.save_checkpoint(1, start)
+            one_run.save_checkpoint(1, start)
             times.append(time.perf_counter() - start)
         size = (Path(root) / checkpoint.CHECKPOINT_PT).stat().st_size
-        trainer.recorder.close(trainer.summary)
+        one_run.recorder.close(one_run.summary)
     return statistics.median(times), size
 
 
@@ -101,7 +102,7 @@ def main() -> None:
     args = parser.parse_args()
 
     steps = (args.repeats + 1) * args.every + 2  # + warm-up block, step 0 and the last step
-    config = hydra_app.check([*args.overrides, f"train.steps={steps}", f"train.eval_every={steps + 1}"])
+    config = check([*args.overrides, f"train.steps={steps}", f"train.eval_every={steps + 1}"])
     if config.get("threads"):
         torch.set_num_threads(config["threads"])
     on, off = side_by_side(config, args.every, args.turn)
@@ -110,7 +111,7 @@ def main() -> None:
     model = models.model_keys(config)
     print(f"model {model['name']} depth={model['depth']} width={model['width']} "
           f"seq_len={config['task'].get('seq_len')} batch={config['train']['batch_size']} "
-          f"device={train.pick_device(config['device'])} precision={config['precision']} "
+          f"device={trainer.pick_device(config['device'])} precision={config['precision']} "
           f"threads={torch.get_num_threads()} · {args.repeats} × {args.every} steps each, turns of {args.turn}")
     print(f"checkpoint_every=null  {statistics.median(args.every / b for b in off):8.2f} steps/s (median)")
     print(f"checkpoint_every={args.every:<5} {statistics.median(args.every / a for a in on):8.2f} steps/s (median)")

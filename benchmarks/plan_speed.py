@@ -1,5 +1,5 @@
 """Planning speed: how long `resbench sweep 'seed=range(N)' --dry-run` spends composing and validating its
-runs, with the job configs shared (hydra_app.JobConfigs, what planning uses) vs each job composed in full
+runs, with the job configs shared (hydra_adapter.JobConfigs, what planning uses) vs each job composed in full
 (Hydra's load_sweep_config per job, as before), side by side in one process on the same jobs. Both give
 the same configs and run names (checked). Target: well under 1 s per 1,000 runs.
 
@@ -14,8 +14,7 @@ import time
 
 from omegaconf import DictConfig, OmegaConf
 
-from resbench import hydra_app
-from resbench.hydra_app import JobConfigs, hydra_instance
+from resbench.hydra_adapter import JobConfigs, compose_multirun, hydra_instance
 
 
 def plain(cfg: DictConfig) -> tuple[str, dict]:
@@ -30,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     jobs = [[f"seed={seed}", "threads=1"] for seed in range(args.runs)]
     with hydra_instance() as hydra:
-        base = hydra_app._compose_sweep(hydra, ["seed=range(2)", "threads=1"])
+        base = compose_multirun(hydra, ["seed=range(2)", "threads=1"])
         start = time.perf_counter()
         full = [plain(hydra.config_loader.load_sweep_config(base, job)) for job in jobs]
         full_s = time.perf_counter() - start

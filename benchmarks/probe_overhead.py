@@ -30,7 +30,8 @@ from pathlib import Path
 
 import torch
 
-from resbench import hydra_app, models, train
+from resbench import models, trainer
+from resbench.config import compose, to_plain
 
 WARMUP = 9  # steps before the timed window (step 0 holds the one-off init work)
 
@@ -59,7 +60,7 @@ class StepClock:
         return [b - a for a, b in itertools.pairwise(ends)]
 
 
-class ClockProgress(train.Silent):
+class ClockProgress(trainer.Silent):
     """The trainer's Progress hook, used only to stamp the end of every step."""
 
     def __init__(self, clock: StepClock):
@@ -69,40 +70,40 @@ class ClockProgress(train.Silent):
         self.clock.tick()
 
 
-def fresh_trainer(config: dict, workdir: Path, progress: train.Progress) -> train.Trainer:
+def fresh_trainer(config: dict, workdir: Path, progress: trainer.Progress) -> trainer.Trainer:
     """A set-up trainer (not timed): setup seeds torch, so every variant starts from the same weights."""
-    trainer = train.Trainer(config, Path(tempfile.mkdtemp(dir=workdir)), progress)
-    trainer.setup()
-    return trainer
+    one_run = trainer.Trainer(config, Path(tempfile.mkdtemp(dir=workdir)), progress)
+    one_run.setup()
+    return one_run
 
 
 def time_resbench(config: dict, log_every: int, window: int, workdir: Path) -> list[float]:
     config = {**config, "log_every": log_every}
-    device = train.pick_device(config["device"])
+    device = trainer.pick_device(config["device"])
     clock = StepClock(device)
-    trainer = fresh_trainer(config, workdir, ClockProgress(clock))
+    one_run = fresh_trainer(config, workdir, ClockProgress(clock))
     start = time.perf_counter()
-    trainer.summary["status"] = trainer.loop(start)
-    trainer.finish(trainer.summary["status"], start)
+    one_run.summary["status"] = one_run.loop(start)
+    one_run.finish(one_run.summary["status"], start)
     return clock.step_times(window)
 
 
 def time_bare(config: dict, window: int, workdir: Path) -> list[float]:
     """The plain PyTorch loop on the trainer's own model, optimizer and batches."""
-    trainer = fresh_trainer(config, workdir, train.Silent())
-    model, optimizer, task, device = trainer.model, trainer.optimizer, trainer.task, trainer.device
+    one_run = fresh_trainer(config, workdir, trainer.Silent())
+    model, optimizer, task, device = one_run.model, one_run.optimizer, one_run.task, one_run.device
     generator = torch.Generator().manual_seed(config["seed"])
     batch_size = config["train"]["batch_size"]
     clock = StepClock(device)
     for _ in range(config["train"]["steps"]):
         x, y = (t.to(device) for t in task.batch(generator, batch_size))
-        loss = train.cross_entropy(model(x), y)
+        loss = trainer.cross_entropy(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         loss.item()
         optimizer.step()
         clock.tick()
-    trainer.recorder.close(trainer.summary)
+    one_run.recorder.close(one_run.summary)
     return clock.step_times(window)
 
 
@@ -125,13 +126,13 @@ def lightning_timer() -> Callable[[dict, int, Path], list[float]] | None:
 
         def training_step(self, batch, batch_idx):
             x, y = batch
-            return train.cross_entropy(self.model(x), y)
+            return trainer.cross_entropy(self.model(x), y)
 
         def on_before_optimizer_step(self, optimizer):
             self.log_dict(grad_norm(self.model, norm_type=2))
 
         def configure_optimizers(self):
-            return train.OPTIMIZERS[self.train_cfg["optimizer"]](self.parameters(), self.train_cfg)
+            return trainer.OPTIMIZERS[self.train_cfg["optimizer"]](self.parameters(), self.train_cfg)
 
     class Clock(pl.Callback):
         def __init__(self, clock: StepClock):
@@ -141,19 +142,19 @@ def lightning_timer() -> Callable[[dict, int, Path], list[float]] | None:
             self.clock.tick()
 
     def time_lightning(config: dict, window: int, workdir: Path) -> list[float]:
-        trainer = fresh_trainer(config, workdir, train.Silent())
+        one_run = fresh_trainer(config, workdir, trainer.Silent())
         generator = torch.Generator().manual_seed(config["seed"])
-        batches = [trainer.task.batch(generator, config["train"]["batch_size"])
+        batches = [one_run.task.batch(generator, config["train"]["batch_size"])
                    for _ in range(config["train"]["steps"])]
-        clock = StepClock(trainer.device)
-        accelerator = "gpu" if trainer.device.type == "cuda" else "cpu"
+        clock = StepClock(one_run.device)
+        accelerator = "gpu" if one_run.device.type == "cuda" else "cpu"
         runner = pl.Trainer(max_steps=config["train"]["steps"], accelerator=accelerator, devices=1,
                             logger=CSVLogger(tempfile.mkdtemp(dir=workdir)), log_every_n_steps=1,
                             enable_progress_bar=False, enable_model_summary=False,
                             enable_checkpointing=False, callbacks=[Clock(clock)])
         loader = torch.utils.data.DataLoader(batches, batch_size=None)  # the batches as they are
-        runner.fit(Module(trainer.model, config["train"]), train_dataloaders=loader)
-        trainer.recorder.close(trainer.summary)
+        runner.fit(Module(one_run.model, config["train"]), train_dataloaders=loader)
+        one_run.recorder.close(one_run.summary)
         return clock.step_times(window)
 
     return time_lightning
@@ -177,7 +178,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     steps = WARMUP + args.window + 2  # the last step (with its validation) stays out of the window
-    config = hydra_app.to_plain(hydra_app.compose([
+    config = to_plain(compose([
         *args.overrides, f"device={args.device}", f"train.steps={steps}", f"train.eval_every={steps}",
     ]))
 

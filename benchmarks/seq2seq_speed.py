@@ -19,7 +19,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from resbench import hydra_app, models, tasks, train
+from resbench import models, tasks, trainer
+from resbench.config import check
 
 
 class Loop:
@@ -57,13 +58,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=6, help="timed block pairs (default 6)")
     args = parser.parse_args()
 
-    seq2seq = hydra_app.check(["model=seq2seq", "task=reverse", *args.overrides])
+    seq2seq = check(["model=seq2seq", "task=reverse", *args.overrides])
     model = models.model_keys(seq2seq)
     blocks = model["depth"] + (model["decoder_depth"] or model["depth"])
-    encoder_only = hydra_app.check(["model=transformer", "task=reverse", *args.overrides, f"depth={blocks}"])
+    encoder_only = check(["model=transformer", "task=reverse", *args.overrides, f"depth={blocks}"])
     if seq2seq.get("threads"):
         torch.set_num_threads(seq2seq["threads"])
-    device = train.pick_device(seq2seq["device"])
+    device = trainer.pick_device(seq2seq["device"])
     loops = {"seq2seq": Loop(seq2seq, device), "transformer": Loop(encoder_only, device)}
     seconds: dict[str, list[float]] = {name: [] for name in loops}
     for _ in range(args.repeats + 1):

@@ -24,7 +24,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from resbench import hydra_app, loggers, models, tasks, train
+from resbench import loggers, models, tasks, trainer
+from resbench.config import check
 
 # Wall-clock time by default; with --clock process, this process's CPU time (all its threads, the event
 # writer's too), which other processes on a busy machine do not inflate (as in probe_overhead.py).
@@ -124,16 +125,16 @@ def time_listeners(name: str) -> list[TimedListener]:
 def measure(overrides: list[str], log_every: int, block: int, repeats: int) -> None:
     """Time the trainer at `log_every` against the bare loop, interleaved, and print the ratio."""
     steps = (repeats + 1) * block + 2  # + warm-up block, step 0 and the last step
-    config = hydra_app.check([*overrides, f"log_every={log_every}", f"train.steps={steps}",
+    config = check([*overrides, f"log_every={log_every}", f"train.steps={steps}",
                               f"train.eval_every={steps + 1}"])
     if config.get("threads"):
         torch.set_num_threads(config["threads"])
-    device = train.pick_device(config["device"])
+    device = trainer.pick_device(config["device"])
     timed = time_listeners(config.get("logger") or "none")
     bare = BareLoop(config, device)
     interleaved = Interleaved(bare, block)
     with tempfile.TemporaryDirectory(prefix="resbench-bench-") as run_dir:
-        summary = train.run(config, Path(run_dir), progress=interleaved)
+        summary = trainer.run(config, Path(run_dir), progress=interleaved)
         rows = len((Path(run_dir) / "grad_norms.csv").read_text(encoding="utf-8").splitlines()) - 1
     assert summary["status"] == "completed", summary
 

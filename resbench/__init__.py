@@ -16,9 +16,10 @@ from typing import Any
 __version__ = "0.1.0"
 
 # Public name → the module that defines it; imported on first access (PEP 562), so `import resbench`
-# and `resbench --help` stay instant. `resbench.train` is the trainer module, callable as api.train.
+# and `resbench --help` stay instant. (The trainer module is resbench.trainer.)
 LAZY = {
     "load": "resbench.api",
+    "train": "resbench.api",
     "compose": "resbench.api",
     "build_model": "resbench.api",
     "Results": "resbench.api",
@@ -30,8 +31,6 @@ __all__ = ["Results", "Watch", "__version__", "build_model", "compose", "load", 
 
 
 def __getattr__(name: str) -> Any:
-    if name == "train":
-        return importlib.import_module("resbench.train")
     if name in LAZY:
         return getattr(importlib.import_module(LAZY[name]), name)
     raise AttributeError(f"module 'resbench' has no attribute {name!r}")

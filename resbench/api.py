@@ -102,9 +102,9 @@ def compose(overrides: Sequence[str] = ()) -> Config:
 
     Exactly what `resbench config OVERRIDES…` prints; raises ValueError (one line) for bad input.
     """
-    from resbench import hydra_app
+    from resbench.config import check
 
-    return hydra_app.check(list(overrides))
+    return check(list(overrides))
 
 
 def _config(overrides_or_config: Sequence[str] | Config | None) -> Config:
@@ -130,8 +130,8 @@ def train(overrides_or_config: Sequence[str] | Config | None = None, run_dir: st
     `verbose=True` shows the terminal's progress and end table. A run that fails returns a summary with
     `status="failed"` and the `error`; bad input raises ValueError.
     """
-    from resbench import hydra_app
-    from resbench import train as trainer
+    from resbench import trainer
+    from resbench.jobs import set_threads
 
     config = _config(overrides_or_config)
     directory = Path(run_dir) if run_dir is not None else Path(RESULTS_ROOT, TRAIN_DIR) / datetime.now().strftime(
@@ -144,7 +144,7 @@ def train(overrides_or_config: Sequence[str] | Config | None = None, run_dir: st
 
         progress = RunDisplay(Console(highlight=False))
     if config.get("threads"):
-        hydra_app.set_threads(config, in_sweep=False)
+        set_threads(config, in_sweep=False)
     return trainer.run(config, directory, progress=progress)
 
 

@@ -1,4 +1,4 @@
-"""The command line (Typer). Collects override strings, calls hydra_app, maps outcomes to exit codes.
+"""The command line (Typer). Collects override strings, calls jobs/sweeps/config, maps outcomes to exit codes.
 
 Heavy imports (torch, Hydra) happen inside the commands so that `resbench --help` stays instant.
 """
@@ -82,16 +82,18 @@ def train(
         "checkpoint, with its overrides (any given replace those of the same key).")] = None,
 ) -> None:
     """Train one run; write config.yaml, metrics.csv, grad_norms.csv, layers.csv, summary.json."""
-    from . import hydra_app, records
+    from . import records
+    from .config import BadInput
     from .console import RunDisplay
+    from .jobs import run_train
 
     if resume is not None and not resume.is_dir():
         fail(f"no run to resume at {resume}: no such directory")
     _sigterm_as_interrupt()
     display = RunDisplay(_console(), quiet=quiet)
     try:
-        summary = hydra_app.run_train(list(overrides or []), display, resume_dir=resume)
-    except hydra_app.BadInput as err:
+        summary = run_train(list(overrides or []), display, resume_dir=resume)
+    except BadInput as err:
         fail(str(err))
     except records.NoSpaceError as err:  # what could still be written says failed; rows so far are whole
         fail(str(err), EXIT_FAILED)
@@ -119,8 +121,10 @@ def sweep(
     """Run a grid of runs through Hydra's multirun; write runs.csv and one run dir per run."""
     from pathlib import Path
 
-    from . import hydra_app, records
+    from . import records
+    from .config import BadInput
     from .console import SweepDisplay, plan_header, plan_table, sweep_table
+    from .sweeps import plan_sweep, run_sweep
 
     _sigterm_as_interrupt()
     args = list(overrides or [])
@@ -130,8 +134,8 @@ def sweep(
         if not resume_dir.is_dir():
             fail(f"no sweep to resume at {resume_dir}: no such directory")
     try:
-        plan = hydra_app.plan_sweep(args, resume=resume, resume_dir=resume_dir)
-    except hydra_app.BadInput as err:
+        plan = plan_sweep(args, resume=resume, resume_dir=resume_dir)
+    except BadInput as err:
         fail(str(err))
     console = _console()
     if dry_run:
@@ -139,10 +143,10 @@ def sweep(
         console.print(plan_table(plan))
         return
     try:
-        outcome = hydra_app.run_sweep(plan, SweepDisplay(console, quiet=quiet))
+        outcome = run_sweep(plan, SweepDisplay(console, quiet=quiet))
     except KeyboardInterrupt:  # a second Ctrl-C while the sweep was winding down
         raise typer.Exit(EXIT_INTERRUPTED)
-    except (hydra_app.BadInput, records.NoSpaceError) as err:  # the dir is busy, or sweep.json did not fit
+    except (BadInput, records.NoSpaceError) as err:  # the dir is busy, or sweep.json did not fit
         fail(str(err))
     if not quiet:
         from rich.markup import escape
@@ -208,12 +212,12 @@ def config(overrides: Overrides = None) -> None:
     """Print the composed, resolved config (what `train` would run)."""
     import yaml
 
-    from . import hydra_app
+    from .config import BadInput, check
 
     _sigterm_as_interrupt()
     try:
-        resolved = hydra_app.check(list(overrides or []))
-    except hydra_app.BadInput as err:
+        resolved = check(list(overrides or []))
+    except BadInput as err:
         fail(str(err))
     typer.echo(yaml.safe_dump(resolved, sort_keys=False), nl=False)
 

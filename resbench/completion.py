@@ -23,7 +23,7 @@ CHOICE_REGISTRIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "precision": ("precision.py", "PRECISIONS", ()),
     "train.optimizer": ("config.py", "OPTIMIZER_NAMES", ()),
     "logger": ("loggers.py", "LOGGERS", ()),
-    "hydra/launcher": ("hydra_app.py", "LAUNCHER_PLUGINS", ("basic",)),
+    "hydra/launcher": ("sweeps.py", "LAUNCHER_PLUGINS", ("basic",)),
 }
 GROUPS = {"model": "model", "task": "task", "+experiment": "experiment"}  # override key → conf/ folder
 GLOBAL_PACKAGE = "@package _global_"  # a group file whose keys sit at the root of the config

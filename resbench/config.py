@@ -15,22 +15,39 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import re
+import shutil
+import tempfile
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Union
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
 
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from . import hydra_adapter
+from .hydra_adapter import COMPOSE_ERRORS, OverrideParseException
 from .loggers import LOGGERS
-from .models import INITS, NORMS, PLACEMENTS, SHARED_MODEL_KEYS
+from .models import INITS, NORMS, PLACEMENTS
 from .precision import PRECISIONS
+from .records import override_key
+from .schema import SHARED_MODEL_KEYS
+from .tasks import TaskError
+from .tasks import build as build_task
+
+if TYPE_CHECKING:
+    from .hydra_adapter import Override
+    from .tasks import Task
 
 
 class ConfigError(ValueError):
     """Bad input in a config value: the message is the one line the user sees."""
+
+
+class BadInput(ValueError):
+    """Bad user input; the message is one line. The CLI exits 2 and nothing has been written."""
 
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -141,14 +158,14 @@ TASK_SCHEMAS: dict[str, type[TaskConfig]] = {
 SCHEMA_GROUP = "schema"  # not a group users choose from: conf/ files extend its nodes
 ROOT_SCHEMA = "config_schema"
 
+
 def register() -> None:
     """Put the schemas in Hydra's ConfigStore: `config_schema` under config.yaml, `schema/model/NAME` and
     `schema/task/NAME` under each group option."""
-    store = ConfigStore.instance()
-    store.store(name=ROOT_SCHEMA, node=Config)
+    hydra_adapter.store_schema(Config, ROOT_SCHEMA)
     for group, schemas in (("model", MODEL_SCHEMAS), ("task", TASK_SCHEMAS)):
         for name, schema in schemas.items():
-            store.store(group=f"{SCHEMA_GROUP}/{group}", name=name, node=schema)
+            hydra_adapter.store_schema(schema, name, group=f"{SCHEMA_GROUP}/{group}")
 
 
 register()
@@ -249,3 +266,185 @@ def explain_schema_error(err: BaseException) -> str | None:
     if dataclasses.is_dataclass(declared):
         return f"{full_key} must be a config group ({full_key}.KEY=VALUE), got {value!r}"
     return f"{full_key} must be {TYPE_WORDS.get(declared, str(declared))}, got {value!r}"
+
+
+# ----------------------------------------------------------------------------- composing and checking
+def compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
+    """The composed config for `overrides`; any Hydra error becomes one BadInput line."""
+    overrides = short_overrides(overrides)
+    try:
+        return hydra_adapter.compose(overrides, with_hydra=with_hydra)
+    except COMPOSE_ERRORS as err:
+        raise BadInput(explain(err, overrides)) from None
+
+
+def compose_run(hydra: Any, overrides: list[str]) -> DictConfig:
+    """The config of one run with its hydra node, as Hydra's run composes it; errors as one BadInput line."""
+    try:
+        return hydra_adapter.compose_run(hydra, overrides)
+    except COMPOSE_ERRORS as err:
+        raise BadInput(explain(err, overrides)) from None
+
+
+def check(overrides: list[str]) -> dict[str, Any]:
+    """Compose, resolve and validate the config of `overrides`, and build its task: raise BadInput if bad."""
+    return checked(compose(overrides))[0]
+
+
+def checked(cfg: DictConfig) -> tuple[dict[str, Any], Task]:
+    """The composed `cfg` resolved to plain data and validated, and its task built (the run that follows
+    uses it): raise BadInput if bad."""
+    config = validated(cfg)
+    return config, built_task(config)
+
+
+def validated(cfg: DictConfig, label: str = "") -> dict[str, Any]:
+    """The composed `cfg` resolved to plain data and validated; BadInput names the run by `label` (its
+    swept values) when given."""
+    from .validate import validate  # validate.py reads this module's schemas
+
+    prefix = f"{label}: " if label else ""
+    try:
+        config = to_plain(cfg)
+        validate(config)
+    except ConfigError as err:
+        raise BadInput(f"{prefix}{err}") from None
+    except OmegaConfBaseException as err:
+        raise BadInput(f"{prefix}{explain(err)}") from None
+    return config
+
+
+def built_task(config: dict[str, Any], label: str = "") -> Task:
+    """The task of a validated config, built (it may read a corpus): a task that cannot be is BadInput."""
+    try:
+        return build_task(config["task"], config["train"]["batch_size"])
+    except TaskError as err:
+        raise BadInput(f"{label}: {err}" if label else str(err)) from None
+
+
+def check_writable(directory: Path) -> None:
+    """Prove that `directory` can be created, by making (and removing) a probe folder in its nearest
+    existing ancestor; refuse a non-empty existing folder (a run never writes over another)."""
+    path = directory.resolve()
+    while not path.exists():
+        path = path.parent
+    try:
+        shutil.rmtree(tempfile.mkdtemp(prefix=".resbench-probe-", dir=path))
+    except OSError as err:
+        raise BadInput(f"output dir not writable: {directory} ({path}: {err.strerror or err})") from None
+    if directory.is_dir() and any(directory.iterdir()):
+        raise BadInput(f"output dir is not empty: {directory}")
+
+
+# ----------------------------------------------------------------------------- overrides
+def quoted(text: str) -> str:
+    """A value for the override grammar that survives commas, spaces and brackets (e.g. a path)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def parse_overrides(overrides: list[str]) -> list[Override]:
+    """The overrides as Hydra's grammar reads them: every check on a user value uses these parsed values
+    (a quoted path is the path, not its quotes)."""
+    try:
+        return hydra_adapter.parse_overrides(overrides)
+    except OverrideParseException as err:
+        raise BadInput(explain(err, overrides)) from None
+
+
+def given_override(overrides: list[str], key: str) -> Override | None:
+    """The last override of `key` (a config key or a group such as hydra/launcher), parsed, or None."""
+    matches = [override for override in parse_overrides(overrides) if override.key_or_group == key]
+    return matches[-1] if matches else None
+
+
+def without_key(overrides: list[str], key: str) -> list[str]:
+    """`overrides` less those of `key` (matched on the parsed key, however the override is spelled)."""
+    return [text for text, parsed in zip(overrides, parse_overrides(overrides)) if parsed.key_or_group != key]
+
+
+def merge_overrides(stored: list[str], given: list[str]) -> list[str]:
+    """The overrides of a resumed run or sweep: the stored ones, with any key given again replaced."""
+    given_keys = {override_key(o) for o in given}
+    return [o for o in stored if override_key(o) not in given_keys] + list(given)
+
+
+def resolved_dir(overrides: list[str], key: str) -> Path:
+    """The output dir that `key` (hydra.run.dir or hydra.sweep.dir) resolves to under `overrides`, as
+    Hydra will use it: quotes parsed, interpolations such as ${now:...} resolved (once: the caller pins it)."""
+    return _dir_value(compose(overrides, with_hydra=True), key)
+
+
+def pin_dir(cfg: DictConfig, key: str) -> Path:
+    """The output dir `key` resolves to in the composed `cfg`, written back into `cfg` as that one value
+    (a ${now:...} in it is resolved once, here, not again when the job starts)."""
+    directory = _dir_value(cfg, key)
+    parent, leaf = key.rsplit(".", 1)
+    with read_write(cfg), open_dict(cfg):
+        OmegaConf.select(cfg, parent)[leaf] = str(directory)
+    return directory
+
+
+def _dir_value(cfg: DictConfig, key: str) -> Path:
+    try:
+        value = OmegaConf.select(cfg, key, throw_on_missing=True)
+    except OmegaConfBaseException as err:
+        raise BadInput(f"{key}: {explain(err)}") from None
+    if not isinstance(value, str) or not value.strip():
+        raise BadInput(f"{key} must be a directory path, got {value!r}")
+    return Path(value)
+
+
+# ----------------------------------------------------------------------------- error messages
+_NOT_IN_STRUCT = re.compile(r"Could not override '([^']+)'")
+_MISSING_GROUP = re.compile(r"Could not find '([^']+)/([^']+)'")
+_AVAILABLE = re.compile(r"Available options in '[^']+':\n((?:\t.*\n?)*)")
+NO_LAUNCHER_SETTINGS = ("this launcher has no settings; choose one that has them first "
+                        "(hydra/launcher=joblib, submitit_local or submitit_slurm)")
+
+
+def _valid_keys(key: str, overrides: list[str] = ()) -> list[str]:
+    """The keys beside `key`, in the config that `overrides`' group choices select (model=mlp,
+    hydra/launcher=joblib, ...; lists are left out)."""
+    parent = key.rsplit(".", 1)[0] if "." in key else None
+    groups = [o for o in overrides if "=" in o and not re.search(r"[,(]", o.split("=", 1)[1])
+              and ("/" in override_key(o) or override_key(o) in ("model", "task", "experiment"))]
+    with_hydra = key.startswith("hydra.")
+    try:
+        base = hydra_adapter.compose(groups, with_hydra=with_hydra)
+    except COMPOSE_ERRORS:
+        base = hydra_adapter.compose([], with_hydra=with_hydra)
+    node = OmegaConf.select(base, parent) if parent else base
+    return sorted(k for k in node if k != "_target_") if isinstance(node, DictConfig) else []
+
+
+def explain(err: Exception, overrides: list[str] = ()) -> str:
+    """One line for a Hydra/OmegaConf error: what is wrong and what would be valid."""
+    if (typed := explain_schema_error(err.__cause__ or err)) is not None:
+        return typed
+    text = str(err)
+    if isinstance(err, OverrideParseException):
+        hint = (" (Hydra's grammar takes no bare ~ in a value: write $HOME/..., which the shell expands)"
+                if "=~" in str(err.override) else "")
+        return f"cannot parse override '{err.override}': {text.splitlines()[0]}{hint}"
+    if "requires --multirun" in text or "is a sweep override" in text:
+        return f"{text.splitlines()[0].split(' requires')[0]}: a list or sweep needs `resbench sweep`; " \
+               "`resbench train` runs one config"
+    if match := _NOT_IN_STRUCT.search(text):
+        return _unknown_key(match.group(1), overrides)
+    if match := _MISSING_GROUP.search(text):
+        group, name = match.groups()
+        options = _AVAILABLE.search(text)
+        valid = ", ".join(options.group(1).split()) if options else "none"
+        return f"{group}={name}: no such {group}; valid choices: {valid}"
+    lines = [line.strip() for line in text.splitlines() if line.strip() and "hydra.cc/docs" not in line]
+    return " — ".join(lines[:2]) if lines else type(err).__name__
+
+
+def _unknown_key(key: str, overrides: list[str]) -> str:
+    valid = _valid_keys(key, list(overrides))
+    if not valid and key.startswith("hydra.launcher."):
+        return f"unknown key '{key}': {NO_LAUNCHER_SETTINGS}"
+    close = difflib.get_close_matches(key.rsplit(".", 1)[-1], valid, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    where = f"in {key.rsplit('.', 1)[0]} " if "." in key else ""
+    return f"unknown key '{key}'{hint}; valid keys {where}are: {', '.join(valid)}"

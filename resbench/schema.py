@@ -133,5 +133,8 @@ REPORTED_SUMMARY_FIELDS = ("status", "steps_done", "final_loss", "final_val_loss
 REPORTED_NUMERIC = ("steps_done", "final_loss", "final_val_loss", "final_val_acc", "wall_s", "n_params")
 
 # ----------------------------------------------------------------------------- sweeps
-# The short top-level keys a sweep varies (`resbench sweep depth=6,12 norm=post,pre`), in table order.
-SWEPT_KEYS = ("depth", "norm", "norm_type", "residual", "init", "width", "heads")
+# The model keys every model has, top-level in the config (`depth=12`, not `model.depth=12`), in table order.
+SHARED_MODEL_KEYS = ("depth", "norm", "norm_type", "residual", "init", "width", "heads", "residual_scale")
+# The short top-level keys a sweep varies (`resbench sweep depth=6,12 norm=post,pre`), in table order: the
+# shared model keys but the residual branch's scale, a knob of the `residual` variant chosen.
+SWEPT_KEYS = tuple(key for key in SHARED_MODEL_KEYS if key != "residual_scale")

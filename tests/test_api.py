@@ -14,7 +14,7 @@ from conftest import TINY
 from report_fixtures import grid, write_sweep
 
 import resbench
-from resbench import train as trainer
+from resbench import api, trainer
 
 
 def test_import_resbench_loads_no_heavy_library():
@@ -61,7 +61,20 @@ def test_train_runs_quietly_and_returns_the_summary_it_wrote(tmp_path: Path, cap
     assert capsys.readouterr().out == ""
     assert summary == json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps_done"] == 3
-    assert callable(resbench.train) and resbench.train.run is trainer.run  # still the trainer module too
+
+
+def test_resbench_train_is_the_api_function_whatever_was_imported_before(tmp_path: Path):
+    """`resbench.train` stays the notebook call after the trainer module and every other resbench module
+    are imported (a submodule named `train` would shadow it)."""
+    import importlib
+    import pkgutil
+
+    import resbench.trainer  # noqa: F401 - the trainer module first, as a notebook may
+
+    for module in pkgutil.walk_packages(resbench.__path__, "resbench."):
+        importlib.import_module(module.name)
+    assert resbench.train is api.train
+    assert resbench.train([*TINY], tmp_path / "run")["status"] == "completed"
 
 
 def test_train_takes_an_edited_config_dict(tmp_path: Path):

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from resbench import checkpoint, train
+from resbench import checkpoint, trainer
 from resbench.checkpoint import CHECKPOINT_PT, CheckpointError, DeferredSignals
 
 STEPS = ["train.steps=40", "log_every=3", "train.eval_every=7"]  # logged and evaluated steps off the grid of 20
@@ -23,14 +23,14 @@ LOSS_COLUMNS = ["step", "loss", "val_loss", "lr", "grad_norm"]  # elapsed_s is w
 # `python -c` body: `resbench ARGS…` that sends itself signal SIG right after the trainer records step AT.
 SELF_SIGNAL = """
 import os, signal, sys
-from resbench import cli, train
+from resbench import cli, trainer
 sig, at = getattr(signal, sys.argv[1]), int(sys.argv[2])
-record = train.Trainer.record
+record = trainer.Trainer.record
 def record_then_signal(self, step, *args):
     record(self, step, *args)
     if step == at:
         os.kill(os.getpid(), sig)
-train.Trainer.record = record_then_signal
+trainer.Trainer.record = record_then_signal
 sys.argv = ["resbench", *sys.argv[3:]]
 cli.main()
 """
@@ -42,14 +42,14 @@ def summary(run_dir: Path) -> dict:
 
 def signal_at(monkeypatch: pytest.MonkeyPatch, step: int, sig: int = signal.SIGINT) -> None:
     """In this process: send `sig` to itself right after the trainer records `step` (mid-run, for real)."""
-    record = train.Trainer.record
+    record = trainer.Trainer.record
 
     def record_then_signal(self, at, *args):
         record(self, at, *args)
         if at == step:
             signal.raise_signal(sig)
 
-    monkeypatch.setattr(train.Trainer, "record", record_then_signal)
+    monkeypatch.setattr(trainer.Trainer, "record", record_then_signal)
 
 
 def assert_same_rows(straight: Path, resumed: Path) -> None:
@@ -205,7 +205,8 @@ def test_a_signal_waits_for_dispatch_and_a_second_one_acts_at_once() -> None:
 def test_on_slurm_an_interrupted_run_is_reported_only_when_the_sweep_ends(tmp_path: Path) -> None:
     """A requeued job's run says `interrupted` until its rerun continues it: not an end yet."""
     from resbench import records
-    from resbench.sweep import PlannedRun, Watcher
+    from resbench.sweep_watch import Watcher
+    from resbench.sweeps import PlannedRun
 
     run = PlannedRun(0, "run", tmp_path / "run", [], {}, "hash")
     run.dir.mkdir()
@@ -219,7 +220,7 @@ def test_on_slurm_an_interrupted_run_is_reported_only_when_the_sweep_ends(tmp_pa
 
 
 def test_requeues_are_slurms_restart_count(monkeypatch) -> None:
-    from resbench.hydra_app import job_facts
+    from resbench.jobs import job_facts
 
     monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
     assert job_facts()["requeues"] == 0

@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from resbench import hydra_app, loggers, validate
+from resbench import loggers, sweeps, validate
 from resbench.completion import CHOICE_REGISTRIES, choices, override_keys
+from resbench.config import check
 from resbench.models import INITS, NORMS, PLACEMENTS, RESIDUALS
 from resbench.precision import PRECISIONS
 
@@ -29,7 +30,7 @@ def test_choice_values_are_the_registries_names():
     imported = {"norm": list(PLACEMENTS), "norm_type": list(NORMS), "residual": list(RESIDUALS),
                 "init": ["auto", *INITS], "device": list(validate.DEVICES), "precision": list(PRECISIONS),
                 "train.optimizer": list(validate.OPTIMIZER_NAMES), "logger": list(loggers.LOGGERS),
-                "hydra/launcher": ["basic", *hydra_app.LAUNCHER_PLUGINS]}
+                "hydra/launcher": ["basic", *sweeps.LAUNCHER_PLUGINS]}
     assert set(imported) == set(CHOICE_REGISTRIES)
     for key, names in imported.items():
         assert choices(key) == names, key
@@ -44,7 +45,7 @@ def flatten(node: dict, prefix: str = "") -> list[str]:
 
 @pytest.mark.parametrize("overrides", [[], ["model=mlp", "task=digits"], ["task=reverse"]])
 def test_every_key_of_the_composed_config_is_offered(overrides):
-    assert set(flatten(hydra_app.check(overrides))) <= set(override_keys())
+    assert set(flatten(check(overrides))) <= set(override_keys())
 
 
 def test_tab_after_norm_offers_the_placements_in_every_shell_without_torch():

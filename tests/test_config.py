@@ -9,7 +9,7 @@ from importlib import resources
 
 import pytest
 
-from resbench import config, hydra_app, records
+from resbench import config, records
 from resbench.models import MODELS, SHARED_MODEL_KEYS, model_keys
 from resbench.tasks import TASKS
 from resbench.validate import ConfigError, validate
@@ -25,7 +25,7 @@ def test_every_option_of_conf_has_its_schema():
 
 @pytest.mark.parametrize("overrides", [[], ["model=mlp", "task=digits"], ["model=seq2seq", "task=sort"]])
 def test_each_model_key_lives_once_at_the_root(overrides):
-    resolved = hydra_app.check(overrides)
+    resolved = config.check(overrides)
     assert set(SHARED_MODEL_KEYS) <= set(resolved) and not set(SHARED_MODEL_KEYS) & set(resolved["model"])
     assert model_keys(resolved)["depth"] == resolved["depth"]
 
@@ -41,7 +41,7 @@ def test_each_model_key_lives_once_at_the_root(overrides):
     ({"task": 3}, "task must be a config group (task.KEY=VALUE), got 3"),
 ])
 def test_a_config_dict_is_checked_against_the_schema(edit, line):
-    resolved = hydra_app.check([])
+    resolved = config.check([])
     for key, value in edit.items():
         resolved[key] = {**resolved[key], **value} if isinstance(value, dict) else value
     with pytest.raises(ConfigError) as raised:
@@ -50,21 +50,21 @@ def test_a_config_dict_is_checked_against_the_schema(edit, line):
 
 
 def test_a_missing_key_is_named():
-    resolved = hydra_app.check([])
+    resolved = config.check([])
     del resolved["train"]["lr"]
     with pytest.raises(ConfigError, match=r"^train.lr is missing"):
         validate(resolved)
 
 
 def test_residual_keeps_its_bools_and_its_name():
-    assert [hydra_app.check([f"residual={value}"])["residual"] for value in ("true", "false", "rezero")] == [
+    assert [config.check([f"residual={value}"])["residual"] for value in ("true", "false", "rezero")] == [
         True, False, "rezero"]
 
 
 def test_the_older_model_spelling_sets_the_root_key():
     assert config.short_overrides(["model.depth=3", "+model.norm=post", "model.ffn_mult=2", "model=mlp"]) == [
         "depth=3", "+norm=post", "model.ffn_mult=2", "model=mlp"]
-    resolved = hydra_app.check(["model.depth=3", "model.norm=post"])
+    resolved = config.check(["model.depth=3", "model.norm=post"])
     assert (resolved["depth"], resolved["norm"]) == (3, "post") and "depth" not in resolved["model"]
 
 
@@ -73,7 +73,7 @@ def test_the_older_model_spelling_sets_the_root_key():
     (["model=mlp", "task=digits"], tuple(key for key in SHARED_MODEL_KEYS if key != "heads")),  # mlp had no heads
 ])
 def test_a_run_keeps_the_identity_older_resbench_recorded_for_it(overrides, copied):
-    resolved = hydra_app.check(overrides)
+    resolved = config.check(overrides)
     older = {**resolved, "model": {**{key: resolved[key] for key in copied}, **resolved["model"]}}
     for key in ("threads", "logger"):
         del older[key]

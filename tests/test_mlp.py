@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from resbench import hydra_app, models, train
+from resbench import models, trainer
+from resbench.config import check
 from resbench.models.mlp import MLP
 from resbench.tasks import TaskSpec
 
@@ -125,12 +126,12 @@ def test_mlp_refuses_token_ids() -> None:
          "transformer-digits"],
 )
 def test_width_default_follows_the_model_and_stays_overridable(overrides: list[str], width: int) -> None:
-    config = hydra_app.check(overrides)
+    config = check(overrides)
     assert config["width"] == width and models.model_keys(config)["width"] == width and "width" not in config["model"]
 
 
 def test_default_train_is_the_chars_transformer() -> None:
-    config = hydra_app.check([])
+    config = check([])
     assert (config["model"]["name"], config["task"]["name"]) == ("transformer", "chars")
 
 
@@ -138,8 +139,8 @@ def test_default_train_is_the_chars_transformer() -> None:
 
 
 def run_digits(tmp_path: Path, *overrides: str) -> tuple[dict, list[dict[str, str]]]:
-    config = hydra_app.check(["model=mlp", "task=digits", "device=cpu", *overrides])
-    summary = train.run(config, tmp_path)
+    config = check(["model=mlp", "task=digits", "device=cpu", *overrides])
+    summary = trainer.run(config, tmp_path)
     with open(tmp_path / "metrics.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert summary == json.loads((tmp_path / "summary.json").read_text())

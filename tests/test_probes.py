@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from resbench import hydra_app, models, probes, tasks, train
+from resbench import models, probes, tasks, trainer
+from resbench.config import compose, to_plain
 from resbench.schema import LAYER_COLUMNS
 from resbench.tasks.base import TaskSpec
 
@@ -110,13 +111,13 @@ def test_capture_matches_manual_forward_and_retain_grad(name):
     model, x, y = build(name, norm="post", depth=3)
     reference = copy.deepcopy(model)
     with probes.capture(model) as blocks:
-        loss = train.cross_entropy(model(x), y)
+        loss = trainer.cross_entropy(model(x), y)
         loss.backward()
     values = blocks.values()
 
     logits, outputs = manual_block_outputs(reference, x)
     assert torch.allclose(logits, model(x), atol=1e-6)
-    train.cross_entropy(logits, y).backward()
+    trainer.cross_entropy(logits, y).backward()
     for i, h in enumerate(outputs):
         assert values["hidden_rms"][i].item() == pytest.approx(h.detach().pow(2).mean().sqrt().item(), rel=1e-5)
         # The gradient of example b's own loss ℓ_b is B·∂L/∂h_b, L being the batch mean.
@@ -136,7 +137,7 @@ def test_act_grad_norm_does_not_depend_on_batch_size(name):
     for copies in (1, 3):
         model.zero_grad()
         with probes.capture(model) as blocks:
-            train.cross_entropy(model(x.repeat(copies, *[1] * (x.dim() - 1))),
+            trainer.cross_entropy(model(x.repeat(copies, *[1] * (x.dim() - 1))),
                                 y.repeat(copies, *[1] * (y.dim() - 1))).backward()
         measured.append(blocks.values()["act_grad_norm"])
     assert torch.allclose(measured[0], measured[1], rtol=1e-5)
@@ -157,8 +158,8 @@ def test_capture_hooks_only_while_active():
 def test_update_ratio_matches_parameter_snapshots(optimizer):
     model, x, y = build("transformer", depth=3)
     layout = probes.ParamLayout(model)
-    opt = train.OPTIMIZERS[optimizer](model.parameters(), {"lr": 0.01, "weight_decay": 0.0})
-    train.cross_entropy(model(x), y).backward()
+    opt = trainer.OPTIMIZERS[optimizer](model.parameters(), {"lr": 0.01, "weight_decay": 0.0})
+    trainer.cross_entropy(model(x), y).backward()
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     with probes.track_update(layout) as update:
         opt.step()
@@ -176,7 +177,7 @@ def test_no_update_ratio_when_not_tracked_or_gradient_not_finite():
     with probes.track_update(layout, active=False) as update:
         pass
     assert update.ratio is None
-    train.cross_entropy(model(x), y).backward()
+    trainer.cross_entropy(model(x), y).backward()
     norms = probes.grad_norms(layout.grads())
     ratio = torch.ones(layout.n_blocks)
     assert probes.step_stats(layout, norms, {"update_ratio": ratio}).blocks["update_ratio"] == [1.0] * 3
@@ -192,7 +193,7 @@ def test_every_probe_present_and_finite(name, norm, residual):
     layout = probes.ParamLayout(model)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     with probes.capture(model) as blocks:
-        train.cross_entropy(model(x), y).backward()
+        trainer.cross_entropy(model(x), y).backward()
         norms = probes.grad_norms(layout.grads())
     with probes.track_update(layout) as update:
         opt.step()
@@ -208,7 +209,7 @@ def test_every_probe_present_and_finite(name, norm, residual):
 
 @pytest.fixture(scope="module")
 def base_config() -> dict:
-    return hydra_app.to_plain(hydra_app.compose([
+    return to_plain(compose([
         "depth=2", "width=16", "heads=2", "device=cpu", "task.seq_len=8", "task.val_batches=1",
         "train.batch_size=4", "train.steps=3", "train.eval_every=100", "log_every=1",
     ]))
@@ -231,7 +232,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def test_layers_csv_has_every_probe_and_update_rows(base_config, tmp_path):
-    summary = train.run(base_config, tmp_path)
+    summary = trainer.run(base_config, tmp_path)
     assert summary["status"] == "completed"
     rows = read_csv(tmp_path / "layers.csv")
     assert list(rows[0]) == list(LAYER_COLUMNS)
@@ -240,7 +241,7 @@ def test_layers_csv_has_every_probe_and_update_rows(base_config, tmp_path):
 
 
 def test_no_update_ratio_without_steps(base_config, tmp_path):
-    train.run(with_keys(base_config, train__steps=0), tmp_path)
+    trainer.run(with_keys(base_config, train__steps=0), tmp_path)
     rows = read_csv(tmp_path / "layers.csv")
     assert len(rows) == 2 and all(r["update_ratio"] == "" for r in rows)
     assert all(r["hidden_rms"] and r["act_grad_norm"] and r["rank_residual"] for r in rows)
@@ -250,7 +251,7 @@ def test_no_update_ratio_without_steps(base_config, tmp_path):
 def test_mlp_run_records_every_probe(base_config, tmp_path):
     config = with_keys(base_config, task={"name": "digits", "val_fraction": 0.2})
     config["model"] = model_cfg("mlp", depth=2) | {"width": 16}
-    assert train.run(config, tmp_path)["status"] == "completed"
+    assert trainer.run(config, tmp_path)["status"] == "completed"
     rows = read_csv(tmp_path / "layers.csv")
     assert len(rows) == 6 and all(math.isfinite(float(r[c])) for r in rows for c in LAYER_COLUMNS[3:])
 
@@ -258,20 +259,20 @@ def test_mlp_run_records_every_probe(base_config, tmp_path):
 def test_init_batches_is_the_norm_of_the_mean_gradient(base_config, tmp_path):
     k = 3
     config = with_keys(base_config, init_batches=k, train__steps=0)
-    train.run(config, tmp_path / "run")
+    trainer.run(config, tmp_path / "run")
 
     # The same model at init, and K gradients computed one by one on the same batches.
-    reference = train.Trainer(config, tmp_path / "reference")
+    reference = trainer.Trainer(config, tmp_path / "reference")
     reference.setup()
     batch_size = config["train"]["batch_size"]
     generators = [torch.Generator().manual_seed(config["seed"])]  # the first training batch
-    generators += [torch.Generator().manual_seed(train.init_batches_seed(config["seed"]))] * (k - 1)
+    generators += [torch.Generator().manual_seed(trainer.init_batches_seed(config["seed"]))] * (k - 1)
     grads, signals = [], []
     for generator in generators:
         x, y = reference.task.batch(generator, batch_size)
         reference.model.zero_grad(set_to_none=True)
         with probes.capture(reference.model) as blocks:
-            train.cross_entropy(reference.model(x), y).backward()
+            trainer.cross_entropy(reference.model(x), y).backward()
         grads.append(reference.layout.grads())
         signals.append(blocks.values())
     mean = [torch.stack(per_param).mean(0) for per_param in zip(*grads)]
@@ -297,9 +298,9 @@ def test_init_batches_is_the_norm_of_the_mean_gradient(base_config, tmp_path):
 def test_init_batches_leaves_training_unchanged(base_config, tmp_path):
     trained = []
     for k in (1, 3):
-        trainer = train.Trainer(with_keys(base_config, init_batches=k), tmp_path / f"k{k}")
-        assert trainer.run()["status"] == "completed"
-        trained.append(trainer.model.state_dict())
+        one_run = trainer.Trainer(with_keys(base_config, init_batches=k), tmp_path / f"k{k}")
+        assert one_run.run()["status"] == "completed"
+        trained.append(one_run.model.state_dict())
     assert all(torch.equal(trained[0][name], trained[1][name]) for name in trained[0])
     later = [[r for r in read_csv(tmp_path / f"k{k}" / "layers.csv") if r["step"] != "0"] for k in (1, 3)]
     assert later[0] == later[1]
@@ -315,7 +316,7 @@ def test_mlp_rank_residual_is_the_spread_of_a_block_output_across_examples():
     outputs = []
     handle = model.blocks[-1].register_forward_hook(lambda module, args, out: outputs.append(out.detach()))
     with probes.capture(model) as blocks:
-        train.cross_entropy(model(x), y).backward()
+        trainer.cross_entropy(model(x), y).backward()
     handle.remove()
     h = outputs[0]  # (B, C)
     expected = torch.linalg.vector_norm(h - h.mean(0)) / torch.linalg.vector_norm(h)
@@ -328,7 +329,7 @@ def test_tracked_update_ratio_is_update_ratio_of_the_two_snapshots_to_the_bit():
     model, x, y = build("transformer", depth=3)
     layout = probes.ParamLayout(model)
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    train.cross_entropy(model(x), y).backward()
+    trainer.cross_entropy(model(x), y).backward()
     before = layout.flat_block_params()
     with probes.track_update(layout) as update:
         opt.step()

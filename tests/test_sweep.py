@@ -16,8 +16,9 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from resbench import hydra_app, records, train
-from resbench.sweep import PARALLEL_RUNS_ENV, parallel_runs, thread_budget, usable_cores
+from resbench import records, sweeps, trainer
+from resbench.sweep_watch import PARALLEL_RUNS_ENV, thread_budget, usable_cores
+from resbench.sweeps import parallel_runs
 
 # A run of well under a second. threads=1 keeps it fast on a busy machine; the tests of worker launchers
 # pass threads=null to see the thread budget at work.
@@ -56,7 +57,7 @@ def sweep(cli, tmp_path: Path):
 # ----------------------------------------------------------------------------- expansion
 def test_lists_range_and_choice_expand_to_their_cartesian_product(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
-    plan = hydra_app.plan_sweep([*TINY, "depth=2,3", "seed=range(2)", "norm=choice(pre,post)",
+    plan = sweeps.plan_sweep([*TINY, "depth=2,3", "seed=range(2)", "norm=choice(pre,post)",
                                  f"hydra.sweep.dir={sweep_dir}"])
     assert plan.swept_keys == ["depth", "seed", "norm"]
     assert [run.swept for run in plan.runs] == [
@@ -69,12 +70,12 @@ def test_lists_range_and_choice_expand_to_their_cartesian_product(tmp_path: Path
     workers = min(8, usable_cores())
     assert (plan.launcher, plan.parallel_runs) == ("joblib" if workers > 1 else "basic", workers)
     assert f"++hydra.job.env_set.{PARALLEL_RUNS_ENV}={workers}" in plan.hydra_overrides
-    basic = hydra_app.plan_sweep([*TINY, "depth=2,3", "hydra/launcher=basic", f"hydra.sweep.dir={sweep_dir}"])
+    basic = sweeps.plan_sweep([*TINY, "depth=2,3", "hydra/launcher=basic", f"hydra.sweep.dir={sweep_dir}"])
     assert f"++hydra.job.env_set.{PARALLEL_RUNS_ENV}=1" in basic.hydra_overrides  # in-process: one at a time
 
 
 def test_glob_picks_config_group_options(tmp_path: Path) -> None:
-    plan = hydra_app.plan_sweep(["model=glob(*,exclude=seq2seq)", "task=digits", "width=8", "heads=2", "train.steps=1",
+    plan = sweeps.plan_sweep(["model=glob(*,exclude=seq2seq)", "task=digits", "width=8", "heads=2", "train.steps=1",
                                  f"hydra.sweep.dir={tmp_path / 'sweep'}"])
     assert [run.name for run in plan.runs] == ["model=mlp", "model=transformer"]
 
@@ -96,10 +97,10 @@ def test_an_experiment_preset_sweeps_its_params_and_does_not_name_dirs(tmp_path:
         "# @package _global_\ntrain:\n  steps: 2\nhydra:\n  sweeper:\n    params:\n      depth: 2,3\n")
     (experiments / "other.yaml").write_text("# @package _global_\nseed: 7\n")
     search = f"hydra.searchpath=[file://{tmp_path / 'conf'}]"
-    plan = hydra_app.plan_sweep([*TINY, "+experiment=tiny", search, f"hydra.sweep.dir={tmp_path / 'a'}"])
+    plan = sweeps.plan_sweep([*TINY, "+experiment=tiny", search, f"hydra.sweep.dir={tmp_path / 'a'}"])
     assert plan.swept_keys == ["depth"]
     assert [run.name for run in plan.runs] == ["depth=2", "depth=3"]
-    plan = hydra_app.plan_sweep([*TINY, "+experiment=tiny,other", search, f"hydra.sweep.dir={tmp_path / 'b'}"])
+    plan = sweeps.plan_sweep([*TINY, "+experiment=tiny,other", search, f"hydra.sweep.dir={tmp_path / 'b'}"])
     assert [run.name for run in plan.runs] == ["+experiment=tiny", "+experiment=other"]
 
 
@@ -207,7 +208,7 @@ def test_resume_leaves_skipped_runs_dirs_untouched(cli, sweep) -> None:
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from resbench.sweep import sweep_lock
+from resbench.sweep_watch import sweep_lock
 with sweep_lock(Path(sys.argv[1])):
     print("held", flush=True)
     time.sleep(120)
@@ -270,7 +271,7 @@ def test_no_worker_of_the_default_launcher_outlives_its_sweep(sweep) -> None:
 def test_a_worker_notices_its_controller_is_gone() -> None:
     import socket
 
-    from resbench.sweep import die_with_controller
+    from resbench.sweep_watch import die_with_controller
 
     controller = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     orphaned = []
@@ -291,14 +292,14 @@ def test_a_worker_notices_its_controller_is_gone() -> None:
 # ----------------------------------------------------------------------------- faults
 @pytest.mark.parametrize("where", ["loop", "setup"])
 def test_a_run_that_raises_is_recorded_failed_and_the_sweep_goes_on(sweep, monkeypatch, where: str) -> None:
-    broken = getattr(train.Trainer, where)
+    broken = getattr(trainer.Trainer, where)
 
     def maybe_raise(self, *args):
         if self.config["seed"] == 1:
             raise RuntimeError("boom in seed 1")
         return broken(self, *args)
 
-    monkeypatch.setattr(train.Trainer, where, maybe_raise)  # in this process: so the in-process launcher
+    monkeypatch.setattr(trainer.Trainer, where, maybe_raise)  # in this process: so the in-process launcher
     result, sweep_dir = sweep("depth=2", "seed=0,1,2", "hydra/launcher=basic")
     assert result.exit_code == 1
     done = summaries(sweep_dir)
@@ -462,7 +463,7 @@ def test_stored_launcher_settings_and_presets_still_resume(tmp_path: Path) -> No
     stored = [*TINY, "+experiment=dong2021", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
               "hydra.sweeper.max_batch_size=4", "depth=2,3"]
     (sweep_dir / "sweep.json").write_text(json.dumps({"overrides": stored}))
-    plan = hydra_app.plan_sweep([], resume=True, resume_dir=sweep_dir)
+    plan = sweeps.plan_sweep([], resume=True, resume_dir=sweep_dir)
     assert plan.launcher == "joblib" and plan.overrides == stored
 
 
@@ -538,7 +539,7 @@ def test_the_longest_runs_start_first_and_dirs_and_runs_csv_keep_the_given_order
 
 
 def test_expected_cost_is_blocks_steps_width_squared_and_tokens(tmp_path: Path) -> None:
-    plan = hydra_app.plan_sweep([*TINY, "depth=1,4", "width=16,32", f"hydra.sweep.dir={tmp_path / 'sweep'}"])
+    plan = sweeps.plan_sweep([*TINY, "depth=1,4", "width=16,32", f"hydra.sweep.dir={tmp_path / 'sweep'}"])
     tokens = 4 * 8  # batch_size × seq_len
     costs = {run.name: run.cost for run in plan.runs}
     assert costs == {f"depth={d},width={w}": float(d * 3 * w**2 * tokens) for d in (1, 4) for w in (16, 32)}
@@ -558,7 +559,7 @@ def test_a_parallel_sweep_writes_the_same_layers_csv_as_basic(sweep) -> None:
 
 def test_process_tree_lists_children_and_their_descendants() -> None:
     """What Ctrl-C stops: a child and the child it starts (a submitit controller and its task)."""
-    from resbench.sweep import _process_tree
+    from resbench.sweep_watch import _process_tree
 
     code = "import subprocess, sys, time; p = subprocess.Popen(['sleep', '30']); print(p.pid, flush=True); time.sleep(30)"
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)

@@ -14,7 +14,8 @@ from rich.console import Console
 
 from resbench import records
 from resbench.console import IN_FLIGHT_SHOWN, SweepDisplay
-from resbench.sweep import PlannedRun, Watcher
+from resbench.sweep_watch import Watcher
+from resbench.sweeps import PlannedRun
 
 
 def planned(tmp_path: Path, name: str, steps: int = 300) -> PlannedRun:

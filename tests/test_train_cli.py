@@ -232,12 +232,12 @@ def test_wheel_ships_the_configs(tmp_path: Path) -> None:
 def test_a_failure_while_building_the_run_is_recorded_failed(cli, tiny, tmp_path: Path, monkeypatch) -> None:
     """An exception after the run dir exists (here: a model too large to allocate) ends the run
     `failed` with its error in summary.json, exit 1, no traceback."""
-    from resbench import train
+    from resbench import trainer
 
     def cannot_allocate(*args, **kwargs):
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
 
-    monkeypatch.setattr(train.models, "build", cannot_allocate)
+    monkeypatch.setattr(trainer.models, "build", cannot_allocate)
     result = cli("train", *tiny, f"hydra.run.dir={tmp_path}/run")
     assert result.exit_code == 1, (result.output, result.exception)
     assert isinstance(result.exception, SystemExit), result.exception
@@ -248,12 +248,12 @@ def test_a_failure_while_building_the_run_is_recorded_failed(cli, tiny, tmp_path
 
 
 def test_an_interrupt_during_setup_leaves_the_run_interrupted(cli, tiny, tmp_path: Path, monkeypatch) -> None:
-    from resbench import train
+    from resbench import trainer
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train.models, "build", interrupted)
+    monkeypatch.setattr(trainer.models, "build", interrupted)
     result = cli("train", "--quiet", *tiny, f"hydra.run.dir={tmp_path}/run")
     assert result.exit_code == 130, result.output
     assert summary(tmp_path / "run")["status"] == "interrupted"

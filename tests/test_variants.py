@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from resbench import hydra_app, models
+from resbench import models
+from resbench.config import check
 from resbench.models.init import resolve_init
 from resbench.models.norms import DyT, ScaleNorm, make_norm
 from resbench.models.placements import deepnorm_alpha, deepnorm_beta
@@ -32,7 +33,7 @@ def model_cfg(name: str, norm: str = "pre", norm_type: str = "layernorm", residu
 
 def mlp_config(**keys: object) -> dict:
     """A whole resolved config (model=mlp task=digits) with `keys` set at the root, as validate reads it."""
-    return {**hydra_app.check(["model=mlp", "task=digits"]), **keys}
+    return {**check(["model=mlp", "task=digits"]), **keys}
 
 
 def batch(name: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

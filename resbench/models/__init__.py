@@ -9,6 +9,7 @@ from typing import Any
 
 from torch import nn
 
+from ..schema import SHARED_MODEL_KEYS
 from ..tasks.base import Task, TaskKind, TaskSpec
 from ..tasks.pairs import TeacherForced
 from .blocks import BlockSpec
@@ -55,12 +56,9 @@ MODEL_TYPES: dict[str, ModelType] = {
 MODELS = {name: model_type.build for name, model_type in MODEL_TYPES.items()}  # the choices of `model`
 
 
-# The keys every model reads from the root of the config; the `model` group holds only a model's own.
-SHARED_MODEL_KEYS = ("depth", "width", "heads", "norm", "norm_type", "residual", "residual_scale", "init")
-
-
 def model_keys(config: dict[str, Any]) -> dict[str, Any]:
-    """What `build` reads from a resolved config: the shared model keys and the model group's own."""
+    """What `build` reads from a resolved config: the shared model keys (schema.SHARED_MODEL_KEYS, at
+    the root of the config) and the model group's own."""
     return {**{key: config[key] for key in SHARED_MODEL_KEYS if key in config}, **config["model"]}
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from resbench.sweep import usable_cores
+from resbench.sweep_watch import usable_cores
 
 HELPER_MIN_RUNS = 50  # below this a report draws in well under a second per figure: no helper
 HELPER_TIMEOUT_S = 300

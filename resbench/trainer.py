@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import time
-import types
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -111,8 +109,9 @@ class Trainer:
     """One run: build task and model, loop, record. `run()` returns the summary it also writes."""
 
     def __init__(self, config: dict[str, Any], run_dir: Path, progress: Progress | None = None,
-                 job: dict[str, Any] | None = None, resume: bool = False):
+                 job: dict[str, Any] | None = None, resume: bool = False, task: tasks.Task | None = None):
         self.config = config
+        self.built_task = task  # the config's task when the caller built it already (else setup builds it)
         self.train_cfg = config["train"]
         self.run_dir = Path(run_dir)
         self.progress = progress or Silent()
@@ -125,8 +124,8 @@ class Trainer:
         torch.manual_seed(self.config["seed"])
         self.device = pick_device(self.config["device"])
         self.precision = pick_precision(self.config.get("precision", "fp32"), self.device)
-        self.task = models.task_for(self.config["model"]["name"],
-                                    tasks.build(self.config["task"], self.train_cfg["batch_size"]))
+        built = self.built_task or tasks.build(self.config["task"], self.train_cfg["batch_size"])
+        self.task = models.task_for(self.config["model"]["name"], built)
         self.model = models.build(models.model_keys(self.config), self.task.spec).to(self.device)
         self.optimizer = OPTIMIZERS[self.train_cfg["optimizer"]](self.model.parameters(), self.train_cfg)
         self.scaler = self.precision.scaler(self.device)
@@ -374,21 +373,8 @@ def previous_resumes(run_dir: Path) -> int:
 
 
 def run(config: dict[str, Any], run_dir: Path | str, progress: Progress | None = None,
-        job: dict[str, Any] | None = None, resume: bool = False) -> dict[str, Any]:
+        job: dict[str, Any] | None = None, resume: bool = False, task: tasks.Task | None = None) -> dict[str, Any]:
     """Train one run of `config` (a resolved config as a plain dict) into `run_dir`; return its summary.
-    `resume`: continue the run already in `run_dir` from its checkpoint (from step 0 when it has none)."""
-    return Trainer(config, Path(run_dir), progress, job, resume).run()
-
-
-class _CallableModule(types.ModuleType):
-    """`resbench.train` is this module (train.run, train.Trainer, …) and, for notebooks, also the call
-    `resbench.train(overrides_or_config, run_dir)` of resbench.api.train: a package attribute cannot be
-    both a submodule and a function, and the submodule's name is taken by every importer of it."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        from .api import train
-
-        return train(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+    `resume`: continue the run already in `run_dir` from its checkpoint (from step 0 when it has none).
+    `task`: the config's task, when the caller built it already (checking the config)."""
+    return Trainer(config, Path(run_dir), progress, job, resume, task).run()

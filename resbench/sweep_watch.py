@@ -1,6 +1,6 @@
-"""Sweeps, the plain-Python half: the plan of a multirun (its runs, their dirs and config hashes), what
-resume skips, how many torch threads a run may use, the watcher that reports runs as they end, and the
-outcome. hydra_app builds the plan with Hydra and launches it; nothing here imports Hydra or torch.
+"""A sweep's processes at run time, without Hydra or torch: the cores a run may use, the lock that keeps
+one process per sweep dir, a worker's watch on its controlling process, the watcher that reports runs as
+they end (it reads only the sweep dir, wherever the runs execute), and stopping local workers on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -14,75 +14,24 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
 from . import records, schema, slurm
 from .schema import DONE, FINAL, Status
 
-SWEEPS_ROOT = Path(schema.RESULTS_ROOT, schema.SWEEPS_DIR)
+if TYPE_CHECKING:
+    from .sweeps import PlannedRun, SweepPlan
+
 PARALLEL_RUNS_ENV = "RESBENCH_PARALLEL_RUNS"  # set for each job: runs sharing its machine at once
-DEFAULT_LAUNCHER = "joblib"  # a sweep that names no launcher runs two or more runs side by side with it
 LOCAL_WORKER_LAUNCHERS = ("joblib", "submitit_local")  # runs in child processes of the sweep
 FLUSH_WAIT_S = 10.0  # after Ctrl-C: how long runs elsewhere get to write their `interrupted` status
-# A SLURM job that is preempted, timed out or requeued ends its run `interrupted` and runs again later,
-# continuing from its checkpoint: on this launcher an interrupted run has ended only once the sweep has.
-REQUEUEING_LAUNCHERS = ("submitit_slurm",)
-
-
-# ----------------------------------------------------------------------------- the plan
-@dataclass
-class PlannedRun:
-    """One job of the sweep, as Hydra will run it."""
-
-    index: int
-    name: str  # run dir relative to the sweep dir (Hydra's hydra.sweep.subdir)
-    dir: Path
-    overrides: list[str]  # this job's task overrides
-    swept: dict[str, str]  # swept key -> this run's value (as typed)
-    config_hash: str  # records.config_hash of the resolved config
-    previous: dict[str, Any] | None = None  # summary.json found before launching (resume)
-    cost: float = 0.0  # expected_cost of its config: longer runs start first
-    steps: int = 0  # train.steps of its config (the live display's step count)
-    threads: int | None = None  # the config's `threads` (None: the thread budget decides)
-
-    @property
-    def done_before(self) -> bool:
-        """Resume skips it: it already ended completed or diverged with this very config."""
-        return is_done(self.previous, self.config_hash)
-
-    @property
-    def label(self) -> str:
-        return ",".join(f"{key}={value}" for key, value in self.swept.items()) or self.name
-
-
-@dataclass
-class SweepPlan:
-    sweep_dir: Path
-    launcher: str  # hydra/launcher choice: basic, joblib, submitit_local, submitit_slurm
-    overrides: list[str]  # as the user gave them (sweep.json; what --resume reuses)
-    hydra_overrides: list[str]  # the full list handed to Hydra's multirun
-    swept_keys: list[str]  # keys with more than one value
-    runs: list[PlannedRun]
-    parallel_runs: int  # runs sharing this machine at once (1 for SLURM: each job has its own CPUs)
-    resume: bool = False
-    submitit_folder: str | None = None  # submitit launchers: where job folders go (%j = job id)
-    reorder: bool = True  # start the longest runs first (not when hydra.sweep.subdir may name dirs by job number)
-
-    @property
-    def to_run(self) -> list[PlannedRun]:
-        return [run for run in self.runs if not run.done_before]
-
-    @property
-    def launch_order(self) -> list[PlannedRun]:
-        """The runs to run, in the order they are handed to the launcher."""
-        return longest_first(self.to_run) if self.reorder else self.to_run
 
 
 def is_done(summary: dict[str, Any] | None, config_hash: str) -> bool:
+    """The run of this summary ended completed or diverged with this very config: resume skips it."""
     return bool(summary) and summary.get("status") in DONE and summary.get("config_hash") == config_hash
 
 
@@ -93,38 +42,6 @@ def usable_cores() -> int:
     except AttributeError:  # macOS, Windows
         return os.cpu_count() or 1
 
-
-def parallel_runs(launcher: str, launcher_cfg: dict[str, Any], max_batch_size: int | None, n_runs: int,
-                  cores: int | None = None) -> int:
-    """How many runs of this sweep execute on this machine at once."""
-    cores = cores or usable_cores()
-    if launcher == "joblib":
-        n_jobs = launcher_cfg.get("n_jobs") or 1
-        workers = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib: -1 all, -2 all but one
-    elif launcher == "submitit_local":
-        workers = n_runs  # submitit_local starts a whole batch at once
-    else:  # basic (in-process, sequential), submitit_slurm (jobs get their own CPUs)
-        return 1
-    batch = max_batch_size if max_batch_size and max_batch_size > 0 else n_runs
-    return max(1, min(workers, n_runs, batch))
-
-
-def default_workers(n_runs: int, threads: int | None, cores: int | None = None) -> int:
-    """Runs side by side when a sweep names no launcher: as many as the usable cores hold at `threads`
-    each (1 when unset: a small model gains little from a second thread), never more than the runs."""
-    return max(1, min(n_runs, (cores or usable_cores()) // max(1, threads or 1)))
-
-
-def expected_cost(config: dict[str, Any]) -> float:
-    """A run's expected work, to start the longest runs first: blocks × steps × width² × tokens per batch."""
-    tokens = config["train"]["batch_size"] * (config["task"].get("seq_len") or 1)
-    return float(config["depth"] * max(config["train"]["steps"], 1) * config["width"] ** 2 * tokens)
-
-
-def longest_first(runs: list[PlannedRun]) -> list[PlannedRun]:
-    """The runs in the order to start them: the most expensive first (stable: ties keep the given
-    order), so that the longest run of a grid does not start last and bound the sweep's wall time."""
-    return sorted(runs, key=lambda run: -run.cost)
 
 
 def thread_budget(threads: int | None, environ: dict[str, str] | os._Environ = os.environ,
@@ -138,46 +55,6 @@ def thread_budget(threads: int | None, environ: dict[str, str] | os._Environ = o
     sharing = environ.get(PARALLEL_RUNS_ENV, "1")
     return max(1, (cores or usable_cores()) // max(1, int(sharing) if sharing.isdigit() else 1))
 
-
-def done_runs_by_hash(sweep_dir: Path) -> dict[str, tuple[str, dict[str, Any]]]:
-    """config hash -> (run dir name, summary) of every run under `sweep_dir` that ended completed or
-    diverged, whatever its dir is named: resume knows a config it has already run under any name."""
-    found: dict[str, tuple[str, dict[str, Any]]] = {}
-    for run_dir in records.find_runs(sweep_dir):
-        summary = records.read_json(run_dir / schema.SUMMARY_JSON)
-        if isinstance(summary, dict) and summary.get("status") in DONE and summary.get("config_hash"):
-            found.setdefault(summary["config_hash"], (run_dir.relative_to(sweep_dir).as_posix(), summary))
-    return found
-
-
-def live_owner(summary: dict[str, Any] | None) -> int | None:
-    """The pid of a live process on this machine that is running this run (its summary says `running`),
-    e.g. a launcher's worker that outlived its sweep; None when nobody is. A SLURM job's pid is another
-    node's and is not checked here."""
-    if not isinstance(summary, dict) or summary.get("status") != Status.RUNNING:
-        return None
-    if summary.get("slurm_job_id"):
-        return None
-    pid = summary.get("pid")
-    return pid if isinstance(pid, int) and pid != os.getpid() and _pid_alive(pid) else None
-
-
-def merge_overrides(stored: list[str], given: list[str]) -> list[str]:
-    """The overrides of a resumed sweep: the stored ones, with any key given again replaced."""
-    given_keys = {records.override_key(o) for o in given}
-    return [o for o in stored if records.override_key(o) not in given_keys] + list(given)
-
-
-def write_sweep_json(plan: SweepPlan) -> None:
-    """sweep.json at the sweep root, before any run starts (the report and runs.csv read it)."""
-    plan.sweep_dir.mkdir(parents=True, exist_ok=True)
-    records.write_json(plan.sweep_dir / schema.SWEEP_JSON, {
-        "swept_keys": plan.swept_keys,
-        "overrides": plan.overrides,
-        "n_runs": len(plan.runs),
-        "launcher": plan.launcher,
-        "runs": [run.name for run in plan.runs],
-    })
 
 
 # ----------------------------------------------------------------------------- one process per sweep dir
@@ -242,7 +119,7 @@ def die_with_controller(controller: str | None, on_orphaned: Callable[[], None],
         return None
 
     def watch() -> None:
-        while _pid_alive(int(pid)):
+        while pid_alive(int(pid)):
             time.sleep(interval)
         on_orphaned()
 
@@ -362,7 +239,7 @@ def _process_tree() -> tuple[set[int], set[int]]:
     return children, descendants | children
 
 
-def _pid_alive(pid: Any) -> bool:
+def pid_alive(pid: Any) -> bool:
     try:
         os.kill(int(pid), 0)
     except (OSError, TypeError, ValueError):
@@ -380,7 +257,7 @@ def wait_for_flush(runs: list[PlannedRun], watcher: Watcher, pids: set[int] | No
         for run in runs:
             summary = records.read_json(run.dir / schema.SUMMARY_JSON) if watcher.changed(run) else None
             running = bool(summary) and summary.get("status") == Status.RUNNING
-            if running and (pids is None or (summary.get("pid") in pids and _pid_alive(summary["pid"]))):
+            if running and (pids is None or (summary.get("pid") in pids and pid_alive(summary["pid"]))):
                 busy.append(run)
         if not busy:
             return
@@ -439,46 +316,3 @@ def submitit_job_dirs(plan: SweepPlan) -> set[str]:
         return {entry.name for entry in parent.iterdir() if entry.is_dir()}
     except OSError:
         return set()
-
-
-# ----------------------------------------------------------------------------- the outcome
-@dataclass
-class RunOutcome:
-    run: PlannedRun
-    status: str  # completed, diverged, failed, interrupted, running (killed), not run
-    summary: dict[str, Any] | None
-    skipped: bool = False  # resume: it had ended before with this config, so it was not rerun
-
-
-@dataclass
-class SweepOutcome:
-    plan: SweepPlan
-    runs: list[RunOutcome] = field(default_factory=list)
-    interrupted: bool = False
-    error: str | None = None  # the sweep itself broke (a worker killed, a SLURM job lost, ...)
-
-    @property
-    def exit_code(self) -> int:
-        if self.interrupted:
-            return 130
-        if self.error or any(r.status == Status.FAILED and not r.skipped for r in self.runs):
-            return 1
-        return 0
-
-    def count(self, status: str) -> int:
-        return sum(r.status == status for r in self.runs)
-
-
-def collect(plan: SweepPlan, watcher: Watcher, interrupted: bool = False, error: str | None = None) -> SweepOutcome:
-    """What each planned run ended as, read from its dir."""
-    outcome = SweepOutcome(plan, interrupted=interrupted, error=error)
-    for run in plan.runs:
-        summary = records.read_json(run.dir / schema.SUMMARY_JSON)
-        if watcher.changed(run) and summary:
-            outcome.runs.append(RunOutcome(run, summary.get("status", Status.RUNNING), summary))
-        elif run.done_before:
-            outcome.runs.append(RunOutcome(run, run.previous["status"], run.previous, skipped=True))
-        else:
-            outcome.runs.append(RunOutcome(run, Status.NOT_RUN, None))
-    return outcome
-

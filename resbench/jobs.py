@@ -1,0 +1,237 @@
+"""What runs as a job: the task function Hydra calls (in this process or a launcher's worker), every way a
+run can end recorded in its dir, a sweep's run skipped or continued on resume, and a worker's handling of
+stop signals and of a controlling process that is gone. `run_train` is one run in this process.
+
+What the task function needs from its caller (the in-process display, the launching pid, resume, the task
+already built) is bound to it with functools.partial, so that what a launcher pickles for a worker holds
+only plain values.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from . import checkpoint, hydra_adapter, records, schema, slurm, sweep_watch, trainer
+from .config import (
+    BadInput,
+    check_writable,
+    checked,
+    compose_run,
+    merge_overrides,
+    pin_dir,
+    quoted,
+    short_overrides,
+    to_plain,
+    without_key,
+)
+from .precision import pick_precision
+from .tasks import Task
+
+# Per-process state, module-level because a signal handler and a watch thread set it: a worker that got
+# SIGINT or SIGTERM starts no further run, and a worker watches its controlling process once.
+_stopping = False
+_watching_controller = False
+
+
+@dataclass
+class TaskRaised:
+    """What train_task returns for an exception it could not record in the run (a full disk): handed back
+    as a value, so that Hydra does not print its own lines about it and the CLI says it in one."""
+
+    error: Exception
+
+
+def train_task(cfg: DictConfig, progress: trainer.Progress | None = None, launching_pid: int | None = None,
+               resume: bool = False, task: Task | None = None) -> dict[str, Any] | TaskRaised:
+    """Hydra's task function: one run in Hydra's job dir. Module-level so launchers can pickle it.
+    progress: whoever watches runs in this process (never bound for a launcher's worker). launching_pid:
+    the process that launched the sweep (a job in any other runs in a worker). resume (`train --resume`):
+    continue the run in that dir from its checkpoint. task: the run's task, already built by the check."""
+    run_dir, sweep_dir = hydra_adapter.running_job()
+    config = to_plain(cfg)
+    try:
+        if sweep_dir is None:
+            set_threads(config, in_sweep=False)
+            return recorded_run(config, run_dir, progress, resume=resume, task=task)
+        return sweep_job(config, run_dir, sweep_dir, progress, launching_pid)
+    except Exception as err:  # noqa: BLE001 - handed to the caller, see TaskRaised
+        return TaskRaised(err)
+
+
+def recorded_run(config: dict[str, Any], run_dir: Path, progress: trainer.Progress | None = None,
+                 resume: bool = False, task: Task | None = None) -> dict[str, Any]:
+    """trainer.run, with every way it can end recorded in summary.json once the run dir exists: an
+    exception the trainer could not record itself (e.g. while building a model too large to allocate)
+    ends the run `failed` with its error; an interrupt before the trainer's own handling ends it
+    `interrupted` (then re-raised), never left `running`."""
+    try:
+        return trainer.run(config, run_dir, progress=progress, job=job_facts(), resume=resume, task=task)
+    except KeyboardInterrupt:
+        record_end(config, run_dir, schema.Status.INTERRUPTED)
+        raise
+    except Exception as err:
+        if _during_interrupt(err):  # recording an interrupted run broke: still an interrupt, not a failure
+            record_end(config, run_dir, schema.Status.INTERRUPTED)
+            raise KeyboardInterrupt from err
+        summary = record_end(config, run_dir, schema.Status.FAILED, f"{type(err).__name__}: {err}")
+        if progress is not None:  # the run failed before the display heard of it: say so there
+            progress.run_started(config, run_dir)
+            progress.run_finished(summary, trainer.GradProfile())
+        return summary
+
+
+def sweep_job(config: dict[str, Any], run_dir: Path, sweep_dir: Path, progress: trainer.Progress | None = None,
+              launching_pid: int | None = None) -> dict[str, Any]:
+    """One run of a sweep, in whatever process the launcher chose. A run that already ended completed or
+    diverged with this very config is skipped (resume) without touching its files; any exception is
+    recorded as a failed run so the sweep goes on; runs.csv is rebuilt as the run ends."""
+    if os.getpid() != launching_pid:
+        _stop_once_on_signal()
+        _end_when_orphaned()
+    if _stopping:  # this worker was told to stop: start no further run
+        raise KeyboardInterrupt
+    previous = records.read_json(run_dir / schema.SUMMARY_JSON)
+    config_hash = records.config_hash(config)
+    if sweep_watch.is_done(previous, config_hash):
+        return {**previous, "skipped": True}
+    # A run of this config that was interrupted, failed, killed or requeued goes on from its checkpoint.
+    resume = bool(previous) and previous.get("config_hash") == config_hash
+    set_threads(config, in_sweep=True)
+    try:
+        return recorded_run(config, run_dir, progress, resume=resume)
+    finally:
+        try:
+            records.write_runs_csv(sweep_dir)
+        except OSError:  # runs.csv is rebuilt once more at the end of the sweep
+            pass
+
+
+def _during_interrupt(err: BaseException) -> bool:
+    """`err` was raised while a KeyboardInterrupt was being handled."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        seen.add(id(err))
+        err = err.__context__
+    return False
+
+
+def record_end(config: dict[str, Any], run_dir: Path, status: str, error: str | None = None) -> dict[str, Any]:
+    """summary.json of a run that ended outside the trainer's own recording (an exception while building
+    it, an interrupt during setup). A final status this process already wrote for it is kept."""
+    found = records.read_json(run_dir / schema.SUMMARY_JSON)
+    if isinstance(found, dict) and found.get("status") in schema.FINAL and found.get("pid") == os.getpid():
+        return found
+    summary = schema.Summary.from_dict(found if isinstance(found, dict) else {})
+    summary.update(status=status, error=error if error is not None else summary.error,
+                   config_hash=records.config_hash(config), slurm_job_id=slurm.job_id(), pid=os.getpid())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    records.write_json(run_dir / schema.SUMMARY_JSON, summary.to_dict())
+    return summary.to_dict()
+
+
+def job_facts() -> dict[str, Any]:
+    """Where this job executes: the SLURM job id (as submitit names it) when there is one."""
+    return {"slurm_job_id": slurm.job_id(), "requeues": slurm.requeues()}
+
+
+def set_threads(config: dict[str, Any], in_sweep: bool) -> None:
+    """Torch intra-op threads: `threads` when set; inside a SLURM job the CPUs it was given; in a sweep
+    cores // the runs sharing the machine (sweep_watch.thread_budget); a single run keeps torch's default."""
+    import torch
+
+    if in_sweep or config.get("threads") or slurm.cpus() is not None:
+        torch.set_num_threads(sweep_watch.thread_budget(config.get("threads")))
+
+
+# ----------------------------------------------------------------------------- a worker's signals
+def _end_when_orphaned() -> None:
+    """In a launcher's worker: once the sweep's controlling process is gone (kill -9), end the current
+    run as a signal would (interrupted, flushed), then the worker itself, so that no orphan goes on
+    writing runs that a resume may start again."""
+    global _watching_controller
+    if _watching_controller:
+        return
+
+    def orphaned() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(sweep_watch.FLUSH_WAIT_S)  # the run records `interrupted`; then nothing is left to do here
+        os._exit(130)
+
+    controller = os.environ.get(sweep_watch.CONTROLLER_ENV)
+    _watching_controller = sweep_watch.die_with_controller(controller, orphaned) is not None
+
+
+def _stop_once_on_signal() -> None:
+    """In a launcher's worker: the first SIGINT or SIGTERM ends the current run as interrupted
+    (KeyboardInterrupt: the trainer flushes and records it); later ones are ignored, so they cannot cut
+    that flush short, and the worker starts no further run. SLURM's scancel sends SIGTERM."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handle(signum: int, frame: Any) -> None:
+        global _stopping
+        if not _stopping:
+            _stopping = True
+            raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handle)
+
+
+# ----------------------------------------------------------------------------- one run in this process
+def run_train(overrides: list[str], progress: trainer.Progress | None,
+              resume_dir: Path | None = None) -> dict[str, Any]:
+    """One run into `hydra.run.dir` (default results/train/<timestamp>); returns its summary. The config
+    is composed and its task built once: checked here, then run as it is. resume_dir: continue the run
+    there from its checkpoint, with its overrides (any given replace those of the same key)."""
+    overrides = short_overrides(overrides)
+    if resume_dir is not None:
+        overrides = resume_overrides(resume_dir, overrides)
+    with hydra_adapter.hydra_instance() as hydra:
+        cfg = compose_run(hydra, overrides)
+        run_dir = pin_dir(cfg, "hydra.run.dir")
+        config, task = checked(cfg)
+        _check_runnable_here(config, run_dir, resume_dir)
+        task_function = functools.partial(train_task, progress=progress, resume=resume_dir is not None, task=task)
+        with records.no_space_named(run_dir):  # Hydra writes .hydra/ first
+            job = hydra_adapter.run_one_job(hydra, cfg, task_function)
+    if isinstance(job.return_value, TaskRaised):
+        raise job.return_value.error
+    return job.return_value
+
+
+def _check_runnable_here(config: dict[str, Any], run_dir: Path, resume_dir: Path | None) -> None:
+    """Refuse, before anything is written, a run this machine cannot do or a dir it must not write."""
+    try:  # the run is on this machine: device=cuda needs a GPU here, and bf16 one that runs it
+        pick_precision(config["precision"], trainer.pick_device(config["device"]))
+    except (RuntimeError, ValueError) as err:
+        raise BadInput(str(err)) from None
+    if resume_dir is None:
+        check_writable(run_dir)
+    else:
+        try:
+            checkpoint.check_resumable(resume_dir, records.config_hash(config))
+        except checkpoint.CheckpointError as err:
+            raise BadInput(str(err)) from None
+
+
+def resume_overrides(run_dir: Path, given: list[str]) -> list[str]:
+    """The overrides that continue the run in `run_dir`: its own (.hydra/overrides.yaml), any `given`
+    replacing those of the same key, and the run dir itself as hydra.run.dir."""
+    try:
+        stored = [str(line) for line in OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")]
+    except (OSError, OmegaConfBaseException, TypeError):
+        raise BadInput(f"no run to resume at {run_dir} (it has no readable .hydra/overrides.yaml)") from None
+    return [*merge_overrides(stored, without_key(given, "hydra.run.dir")), f"hydra.run.dir={quoted(str(run_dir))}"]
