@@ -3,7 +3,7 @@
     python benchmarks/run_overhead.py                 # all three
     python benchmarks/run_overhead.py --reps 5 --sweep-runs 20
 
-1. in-process: `jobs.run_train(["train.steps=0", ...])` again and again in this process (compose,
+1. in-process: `resbench.jobs.run_train(["train.steps=0", ...])` again and again in this process (compose,
    validate, build the task and model, measure the gradient at init, write the run dir); the first call
    pays the one-off costs of a process, the median of the rest is what each further run pays;
 2. `resbench train train.steps=0 --quiet` as a fresh process (import time included);
@@ -37,12 +37,15 @@ STEPS0 = ["train.steps=0", "threads=1"]
 
 def in_process(reps: int, root: Path) -> list[float]:
     """Seconds of each run_train call of a steps=0 run, in this process (the first one cold)."""
-    from resbench import jobs
+    try:
+        from resbench.jobs import run_train
+    except ImportError:  # resbench before hydra_app was split by job (--before REV)
+        from resbench.hydra_app import run_train
 
     seconds = []
     for rep in range(reps + 1):
         start = time.perf_counter()
-        jobs.run_train([*STEPS0, f"hydra.run.dir={root / f'inproc{rep}'}"], None)
+        run_train([*STEPS0, f"hydra.run.dir={root / f'inproc{rep}'}"], None)
         seconds.append(time.perf_counter() - start)
     return seconds
 

@@ -190,7 +190,7 @@ def test_import_is_light_and_a_report_never_loads_the_trainer(tmp_path):
         "import resbench.report as report\n"
         "print(sorted(m for m in ('pandas', 'matplotlib', 'torch', 'hydra') if m in sys.modules))\n"
         f"report.build_report([__import__('pathlib').Path({str(sweep)!r})])\n"
-        "print(sorted(m for m in ('torch', 'hydra', 'omegaconf', 'matplotlib.pyplot', 'resbench.train')"
+        "print(sorted(m for m in ('torch', 'hydra', 'omegaconf', 'matplotlib.pyplot', 'resbench.trainer')"
         " if m in sys.modules))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
