@@ -246,7 +246,7 @@ class SweepDisplay:
             self._steps = self._bar.add_task("", total=1, visible=False, info="")
             self._bar.start()
 
-    # train.Progress, called by the trainer when the launcher runs jobs in this process
+    # trainer.Progress, called by the trainer when the launcher runs jobs in this process
     def run_started(self, config: dict[str, Any], run_dir: Path) -> None:
         if self._bar is not None:
             name = Path(run_dir).relative_to(self.sweep_dir) if Path(run_dir).is_relative_to(self.sweep_dir) \

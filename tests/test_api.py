@@ -69,7 +69,7 @@ def test_resbench_train_is_the_api_function_whatever_was_imported_before(tmp_pat
     import importlib
     import pkgutil
 
-    import resbench.trainer  # noqa: F401 - the trainer module first, as a notebook may
+    import resbench.trainer  # the trainer module first, as a notebook may
 
     for module in pkgutil.walk_packages(resbench.__path__, "resbench."):
         importlib.import_module(module.name)

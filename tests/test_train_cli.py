@@ -228,6 +228,30 @@ def test_wheel_ships_the_configs(tmp_path: Path) -> None:
             "resbench/conf/task/chars.yaml", "resbench/conf/__init__.py", "resbench/cli.py"} <= names
 
 
+# ---- work done once per run ----------------------------------------------------------------------
+def test_a_run_composes_its_config_and_builds_its_task_once(cli, tiny, tmp_path: Path, monkeypatch) -> None:
+    """`resbench train` composes the config once (checked, then run as it is) and builds the task once
+    (the check's task is the trainer's)."""
+    from resbench import config, hydra_adapter, tasks
+
+    calls: list[str] = []
+
+    def counted(name, function):
+        def wrapper(*args, **kwargs):
+            calls.append(name)
+            return function(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(hydra_adapter, "compose", counted("compose", hydra_adapter.compose))
+    monkeypatch.setattr(hydra_adapter, "compose_run", counted("compose", hydra_adapter.compose_run))
+    monkeypatch.setattr(config, "build_task", counted("build", config.build_task))
+    monkeypatch.setattr(tasks, "build", counted("build", tasks.build))
+    result = cli("train", "--quiet", *tiny, f"hydra.run.dir={tmp_path}/run")
+    assert result.exit_code == 0, result.output
+    assert summary(tmp_path / "run")["status"] == "completed"
+    assert sorted(calls) == ["build", "compose"]
+
+
 # ---- faults during setup and at the end ---------------------------------------------------------
 def test_a_failure_while_building_the_run_is_recorded_failed(cli, tiny, tmp_path: Path, monkeypatch) -> None:
     """An exception after the run dir exists (here: a model too large to allocate) ends the run
