@@ -189,6 +189,16 @@ def test_load_reads_tensors_only_and_checks_the_config(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------- signals
 def test_a_signal_waits_for_dispatch_and_a_second_one_acts_at_once() -> None:
+    # Python's own SIGINT handler, whatever this process inherited: a shell starts background jobs with
+    # SIGINT ignored, and DeferredSignals rightly leaves an ignored signal ignored.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _defer_then_act()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _defer_then_act() -> None:
     with DeferredSignals() as signals:
         signal.raise_signal(signal.SIGINT)
         assert signals.pending == [signal.SIGINT]
