@@ -318,3 +318,19 @@ def test_block_grad_norms_come_from_grad_norms_csv_when_layers_csv_is_missing(tm
     got = run_set.layers.sort_values(["step", "layer"])[["step", "layer", "grad_norm"]].reset_index(drop=True)
     pd.testing.assert_frame_equal(got, expected, check_dtype=False, rtol=1e-4)
     assert run_set.issues == {0: ["layers.csv missing"]}
+
+
+def test_a_plot_with_fewer_panels_than_columns_leaves_no_empty_column(tmp_path: Path) -> None:
+    """grad_exponent.png asks for two columns (post-LN, pre-LN); a sweep of one placement has one panel."""
+    import matplotlib.image
+
+    from resbench.report import plots
+
+    curve = pd.DataFrame({"panel": "pre-LN", "line": "measured", "side": "", "x": [6.0, 12.0, 24.0],
+                          "y": [0.3, 0.25, 0.2]})
+    widths = []
+    for ncols in (1, 2):
+        path = plots.line_figure(curve, tmp_path / f"cols{ncols}.png", title="t", x_label="L", y_label="y",
+                                 ncols=ncols)
+        widths.append(matplotlib.image.imread(path).shape[1])
+    assert widths[0] == widths[1]

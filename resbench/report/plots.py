@@ -136,7 +136,7 @@ def line_figure(
     panels = list(dict.fromkeys(curves["panel"]))
     names = list(dict.fromkeys(f"{line} ({side})" if side else line for line, side in zip(curves["line"], curves["side"])))
     inside = len(panels) == 1 and len(names) <= 4
-    figure, axes = _figure(len(panels), ncols or min(len(panels), 3), PANEL_SIZE,
+    figure, axes = _figure(len(panels), min(ncols or 3, len(panels)), PANEL_SIZE,
                            right=0.0 if inside else _legend_width(names), sharex=True, sharey=True)
     colors = _colors(list(dict.fromkeys(curves["line"])))
     log_y = _log_scale(curves["y"]) if log_y is None else log_y
