@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -141,6 +143,18 @@ def wait_for_rows(path: Path, rows: int, process: subprocess.Popen, timeout: flo
     pytest.fail(f"no {rows} rows in {path} after {timeout} s")
 
 
+@contextmanager
+def killed_on_exit(*processes: subprocess.Popen) -> Iterator[None]:
+    """However the test ends, no resbench process it started outlives it."""
+    try:
+        yield
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
 @pytest.mark.slow
 def test_a_signal_interrupts_the_run_and_keeps_valid_rows(tmp_path: Path, tiny: list[str]) -> None:
     """SIGINT (Ctrl-C) and SIGTERM, each to its own real process (started together to save time)."""
@@ -149,7 +163,7 @@ def test_a_signal_interrupts_the_run_and_keeps_valid_rows(tmp_path: Path, tiny: 
         run_dir = tmp_path / sig.name
         processes[sig] = run_dir, resbench("train", "--quiet", *tiny, "train.steps=1000000", "log_every=1",
                                            f"hydra.run.dir={run_dir}", cwd=tmp_path)
-    try:
+    with killed_on_exit(*(process for _, process in processes.values())):
         for sig, (run_dir, process) in processes.items():
             wait_for_rows(run_dir / "metrics.csv", 3, process)
             process.send_signal(sig)
@@ -158,11 +172,6 @@ def test_a_signal_interrupts_the_run_and_keeps_valid_rows(tmp_path: Path, tiny: 
             assert process.returncode == 130, (sig.name, stderr)
             assert "Traceback" not in stderr, stderr
             check_interrupted_run(run_dir)
-    finally:
-        for _, process in processes.values():
-            if process.poll() is None:
-                process.kill()
-                process.wait()
 
 
 def check_interrupted_run(run_dir: Path) -> None:
@@ -286,14 +295,10 @@ def test_an_interrupt_during_setup_leaves_the_run_interrupted(cli, tiny, tmp_pat
 def test_sigterm_while_starting_up_exits_130(tmp_path: Path, tiny: list[str]) -> None:
     """A SIGTERM while torch is still being imported ends like one during the run."""
     process = resbench("train", "--quiet", *tiny, f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
-    try:
+    with killed_on_exit(process):
         time.sleep(1.0)  # the CLI is up, torch is loading (it takes seconds)
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
     if (tmp_path / "run" / "summary.json").exists():
@@ -307,16 +312,12 @@ def test_two_quick_ctrl_c_still_end_the_run_interrupted(tmp_path: Path, tiny: li
     run_dir = tmp_path / "run"
     process = resbench("train", "--quiet", *tiny, "train.steps=1000000", "log_every=1",
                        f"hydra.run.dir={run_dir}", cwd=tmp_path)
-    try:
+    with killed_on_exit(process):
         wait_for_rows(run_dir / "metrics.csv", 3, process)
         process.send_signal(signal.SIGINT)
         time.sleep(0.005)
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert process.returncode == 130, stderr
     assert summary(run_dir)["status"] == "interrupted"
     assert not list(run_dir.glob(".*.tmp"))
