@@ -84,19 +84,36 @@ def no_space_named(path: Path) -> Iterator[None]:
         raise
 
 
+STOP_SIGNALS_DEFERRED = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextmanager
 def signals_deferred() -> Iterator[None]:
-    """SIGINT and SIGTERM wait until the block is done, then arrive: a status write that a second Ctrl-C
-    would cut short completes first. Only the main thread receives them; elsewhere (or without
-    pthread_sigmask, on Windows) this does nothing."""
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+    """SIGINT and SIGTERM wait until the block is done, then arrive: a status or checkpoint write that a
+    second Ctrl-C would cut short completes first. Only the main thread runs Python's signal handlers;
+    elsewhere this does nothing.
+
+    The wait is done by the handlers, not by masking the signals: the OS hands a signal the main thread
+    masks to another thread (torch's, a watcher's), whose C handler still makes the main thread run the
+    Python handler at its next bytecode, in the middle of the block (a KeyboardInterrupt inside
+    torch.save left a cut zip: "unexpected pos"). Here each signal is noted and raised again, to the
+    handler that was there before, once the block is done."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    noted: list[int] = []
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS_DEFERRED}
+    for sig, handler in previous.items():
+        if handler is not None:  # None: a handler installed from C, which Python cannot put back
+            signal.signal(sig, lambda signum, frame: noted.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for sig, handler in previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+        for signum in noted:
+            signal.raise_signal(signum)
 
 
 class CsvWriter:

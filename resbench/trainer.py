@@ -260,7 +260,12 @@ class Trainer:
             self.save_checkpoint(next_step, start)
 
     def save_checkpoint(self, next_step: int, start: float) -> None:
-        """checkpoint.pt: the state after step next_step - 1 and where each CSV stood then."""
+        """checkpoint.pt: the state after step next_step - 1 and where each CSV stood then; summary.json
+        names it. A Ctrl-C meanwhile waits for both, so the summary never misses a checkpoint written."""
+        with records.signals_deferred():
+            self._save_checkpoint(next_step, start)
+
+    def _save_checkpoint(self, next_step: int, start: float) -> None:
         checkpoint.save(self.checkpoint_path, {
             "config_hash": self.summary.config_hash,
             "step": next_step,
