@@ -130,7 +130,7 @@ def train(overrides_or_config: Sequence[str] | Config | None = None, run_dir: st
     `verbose=True` shows the terminal's progress and end table. A run that fails returns a summary with
     `status="failed"` and the `error`; bad input raises ValueError.
     """
-    from resbench import trainer
+    from resbench import records, trainer
     from resbench.jobs import set_threads
 
     config = _config(overrides_or_config)
@@ -145,7 +145,8 @@ def train(overrides_or_config: Sequence[str] | Config | None = None, run_dir: st
         progress = RunDisplay(Console(highlight=False))
     if config.get("threads"):
         set_threads(config, in_sweep=False)
-    return trainer.run(config, directory, progress=progress)
+    with records.dir_lock(directory, "run dir", "a train or resume"):  # one writer per run dir
+        return trainer.run(config, directory, progress=progress)
 
 
 def build_model(overrides_or_config: Sequence[str] | Config | None = None) -> nn.Module:

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .records import read_json, signals_deferred
+from .records import read_json, signals_deferred, temporary
 from .schema import CHECKPOINT_PT, DONE, SUMMARY_JSON
 
 FORMAT = 1  # bumped when the layout of the state below changes
@@ -34,7 +34,7 @@ class CheckpointError(ValueError):
 def save(path: Path, state: dict[str, Any]) -> None:
     """Write `state` via a temporary file, fsync and rename: the old checkpoint or the new one, never a mix.
     A second Ctrl-C waits for the write (it would leave the temporary file behind); a failed write removes it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temporary(path)
     with signals_deferred():
         try:
             with open(tmp, "wb") as handle:

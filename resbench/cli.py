@@ -93,7 +93,7 @@ def train(
     display = RunDisplay(_console(), quiet=quiet)
     try:
         summary = run_train(list(overrides or []), display, resume_dir=resume)
-    except BadInput as err:
+    except (BadInput, records.DirBusy) as err:  # bad input, or another train or resume holds the run dir
         fail(str(err))
     except records.NoSpaceError as err:  # what could still be written says failed; rows so far are whole
         fail(str(err), EXIT_FAILED)
@@ -169,7 +169,9 @@ def sweep(
 def report(
     dirs: Annotated[list[Path] | None, typer.Argument(
         help="Sweep or run dirs (default: the latest sweep under results/sweeps). Two dirs: a comparison.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the report here instead of DIR/report.")] = None,
+    out: Annotated[str | None, typer.Option(
+        "--out", "-o", help="Write the report here instead of DIR/report (a new or empty dir, or an older report: "
+        "it is replaced whole).")] = None,
     tensorboard: Annotated[bool, typer.Option(
         "--tensorboard", help="Also write each run's TensorBoard event files (RUN/tb/) from its CSVs.")] = False,
 ) -> None:
@@ -181,8 +183,6 @@ def report(
 
     _sigterm_as_interrupt()
 
-    if out is not None and out.exists() and not out.is_dir():
-        fail(f"--out {out} is a file, not a directory: give a directory for the report")
     console = _console()
     targets = list(dirs) if dirs else None
     try:
@@ -195,11 +195,13 @@ def report(
         result = build_report(targets, console=console, out_dir=out)
     except ReportInputError as err:
         fail(str(err))
+    except KeyboardInterrupt:  # the report is replaced whole or not at all: the older one stays
+        raise typer.Exit(EXIT_INTERRUPTED)
     except NoSpaceError as err:  # the files written so far are whole (plots are replaced atomically)
         fail(str(err), EXIT_FAILED)
-    except OSError as err:  # the report's dir cannot be made or written (read-only, not a directory, ...)
+    except OSError as err:  # the report's dir could be written when checked, and no longer (a full quota, ...)
         fail(f"cannot write the report to {out or 'the report dir'}: {err.strerror or err}"
-             + (f": {err.filename}" if err.filename else ""))
+             + (f": {err.filename}" if err.filename else ""), EXIT_FAILED)
     console.print(f"report: {escape(str(result.out_dir / 'report.md'))} ({result.n_runs} runs)")
     if tensorboard:
         written = loggers.export(targets)

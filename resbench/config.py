@@ -32,7 +32,7 @@ from .hydra_adapter import COMPOSE_ERRORS, OverrideParseException
 from .loggers import LOGGERS
 from .models import INITS, NORMS, PLACEMENTS
 from .precision import PRECISIONS
-from .records import override_key
+from .records import holds_only_its_lock, override_key
 from .schema import SHARED_MODEL_KEYS
 from .tasks import TaskError
 from .tasks import build as build_task
@@ -332,7 +332,7 @@ def check_writable(directory: Path) -> None:
         shutil.rmtree(tempfile.mkdtemp(prefix=".resbench-probe-", dir=path))
     except OSError as err:
         raise BadInput(f"output dir not writable: {directory} ({path}: {err.strerror or err})") from None
-    if directory.is_dir() and any(directory.iterdir()):
+    if directory.is_dir() and not holds_only_its_lock(directory):
         raise BadInput(f"output dir is not empty: {directory}")
 
 

@@ -100,15 +100,17 @@ def sweep_job(config: dict[str, Any], run_dir: Path, sweep_dir: Path, progress: 
         _end_when_orphaned()
     if _stopping:  # this worker was told to stop: start no further run
         raise KeyboardInterrupt
-    previous = records.read_json(run_dir / schema.SUMMARY_JSON)
     config_hash = records.config_hash(config)
+    previous = records.read_json(run_dir / schema.SUMMARY_JSON)
     if sweep_watch.is_done(previous, config_hash):
         return {**previous, "skipped": True}
-    # A run of this config that was interrupted, failed, killed or requeued goes on from its checkpoint.
-    resume = bool(previous) and previous.get("config_hash") == config_hash
     set_threads(config, in_sweep=True)
     try:
-        return recorded_run(config, run_dir, progress, resume=resume)
+        with records.dir_lock(run_dir, "run dir", "a run of a sweep, a train or a resume"):
+            previous = records.read_json(run_dir / schema.SUMMARY_JSON)  # as it is now that it is ours
+            # A run of this config that was interrupted, failed, killed or requeued goes on from its checkpoint.
+            resume = bool(previous) and previous.get("config_hash") == config_hash
+            return recorded_run(config, run_dir, progress, resume=resume)
     finally:
         try:
             records.write_runs_csv(sweep_dir)
@@ -205,7 +207,9 @@ def run_train(overrides: list[str], progress: trainer.Progress | None,
         config, task = checked(cfg)
         _check_runnable_here(config, run_dir, resume_dir)
         task_function = functools.partial(train_task, progress=progress, resume=resume_dir is not None, task=task)
-        with records.no_space_named(run_dir):  # Hydra writes .hydra/ first
+        # One writer per run dir (a second train or resume is refused); Hydra writes .hydra/ first.
+        with records.dir_lock(run_dir, "run dir", "a train or resume"), records.no_space_named(run_dir):
+            _check_runnable_here(config, run_dir, resume_dir)  # again: another writer may have come meanwhile
             job = hydra_adapter.run_one_job(hydra, cfg, task_function)
     if isinstance(job.return_value, TaskRaised):
         raise job.return_value.error

@@ -13,7 +13,10 @@ import io
 import json
 import math
 import os
+import re
+import shutil
 import signal
+import socket
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -28,6 +31,7 @@ if TYPE_CHECKING:  # the trainer's types; records itself stays torch-free
 from .schema import (
     BLOCK_PROBES,
     CONFIG_YAML,
+    DIR_LOCK,
     GRAD_NORM_COLUMNS,
     GRAD_NORMS_CSV,
     HYDRA_OVERRIDES_YAML,
@@ -194,10 +198,51 @@ def truncate_rows(path: Path, columns: Sequence[str], keep_rows: int) -> None:
     os.truncate(path, sum(len(line) for line in lines[: keep_rows + 1]))
 
 
+def temporary(path: Path) -> Path:
+    """The hidden sibling a new version of `path` is written to before it replaces `path`, named by this
+    process (`.NAME.<pid>.tmp`), so that one left by a killed process is known as stale."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+# `.NAME.<pid>.tmp`, and `.NAME.<pid>.tmp.png` of older reports (matplotlib reads the format off the suffix)
+TEMPORARY = re.compile(r"^\..+\.(?P<pid>\d+)\.tmp(\.\w+)?$")
+
+
+def pid_alive(pid: Any) -> bool:
+    """A process of this id exists on this machine (one of another user's counts)."""
+    try:
+        os.kill(int(pid), 0)
+    except PermissionError:
+        return True
+    except (OSError, TypeError, ValueError, OverflowError):
+        return False
+    return True
+
+
+def remove_stale_temporaries(directory: Path) -> None:
+    """Remove the temporary files and folders (TEMPORARY) in `directory` that a process now gone left
+    behind (a kill -9 mid-write); those of a live process, this one's included, are its own business."""
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        match = TEMPORARY.match(entry.name)
+        if match is None or int(match["pid"]) == os.getpid() or pid_alive(match["pid"]):
+            continue
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+        except OSError:  # gone meanwhile, or not ours to remove: it stays hidden
+            pass
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write via a temporary file and rename: the old or the new content, never a mix, and never a
     temporary file left behind (not by an error, a full disk or a second Ctrl-C: signals wait)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temporary(path)
     try:
         with signals_deferred(), no_space_named(path):
             with open(tmp, "w", encoding="utf-8") as handle:
@@ -208,6 +253,62 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def replaced_dir(target: Path) -> Iterator[Path]:
+    """Build the new content of directory `target` in a hidden sibling (yielded) and swap it in whole
+    when the block ends: readers see the old directory or the new one, never a mix. A fault or a signal
+    while building (a kill -9 too) leaves the old one as it was; the sibling is removed, or, after a
+    kill -9, by the next call once its process is gone. Whatever the block writes is covered, whatever
+    its files are called."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(target.parent)
+    fresh = temporary(target)
+    shutil.rmtree(fresh, ignore_errors=True)
+    fresh.mkdir()
+    try:
+        yield fresh
+        with signals_deferred():
+            _swap_in(fresh, target)
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)  # after a swap, the old content
+
+
+RENAME_EXCHANGE = 2  # renameat2's flag (Linux 3.15+): swap two paths in one step
+
+
+def _swap_in(fresh: Path, target: Path) -> None:
+    """`fresh` becomes `target`; the old `target`, if any, is left at `fresh`. One atomic exchange where
+    the OS has it; else two renames, with a moment between them at which `target` is absent."""
+    if not target.exists():
+        os.rename(fresh, target)
+        return
+    if _exchange(fresh, target):
+        return
+    old = target.with_name(f"{fresh.name}.old")
+    os.rename(target, old)
+    os.rename(fresh, target)
+    os.rename(old, fresh)
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2); False where the OS or filesystem cannot."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_cwd = -100
+    if renameat2(at_cwd, os.fsencode(first), at_cwd, os.fsencode(second), RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):  # no such call here, or not on this filesystem
+        return False
+    raise OSError(code, os.strerror(code), str(second))
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -394,6 +495,54 @@ def latest_sweep(sweeps_root: Path) -> Path | None:
     sweeps = sorted(path for path in Path(sweeps_root).iterdir()
                     if SWEEP_NAME.match(path.name) and (path / SWEEP_JSON).is_file())
     return sweeps[-1] if sweeps else None
+
+
+class DirBusy(RuntimeError):
+    """Another live process holds the dir for writing (dir_lock). The message is one line."""
+
+
+def holder() -> str:
+    return f"pid {os.getpid()} on {socket.gethostname()}"
+
+
+@contextmanager
+def dir_lock(directory: Path, what: str, doing: str) -> Iterator[None]:
+    """Hold `directory` (a run or sweep dir) for writing while the block runs: one writer per dir, and
+    a second one is refused (DirBusy, naming the holder). The OS lock (flock) ends with its holder, so the
+    lock of a killed process is never stale; DIR_LOCK's text only tells others who holds it. `what`
+    names the dir ("run dir"), `doing` what holds such a dir ("a train or resume")."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    handle = open(directory / DIR_LOCK, "a+", encoding="utf-8")  # noqa: SIM115 - held until the block ends
+    try:
+        _try_lock(handle)
+    except BlockingIOError:
+        handle.seek(0)
+        who = handle.read().strip() or "another process"
+        handle.close()
+        raise DirBusy(f"{what} {directory} is in use by {who} ({doing}): wait for it to end or stop it, "
+                      "then resume") from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(holder() + "\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # closing the file releases the lock
+
+
+def _try_lock(handle: Any) -> None:
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; one writer per dir there is the user's to keep
+        return
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def holds_only_its_lock(directory: Path) -> bool:
+    """`directory` is empty but for the lock file a writer left (an empty run or sweep dir to write into)."""
+    return all(entry.name == DIR_LOCK for entry in os.scandir(directory))
 
 
 @contextmanager

@@ -13,6 +13,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+import contextlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from . import records, schema, slurm
+from .records import pid_alive
 from .schema import DONE, FINAL, Status
 
 if TYPE_CHECKING:
@@ -62,46 +64,12 @@ CONTROLLER_ENV = "RESBENCH_SWEEP_CONTROLLER"  # set for each job: pid@host of th
 CONTROLLER_POLL_S = 1.0
 
 
-class SweepBusy(RuntimeError):
-    """Another live process is running a sweep or resume in this sweep dir. The message is one line."""
+SweepBusy = records.DirBusy  # another live process is running a sweep or resume in this sweep dir
 
 
-def holder() -> str:
-    return f"pid {os.getpid()} on {socket.gethostname()}"
-
-
-@contextmanager
-def sweep_lock(sweep_dir: Path) -> Iterator[None]:
-    """Hold the sweep dir for the life of a sweep or resume: a second one is refused (SweepBusy). The OS
-    lock (flock) ends with its holder, so the lock of a killed sweep is never stale; the file only tells
-    others who holds it."""
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    path = sweep_dir / schema.SWEEP_LOCK
-    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held until the sweep ends
-    try:
-        _try_lock(handle)
-    except BlockingIOError:
-        handle.seek(0)
-        who = handle.read().strip() or "another process"
-        handle.close()
-        raise SweepBusy(f"sweep dir {sweep_dir} is in use by {who} (a sweep or resume): wait for it to end "
-                        "or stop it, then resume") from None
-    try:
-        handle.seek(0)
-        handle.truncate()
-        handle.write(holder() + "\n")
-        handle.flush()
-        yield
-    finally:
-        handle.close()  # closing the file releases the lock
-
-
-def _try_lock(handle: Any) -> None:
-    try:
-        import fcntl
-    except ImportError:  # Windows: no flock; one process per sweep dir there is the user's to keep
-        return
-    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+def sweep_lock(sweep_dir: Path) -> contextlib.AbstractContextManager[None]:
+    """Hold the sweep dir for the life of a sweep or resume: a second one is refused (SweepBusy)."""
+    return records.dir_lock(sweep_dir, "sweep dir", "a sweep or resume")
 
 
 def controller_id() -> str:
@@ -237,14 +205,6 @@ def _process_tree() -> tuple[set[int], set[int]]:
         children, descendants = set(), set()
     children |= {child.pid for child in multiprocessing.active_children() if child.pid}
     return children, descendants | children
-
-
-def pid_alive(pid: Any) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (OSError, TypeError, ValueError):
-        return False
-    return True
 
 
 def wait_for_flush(runs: list[PlannedRun], watcher: Watcher, pids: set[int] | None,

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
+from test_checkpoint import signal_at
+from test_train_cli import killed_on_exit, resbench, wait_for_rows
 
 from resbench.checkpoint import CHECKPOINT_PT
 
@@ -59,3 +65,92 @@ def test_two_ctrl_c_during_the_checkpoint_write_wait_for_it(train_cli, cli, monk
     resumed = cli("train", "--quiet", "--resume", str(run.dir))
     assert resumed.exit_code == 0, resumed.stderr
     assert summary(run.dir)["status"] == "completed"
+
+
+# ----------------------------------------------------------------------------- 1. two writers on one run
+def test_a_second_resume_of_a_run_being_resumed_is_refused(train_cli, cli, tmp_path, monkeypatch) -> None:
+    """Two `train --resume DIR` at once: the second is one line, exit 2, and writes nothing; the first
+    goes on alone, so every step is in metrics.csv once."""
+    signal_at(monkeypatch, 2)
+    stopped = train_cli("train.steps=1000000", "log_every=1")
+    monkeypatch.undo()
+    assert stopped.exit_code == 130, stopped.stderr
+    first = resbench("train", "--quiet", "--resume", str(stopped.dir), cwd=tmp_path)
+    with killed_on_exit(first):
+        wait_for_rows(stopped.dir / "metrics.csv", 20, first)
+        second = resbench("train", "--quiet", "--resume", str(stopped.dir), cwd=tmp_path)
+        with killed_on_exit(second):
+            _, stderr = second.communicate(timeout=60)
+        assert second.returncode == 2 and one_line(stderr), stderr
+        assert f"is in use by pid {first.pid} on" in stderr
+        first.send_signal(signal.SIGINT)
+        _, stderr = first.communicate(timeout=60)
+    assert first.returncode == 130, stderr
+    assert pd.read_csv(stopped.dir / "metrics.csv").step.is_unique
+    assert summary(stopped.dir)["resumes"] == 1
+
+
+
+# ----------------------------------------------------------------------------- 2. a report cut short
+def small_sweep(tmp_path: Path) -> Path:
+    from report_fixtures import grid, write_sweep
+
+    return write_sweep(tmp_path / "sweep", grid(depth=[2, 4], norm=["post", "pre"]), swept_keys=["depth", "norm"])
+
+
+def report_files(report_dir: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in report_dir.iterdir()}
+
+
+def test_a_report_interrupted_while_it_replaces_an_older_one_leaves_the_older_one(cli, tmp_path,
+                                                                                 monkeypatch) -> None:
+    """Ctrl-C while the figures of a second report are being drawn: the first report stays whole (every
+    PNG report.md links to is there), the exit is 130, and no temporary file or folder is left."""
+    from resbench.report import render
+
+    sweep = small_sweep(tmp_path)
+    assert cli("report", str(sweep)).exit_code == 0
+    before = report_files(sweep / "report")
+    draw = render.PlotJob.draw
+    drawn = []
+
+    def draw_then_ctrl_c(job):
+        drawn.append(draw(job))
+        if len(drawn) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(render.PlotJob, "draw", draw_then_ctrl_c)
+    result = cli("report", str(sweep))
+    assert result.exit_code == 130, (result.output, result.exception)
+    assert report_files(sweep / "report") == before
+    linked = re.findall(r"\]\(([^)]+\.png)\)", before["report.md"].decode())
+    assert linked and all((sweep / "report" / name).is_file() for name in linked)
+    assert not temporaries(sweep)
+
+
+KILL_WHILE_DRAWING = """
+import os, signal, sys
+from resbench import cli
+from resbench.report import render
+draw = render.PlotJob.draw
+def draw_then_die(job):
+    draw(job)
+    os.kill(os.getpid(), signal.SIGKILL)
+render.PlotJob.draw = draw_then_die
+sys.argv = ["resbench", "report", sys.argv[1]]
+cli.main()
+"""
+
+
+def test_a_report_killed_mid_way_leaves_the_older_one_and_the_next_one_cleans_up(cli, tmp_path) -> None:
+    """kill -9 mid-report: the older report is whole; what the killed process left (hidden, named by its
+    pid) goes with the next report."""
+    sweep = small_sweep(tmp_path)
+    assert cli("report", str(sweep)).exit_code == 0
+    before = report_files(sweep / "report")
+    killed = subprocess.run([sys.executable, "-c", KILL_WHILE_DRAWING, str(sweep)], capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert report_files(sweep / "report") == before
+    assert cli("report", str(sweep)).exit_code == 0
+    assert not temporaries(sweep)

@@ -56,14 +56,16 @@ def latest_sweep(results_root: Path = Path(RESULTS_ROOT)) -> Path:
 def build_report(
     dirs: list[Path],
     console: rich.console.Console | None = None,
-    out_dir: Path | None = None,
+    out_dir: str | Path | None = None,
 ) -> ReportResult:
     """Report on sweep or run dirs; write `report.md`, `summary.csv` and PNGs; print tables to `console`.
 
     One dir: a report of its runs in `DIR/report/`. Two dirs A B: a comparison, groups side by side
     with both values and the delta B − A, in `A/report/`. Three or more: their runs pooled into one
     report in the first dir's `report/`. `out_dir` overrides where files go; `console=None` prints
-    nothing. Raises ReportInputError, before writing anything, for a missing dir or one with no runs.
+    nothing. The report replaces its directory whole, at once: an interrupted report leaves the old one.
+    Raises ReportInputError, before writing anything, for a missing dir or one with no runs, or an
+    `out_dir` that cannot be written or holds files other than a report.
     """
     from resbench.report.build import build  # pandas takes most of a second to import
 

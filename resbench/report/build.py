@@ -12,7 +12,8 @@ import pandas as pd
 from rich.console import Console
 from rich.text import Text
 
-from resbench.report import ReportResult, aggregate, load
+from resbench import paths, records
+from resbench.report import ReportInputError, ReportResult, aggregate, load
 from resbench.report.findings import compute_findings, exponent_curves
 from resbench.report.markdown import Section, document, findings_lines
 from resbench.report.quantities import Evidence
@@ -69,17 +70,45 @@ class Side:
     warnings: list[str]
 
 
-def build(dirs: list[Path], console: Console | None = None, out_dir: Path | None = None) -> ReportResult:
+def build(dirs: list[Path], console: Console | None = None, out_dir: str | Path | None = None) -> ReportResult:
     found = load.check_dirs(dirs)  # raises ReportInputError before anything is written
+    target = report_dir(dirs, out_dir)  # likewise
     helper = Helper.start(sum(map(len, found)))  # imports the drawing stack while the runs load
     try:
-        return _build(dirs, found, console, out_dir, helper)
+        return _build(dirs, found, console, target, helper)
     finally:
         if helper is not None:
             helper.close()
 
 
-def _build(dirs: list[Path], found: list[list[Path]], console: Console | None, out_dir: Path | None,
+REPORT_MARK = ".resbench-report"  # in every report dir: resbench wrote it, and the next report replaces it whole
+REPORT_MARK_TEXT = "written by `resbench report`: the next report into this directory replaces it whole\n"
+
+
+def report_dir(dirs: list[Path], out_dir: str | Path | None) -> Path:
+    """Where the report goes (`DIR/report/`, or `--out`), checked before anything is read or written. The
+    report replaces its directory whole, so an `--out` that exists must be empty or a report resbench
+    wrote (REPORT_MARK), and never the current directory or one holding the runs."""
+    what = "--out" if out_dir is not None else "the report dir"
+    try:
+        target = paths.output_dir(out_dir if out_dir is not None else dirs[0] / REPORT_DIR, what)
+    except paths.PathError as err:
+        raise ReportInputError(str(err)) from None
+    if out_dir is None:
+        return target
+    absolute = target.resolve()
+    holds = [path for path in (Path.cwd(), *dirs) if path.resolve().is_relative_to(absolute)]
+    if holds:
+        where = "the current directory" if holds[0] == Path.cwd() else f"the runs of {holds[0]}"
+        raise ReportInputError(f"--out {paths.shown(target)} holds {where}: the report replaces its directory "
+                               "whole, so give it a directory of its own (e.g. a new one)")
+    if target.is_dir() and not (target / REPORT_MARK).is_file() and any(target.iterdir()):
+        raise ReportInputError(f"--out {paths.shown(target)} holds files that are not a report of resbench's: the "
+                               "report replaces its directory whole, so give a new or empty directory")
+    return target
+
+
+def _build(dirs: list[Path], found: list[list[Path]], console: Console | None, target: Path,
            helper: Helper | None) -> ReportResult:
     comparing = len(dirs) == 2
     if comparing:
@@ -109,26 +138,31 @@ def _build(dirs: list[Path], found: list[list[Path]], console: Console | None, o
         ))
     warnings = [f"{s.name}: {w}" if s.name else w for s in sides for w in s.warnings] + run_set.notes
 
-    target = out_dir if out_dir is not None else dirs[0] / REPORT_DIR
-    target.mkdir(parents=True, exist_ok=True)
     if comparing:
-        merged = aggregate.compare_summaries(sides[0].summary, sides[1].summary, keys)
-        tables = compare_tables(merged)
-        merged.to_csv(target / SUMMARY_CSV, index=False)
+        summary = aggregate.compare_summaries(sides[0].summary, sides[1].summary, keys)
+        tables = compare_tables(summary)
     else:
-        tables = report_tables(sides[0].summary)
-        sides[0].summary.to_csv(target / SUMMARY_CSV, index=False)
-    for name in PLOT_FILES:  # a plot whose data are gone this time must not linger from an earlier report
-        (target / name).unlink(missing_ok=True)
-    jobs = plot_jobs(runs, run_set, keys, target, evidence)
-    draw_all(list(jobs.values()), helper)
-    images = {name: PLOTS[name] for name in PLOT_FILES if name in jobs}
-    (target / REPORT_MD).write_text(report_markdown(sides, keys, tables, images, warnings, comparing))
+        summary, tables = sides[0].summary, report_tables(sides[0].summary)
+    with records.replaced_dir(target) as staging:  # the report appears whole, or the old one stays
+        summary.to_csv(staging / SUMMARY_CSV, index=False)
+        images = write_plots(staging, runs, run_set, keys, evidence, helper)
+        markdown = report_markdown(sides, keys, tables, images, warnings, comparing)
+        (staging / REPORT_MD).write_text(markdown, encoding="utf-8")
+        (staging / REPORT_MARK).write_text(REPORT_MARK_TEXT, encoding="utf-8")
     findings = [f"{s.name}: {f.text()}" if s.name else f.text() for s in sides for f in s.findings]
     if console is not None:
         print_report(console, sides, tables, warnings)
-    paths = [target / REPORT_MD, target / SUMMARY_CSV] + [target / name for name in images]
-    return ReportResult(out_dir=target, paths=paths, n_runs=len(runs), warnings=warnings, findings=findings)
+    paths_written = [target / REPORT_MD, target / SUMMARY_CSV] + [target / name for name in images]
+    return ReportResult(out_dir=target, paths=paths_written, n_runs=len(runs), warnings=warnings,
+                        findings=findings)
+
+
+def write_plots(directory: Path, runs: pd.DataFrame, run_set: load.RunSet, keys: list[str], evidence: Evidence,
+                helper: Helper | None) -> dict[str, PlotFile]:
+    """The plots whose data exist, drawn into `directory`; returns them in report.md's order."""
+    jobs = plot_jobs(runs, run_set, keys, directory, evidence)
+    draw_all(list(jobs.values()), helper)
+    return {name: PLOTS[name] for name in PLOT_FILES if name in jobs}
 
 
 FINDINGS_NOTE = ("*Each line sets a quantity measured in these runs against a claim of the cited paper, with a "
