@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from .completion import complete_override
+from .streams import safe_streams
 from .schema import RUNS_CSV, STATUS_ORDER, Status
 
 
@@ -226,6 +227,7 @@ def config(overrides: Overrides = None) -> None:
 
 def main() -> None:
     _defer_interrupts()  # first of all: a signal while torch loads ends like one during the run (130)
+    safe_streams()  # the terminal's encoding, a closed pipe or a full disk under stdout never fail a run
     # Idle OpenMP threads sleep instead of spinning: with one other busy process on the cores, spinning
     # threads made a 2-thread run ~10x slower (set OMP_WAIT_POLICY=ACTIVE to spin). Before torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

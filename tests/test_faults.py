@@ -154,3 +154,50 @@ def test_a_report_killed_mid_way_leaves_the_older_one_and_the_next_one_cleans_up
     assert report_files(sweep / "report") == before
     assert cli("report", str(sweep)).exit_code == 0
     assert not temporaries(sweep)
+
+
+# ----------------------------------------------------------------------------- 4. locale and encoding
+ASCII_TERMINAL = {"LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0", "PYTHONIOENCODING": ""}
+
+
+def test_an_ascii_terminal_never_fails_a_run_or_a_report(tmp_path, tiny) -> None:
+    """LC_ALL=C (a cluster node, a minimal container): stdout is ASCII. The run completes and prints
+    ASCII look-alikes of its bars and dots; the report is written and printed too."""
+    env = {**os.environ, **ASCII_TERMINAL}
+    run_dir = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "resbench.cli", "train", *tiny, f"hydra.run.dir={run_dir}"],
+                          cwd=tmp_path, env=env, capture_output=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert summary(run_dir)["status"] == "completed"
+    assert done.stdout.isascii() and b"completed - 3 steps" in done.stdout and b"#" in done.stdout
+    report = subprocess.run([sys.executable, "-m", "resbench.cli", "report", str(run_dir)], cwd=tmp_path,
+                            env=env, capture_output=True, timeout=120, check=False)
+    assert report.returncode == 0 and not report.stderr, report.stderr.decode(errors="replace")
+    assert "±" in (run_dir / "report" / "report.md").read_text(encoding="utf-8")  # the file stays UTF-8
+
+
+# ----------------------------------------------------------------------------- 10. streams that break under a run
+def test_a_run_piped_into_head_ends_completed(tmp_path, tiny) -> None:
+    """`resbench train | head -1`: the pipe closes after the first line; the run still ends completed (its
+    files are the record), with exit 0 and nothing on stderr."""
+    run_dir = tmp_path / "run"
+    process = resbench("train", *tiny, "train.steps=60", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    with killed_on_exit(process):
+        assert process.stdout.readline().startswith("resbench train")
+        process.stdout.close()  # what head does after its line
+        stderr = process.stderr.read()
+        process.wait(timeout=120)
+    assert process.returncode == 0 and not stderr, stderr
+    assert summary(run_dir)["status"] == "completed"
+
+
+def test_a_run_whose_stdout_is_full_ends_completed(tmp_path, tiny) -> None:
+    """`resbench train > /dev/full`: the output is lost, said in one line on stderr; the run completes."""
+    run_dir = tmp_path / "run"
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "resbench.cli", "train", *tiny, f"hydra.run.dir={run_dir}"],
+                              cwd=tmp_path, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120,
+                              check=False)
+    assert done.returncode == 0 and one_line(done.stderr), done.stderr
+    assert "cannot write to stdout (No space left on device)" in done.stderr
+    assert summary(run_dir)["status"] == "completed"

@@ -204,7 +204,7 @@ def read_summary(run_dir: Path, issues: list[str]) -> dict[str, object]:
         summary["status"] = NO_SUMMARY
         return summary
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         data = None
     if not isinstance(data, dict):
@@ -362,14 +362,14 @@ def _block_norms_from_params(grad_norms: pd.DataFrame) -> pd.DataFrame:
 def read_swept_keys(sweep_dir: Path) -> list[str] | None:
     """Swept keys from sweep.json, else the per-key columns of runs.csv's header; None if neither says."""
     try:
-        data = json.loads((sweep_dir / SWEEP_JSON).read_text())
+        data = json.loads((sweep_dir / SWEEP_JSON).read_text(encoding="utf-8"))
         keys = data.get("swept_keys") if isinstance(data, dict) else None
         if isinstance(keys, list):
             return [str(key) for key in keys]
     except (OSError, ValueError):
         pass
     try:
-        with open(sweep_dir / RUNS_CSV) as handle:
+        with open(sweep_dir / RUNS_CSV, encoding="utf-8") as handle:
             header = handle.readline().strip().split(",")
     except OSError:
         return None
