@@ -98,6 +98,7 @@ def sweep_job(config: dict[str, Any], run_dir: Path, sweep_dir: Path, progress: 
     if os.getpid() != launching_pid:
         _stop_once_on_signal()
         _end_when_orphaned()
+        sweep_watch.quiet_resource_tracker()
     if _stopping:  # this worker was told to stop: start no further run
         raise KeyboardInterrupt
     config_hash = records.config_hash(config)

@@ -10,11 +10,12 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
-import contextlib
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,7 +68,7 @@ CONTROLLER_POLL_S = 1.0
 SweepBusy = records.DirBusy  # another live process is running a sweep or resume in this sweep dir
 
 
-def sweep_lock(sweep_dir: Path) -> contextlib.AbstractContextManager[None]:
+def sweep_lock(sweep_dir: Path) -> AbstractContextManager[None]:
     """Hold the sweep dir for the life of a sweep or resume: a second one is refused (SweepBusy)."""
     return records.dir_lock(sweep_dir, "sweep dir", "a sweep or resume")
 
@@ -191,6 +192,47 @@ def stop_idle_workers() -> None:
     executor = reusable_executor._executor  # the one joblib.Parallel reuses; None when none was started
     if executor is not None:
         executor.shutdown(wait=True)
+
+
+RESTARTED_TRACKER = "resource_tracker: process died unexpectedly"  # loky's warning when it starts another
+
+
+def quiet_resource_tracker() -> None:
+    """loky's resource tracker (the helper process of joblib's workers) writes to the sweep's stderr. When
+    it is killed (the OOM killer, a kill by name), loky starts another, which prints a KeyError traceback
+    for every resource the dead one knew, though every run goes on. So in this process, the trackers
+    loky starts get /dev/null as stderr and the warning that one was restarted is not shown. Called by
+    the sweep and by each worker (a worker may start one too)."""
+    try:
+        from joblib.externals.loky.backend import resource_tracker
+    except ImportError:  # no joblib: no tracker
+        return
+    warnings.filterwarnings("ignore", message=RESTARTED_TRACKER)
+    tracker = resource_tracker._resource_tracker
+    launch = tracker._launch
+    if getattr(launch, "quiet", False):
+        return
+
+    def quiet_launch() -> None:
+        with _stderr_to_devnull():
+            launch()
+
+    quiet_launch.quiet = True
+    tracker._launch = quiet_launch
+
+
+@contextmanager
+def _stderr_to_devnull() -> Iterator[None]:
+    """File descriptor 2 is /dev/null meanwhile, so a process started now inherits it as its stderr."""
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 # ----------------------------------------------------------------------------- Ctrl-C and SIGTERM

@@ -417,6 +417,9 @@ def _run_locked(plan: SweepPlan, display: Any) -> SweepOutcome:
                                       launching_pid=os.getpid())
     submitted_before = sweep_watch.submitit_job_dirs(plan)
     interrupted, error = False, None
+    if plan.launcher == "joblib":
+        sweep_watch.quiet_resource_tracker()
+    records.remove_stale_temporaries(plan.sweep_dir)  # what a killed sweep was writing (runs.csv)
     display.start(plan)
     watcher.start()
     try:

@@ -121,6 +121,7 @@ class Trainer:
         self.signals = checkpoint.DeferredSignals()
 
     def setup(self) -> None:
+        records.remove_stale_temporaries(self.run_dir)  # a killed run's checkpoint or summary being written
         torch.manual_seed(self.config["seed"])
         self.device = pick_device(self.config["device"])
         self.precision = pick_precision(self.config.get("precision", "fp32"), self.device)

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import psutil
+import pytest
 import torch
 from test_checkpoint import signal_at
 from test_train_cli import killed_on_exit, resbench, wait_for_rows
@@ -68,6 +70,7 @@ def test_two_ctrl_c_during_the_checkpoint_write_wait_for_it(train_cli, cli, monk
 
 
 # ----------------------------------------------------------------------------- 1. two writers on one run
+@pytest.mark.slow
 def test_a_second_resume_of_a_run_being_resumed_is_refused(train_cli, cli, tmp_path, monkeypatch) -> None:
     """Two `train --resume DIR` at once: the second is one line, exit 2, and writes nothing; the first
     goes on alone, so every step is in metrics.csv once."""
@@ -201,3 +204,26 @@ def test_a_run_whose_stdout_is_full_ends_completed(tmp_path, tiny) -> None:
     assert done.returncode == 0 and one_line(done.stderr), done.stderr
     assert "cannot write to stdout (No space left on device)" in done.stderr
     assert summary(run_dir)["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_a_killed_resource_tracker_prints_no_traceback(tmp_path, tiny) -> None:
+    """joblib's resource tracker killed mid-sweep (an OOM killer, a kill by name): loky starts another;
+    the sweep completes every run and prints no traceback."""
+    sweep_dir = tmp_path / "sweep"
+    process = resbench("sweep", "--quiet", *tiny, "train.steps=200", "norm=pre,post", "hydra/launcher=joblib",
+                       "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
+    with killed_on_exit(process):
+        deadline = time.monotonic() + 60
+        tracker = None
+        while tracker is None and time.monotonic() < deadline and process.poll() is None:
+            tracker = next((child for child in psutil.Process(process.pid).children(recursive=True)
+                            if "loky.backend.resource_tracker" in " ".join(child.cmdline())), None)
+            time.sleep(0.1)
+        assert tracker is not None, "no resource tracker started"
+        wait_for_rows(sweep_dir / "norm=pre" / "metrics.csv", 5, process)
+        tracker.kill()
+        _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr and "resource_tracker" not in stderr, stderr
+    assert set(pd.read_csv(sweep_dir / "runs.csv").status) == {"completed"}
