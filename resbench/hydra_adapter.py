@@ -34,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 __all__ = ["COMPOSE_ERRORS", "JobConfigs", "Override", "OverrideParseException", "compose", "compose_multirun",
-           "compose_run", "expand", "hydra_instance", "job_problem", "launch", "parse_overrides",
+           "compose_run", "expand", "hydra_instance", "job_problem", "launch", "make_callbacks", "parse_overrides",
            "run_one_job", "running_job", "store_schema"]
 
 CONFIG_MODULE = "resbench.conf"
@@ -74,12 +74,19 @@ def compose_run(hydra: Any, overrides: list[str]) -> DictConfig:
     return hydra.compose_config(CONFIG_NAME, overrides, run_mode=RunMode.RUN, with_log_configuration=True)
 
 
-def run_one_job(hydra: Any, cfg: DictConfig, task_function: Callable[[DictConfig], Any]) -> JobReturn:
-    """Hydra's run (hydra._internal.hydra.Hydra.run, 1.3) on a config already composed: its job dir is
-    hydra.run.dir. Raises what the task function raised."""
+def make_callbacks(cfg: DictConfig) -> Callbacks:
+    """The callbacks `cfg` names (hydra.callbacks), made: one that cannot be (an unknown or refused
+    `_target_`) raises COMPOSE_ERRORS here, before anything is written."""
+    return Callbacks(cfg)
+
+
+def run_one_job(hydra: Any, cfg: DictConfig, task_function: Callable[[DictConfig], Any],
+                callbacks: Callbacks) -> JobReturn:
+    """Hydra's run (hydra._internal.hydra.Hydra.run, 1.3) on a config already composed, with its
+    callbacks already made (make_callbacks): its job dir is hydra.run.dir. Raises what the task
+    function raised."""
     with read_write(cfg), open_dict(cfg):
         cfg.hydra.mode = RunMode.RUN
-    callbacks = Callbacks(cfg)
     callbacks.on_run_start(config=cfg, config_name=CONFIG_NAME)
     job = run_job(hydra_context=HydraContext(config_loader=hydra.config_loader, callbacks=callbacks),
                   task_function=task_function, config=cfg, job_dir_key="hydra.run.dir", job_subdir_key=None)

@@ -207,14 +207,29 @@ def run_train(overrides: list[str], progress: trainer.Progress | None,
         run_dir = pin_dir(cfg, "hydra.run.dir")
         config, task = checked(cfg)
         _check_runnable_here(config, run_dir, resume_dir)
+        callbacks = made_callbacks(cfg)
         task_function = functools.partial(train_task, progress=progress, resume=resume_dir is not None, task=task)
         # One writer per run dir (a second train or resume is refused); Hydra writes .hydra/ first.
         with records.dir_lock(run_dir, "run dir", "a train or resume"), records.no_space_named(run_dir):
             _check_runnable_here(config, run_dir, resume_dir)  # again: another writer may have come meanwhile
-            job = hydra_adapter.run_one_job(hydra, cfg, task_function)
+            job = hydra_adapter.run_one_job(hydra, cfg, task_function, callbacks)
     if isinstance(job.return_value, TaskRaised):
         raise job.return_value.error
     return job.return_value
+
+
+def made_callbacks(cfg: DictConfig) -> Any:
+    """The Hydra callbacks `cfg` names (`+hydra.callbacks.NAME._target_=…`), made before anything is
+    written; one that cannot be made (an unknown or refused target) is BadInput."""
+    try:
+        return hydra_adapter.make_callbacks(cfg)
+    except hydra_adapter.COMPOSE_ERRORS as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        where = next((line.removeprefix("full_key: ") for line in lines if line.startswith("full_key: ")),
+                     "hydra.callbacks")
+        reason = " ".join(line for line in lines if not line.startswith("full_key: ")) or type(err).__name__
+        reason = reason.replace(", set env var HYDRA_FULL_ERROR=1 to see chained exception", "")
+        raise BadInput(f"{where}: cannot make this callback: {reason}") from None
 
 
 def _check_runnable_here(config: dict[str, Any], run_dir: Path, resume_dir: Path | None) -> None:

@@ -34,7 +34,7 @@ from .config import (
     validated,
     without_key,
 )
-from .jobs import TaskRaised, train_task
+from .jobs import TaskRaised, made_callbacks, train_task
 from .schema import DONE, Status
 from .sweep_watch import is_done, pid_alive, usable_cores
 from .validate import CONFIG_GROUPS
@@ -312,6 +312,7 @@ def _plan(hydra: Any, base: DictConfig, overrides: list[str], sweep_dir: Path, r
         if not swept_keys:
             pins.append("hydra.sweep.subdir=run")
     hydra_adapter.add_hydra_overrides(base, pins, sweep_dir)
+    made_callbacks(base)  # a callback that cannot be made is refused now, not once the sweep dir is written
 
     runs = _planned_runs(hydra_adapter.JobConfigs(hydra, base), jobs, swept_keys, sweep_dir, resume)
     shared = [name for name, count in Counter(run.name for run in runs).items() if count > 1]
@@ -369,6 +370,9 @@ def _launcher_for(base: DictConfig, overrides: list[str], runs: list[PlannedRun]
     more runs to run go side by side on the default launcher, as many as the usable cores hold at the
     runs' `threads` (default_workers); one run, or one core, stays in-process."""
     launcher_cfg = OmegaConf.to_container(base.hydra.launcher, resolve=True)
+    if launcher == "joblib" and launcher_cfg.get("n_jobs") == 0:
+        raise BadInput("hydra.launcher.n_jobs=0 runs nothing: give the number of runs side by side (>= 1), or "
+                       "-1 for one per core (-2: all but one)")
     n_to_run = sum(not run.done_before for run in runs)
     if launcher == "basic" and given_override(overrides, "hydra/launcher") is None:
         workers = default_workers(n_to_run, max((run.threads or 1 for run in runs), default=1))

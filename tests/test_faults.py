@@ -227,3 +227,19 @@ def test_a_killed_resource_tracker_prints_no_traceback(tmp_path, tiny) -> None:
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr and "resource_tracker" not in stderr, stderr
     assert set(pd.read_csv(sweep_dir / "runs.csv").status) == {"completed"}
+
+
+@pytest.mark.parametrize(("command", "overrides", "message"), [
+    ("train", ["+hydra.callbacks.x._target_=os.system"], "hydra.callbacks.x: cannot make this callback: Target"),
+    ("sweep", ["norm=pre,post", "+hydra.callbacks.x._target_=nowhere.Callback"],
+     "hydra.callbacks.x: cannot make this callback: Error locating target 'nowhere.Callback'"),
+    ("sweep", ["norm=pre,post", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0"], "hydra.launcher.n_jobs=0 runs nothing"),
+], ids=["refused callback", "missing callback", "n_jobs=0"])
+def test_hydra_settings_that_cannot_run_are_one_line_and_write_nothing(cli, tiny, tmp_path, command, overrides,
+                                                                       message) -> None:
+    out = tmp_path / "out"
+    result = cli(command, "--quiet", *tiny, *overrides,
+                 f"hydra.{'run' if command == 'train' else 'sweep'}.dir={out}")
+    assert result.exit_code == 2 and one_line(result.stderr), (result.stderr, result.exception)
+    assert message in result.stderr
+    assert not out.exists()
