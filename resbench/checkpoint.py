@@ -7,18 +7,35 @@ and the signal handling that lets an interrupt wait for a step boundary to write
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import torch
 
-from .records import read_json, signals_deferred, temporary
-from .schema import CHECKPOINT_PT, DONE, SUMMARY_JSON
+from . import models
+from .records import config_hash, read_json, signals_deferred, temporary
+from .schema import (
+    ACCURACY_COLUMN,
+    CHECKPOINT_PT,
+    CONFIG_YAML,
+    DONE,
+    GRAD_NORM_COLUMNS,
+    GRAD_NORMS_CSV,
+    HYDRA_OVERRIDES_YAML,
+    LAYER_COLUMNS,
+    LAYERS_CSV,
+    METRIC_COLUMNS,
+    METRICS_CSV,
+    SUMMARY_JSON,
+)
+from .tasks import Task
 
 FORMAT = 1  # bumped when the layout of the state below changes
 # Signals that end a run: Ctrl-C, SIGTERM (kill, scancel, SLURM's preemption) and the USR signals that
@@ -29,6 +46,23 @@ STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SI
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used: the message is one line."""
+
+
+# Summary fields a checkpoint carries over to the run that continues it.
+CARRIED_SUMMARY = ("steps_done", "final_loss", "final_val_loss", "final_val_acc", "init_grad_ratio")
+
+
+@dataclass
+class GradProfile:
+    """Per-block gradient norms at initialization and at the last logged step, with that step's
+    hidden_rms and act_grad_norm (the end table; a checkpoint carries it over)."""
+
+    init: list[float] = field(default_factory=list)
+    last: list[float] = field(default_factory=list)
+    last_step: int = 0
+    hidden_rms: list[float | None] = field(default_factory=list)  # at last_step
+    act_grad_norm: list[float | None] = field(default_factory=list)  # at last_step
+    labels: list[str] = field(default_factory=list)  # one per block: "3", or "enc 3" / "dec 3" in a multi-stack model
 
 
 def save(path: Path, state: dict[str, Any]) -> None:
@@ -130,16 +164,157 @@ class DeferredSignals:
         self._restore()
 
 
-def check_resumable(run_dir: Path, config_hash: str) -> None:
-    """Raise CheckpointError (one line) unless `run_dir` holds a run of this config that can go on:
-    one that did not end with a result, whose checkpoint (if any) is readable and of this config."""
+def check_resumable(run_dir: Path, config: dict[str, Any], task: Task) -> None:
+    """Raise CheckpointError (one line) unless `run_dir` holds a run of this config that can go on: one
+    that did not end with a result, whose checkpoint (if any) passes `state_to_continue`. A run killed
+    before its first summary.json (Hydra's record is there) starts over."""
+    this_hash = config_hash(config)
     summary = read_json(run_dir / SUMMARY_JSON)
-    if summary is None:
-        raise CheckpointError(f"no run to resume at {run_dir} (it has no readable {SUMMARY_JSON})")
+    if summary is None and (run_dir / SUMMARY_JSON).exists():
+        raise CheckpointError(f"the run at {run_dir} has an unreadable {SUMMARY_JSON}: it cannot be told what "
+                              "the run was; start a new run")
+    if summary is None and not (run_dir / HYDRA_OVERRIDES_YAML).is_file():
+        raise CheckpointError(f"no run to resume at {run_dir} (it has no {SUMMARY_JSON} and no {HYDRA_OVERRIDES_YAML})")
+    if summary is not None and not isinstance(summary, dict):
+        raise CheckpointError(f"the run at {run_dir} has a {SUMMARY_JSON} that is not a JSON object")
+    summary = summary or {"config_hash": _recorded_hash(run_dir, this_hash)}
     if summary.get("status") in DONE:
         raise CheckpointError(f"nothing to resume: the run at {run_dir} ended {summary['status']}")
-    if summary.get("config_hash") != config_hash:
+    if summary.get("config_hash") != this_hash:
         raise CheckpointError(f"the run at {run_dir} is of another config (hash {summary.get('config_hash')}, "
-                              f"these overrides give {config_hash}): resume with the run's own overrides")
-    if (run_dir / CHECKPOINT_PT).exists():
-        load(run_dir / CHECKPOINT_PT, config_hash)
+                              f"these overrides give {this_hash}): resume with the run's own overrides")
+    state_to_continue(run_dir, config, task)
+
+
+def _recorded_hash(run_dir: Path, this_hash: str) -> str | None:
+    """The config hash of a run killed before its first summary: its config.yaml's, if it got that far."""
+    import yaml
+
+    try:
+        recorded = yaml.safe_load((run_dir / CONFIG_YAML).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return this_hash  # killed before config.yaml too: nothing says it was another config
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+    return config_hash(recorded) if isinstance(recorded, dict) else None
+
+
+def state_to_continue(run_dir: Path, config: dict[str, Any], task: Task) -> dict[str, Any] | None:
+    """The checkpoint of the run in `run_dir`, read (`load`) and every field checked against the run's
+    config, model and files before anything is touched; None when it has none. A field that is missing,
+    of the wrong type or shape, or that does not match the run's files is a CheckpointError."""
+    path = Path(run_dir) / CHECKPOINT_PT
+    if not path.exists():
+        return None
+    state = load(path, config_hash(config))
+    try:
+        _check_state(state, config, task, Path(run_dir))
+    except _Bad as err:
+        raise CheckpointError(f"{path} does not fit this run: {err}; remove it to start the run over") from None
+    return state
+
+
+class _Bad(Exception):
+    """What is wrong with one field of a checkpoint (made into a CheckpointError naming the file)."""
+
+
+def _check_state(state: dict[str, Any], config: dict[str, Any], task: Task, run_dir: Path) -> None:
+    types = {"step": int, "model": dict, "optimizer": dict, "scaler": dict, "rng": dict, "csv_rows": dict,
+             "summary": dict, "recent_losses": list, "profile": dict, "elapsed_s": (int, float)}
+    for key, kind in types.items():
+        if key not in state:
+            raise _Bad(f"it has no {key!r}")
+        if not isinstance(state[key], kind) or isinstance(state[key], bool):
+            raise _Bad(f"{key!r} is a {type(state[key]).__name__}")
+    total = max(config["train"]["steps"], 1)
+    if not 1 <= state["step"] < total:
+        raise _Bad(f"its step {state['step']} is not one a run of {total} steps stops at (1 to {total - 1})")
+    if not (math.isfinite(state["elapsed_s"]) and state["elapsed_s"] >= 0):
+        raise _Bad(f"elapsed_s is {state['elapsed_s']!r}")
+    spec = models.task_for(config["model"]["name"], task).spec
+    with torch.device("meta"):  # shapes only: nothing allocated, no random number drawn
+        model = models.build(models.model_keys(config), spec)
+    _check_model(state["model"], {name: tensor.shape for name, tensor in model.state_dict().items()})
+    _check_optimizer(state["optimizer"], [parameter.shape for parameter in model.parameters()])
+    _check_rng(state["rng"])
+    _check_records(state, spec.accuracy, run_dir)
+
+
+def _check_model(weights: dict[str, Any], shapes: dict[str, torch.Size]) -> None:
+    missing = [name for name in shapes if name not in weights]
+    extra = [name for name in weights if name not in shapes]
+    if missing or extra:
+        raise _Bad(f"its model {'lacks ' + missing[0] if missing else 'has an unknown ' + str(extra[0])}")
+    for name, shape in shapes.items():
+        tensor = weights[name]
+        if not isinstance(tensor, torch.Tensor) or tensor.shape != shape:
+            found = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+            raise _Bad(f"its model's {name} is {found}, the run's is {tuple(shape)}")
+        if not (tensor.is_floating_point() and bool(torch.isfinite(tensor).all())):
+            raise _Bad(f"its model's {name} holds values that are not finite numbers")
+
+
+def _check_optimizer(optimizer: dict[str, Any], shapes: list[torch.Size]) -> None:
+    groups, states = optimizer.get("param_groups"), optimizer.get("state")
+    if not isinstance(groups, list) or not isinstance(states, dict) or not all(
+            isinstance(group, dict) and isinstance(group.get("params"), list) for group in groups):
+        raise _Bad("its optimizer state is not an optimizer's state_dict")
+    ids = [index for group in groups for index in group["params"]]
+    if sorted(ids) != list(range(len(shapes))):
+        raise _Bad(f"its optimizer holds {len(ids)} parameters, the model {len(shapes)}")
+    for index, entry in states.items():
+        if index not in ids or not isinstance(entry, dict):
+            raise _Bad(f"its optimizer's state {index!r} belongs to no parameter")
+        for name, value in entry.items():
+            if name != "step" and isinstance(value, torch.Tensor) and value.shape != shapes[index]:
+                raise _Bad(f"its optimizer's {name} of parameter {index} is {tuple(value.shape)}, "
+                           f"the parameter {tuple(shapes[index])}")
+
+
+def _check_rng(states: dict[str, Any]) -> None:
+    for name in ("torch", "data", "init_batches"):
+        try:
+            torch.Generator().set_state(states[name])
+        except (KeyError, TypeError, RuntimeError, ValueError):
+            raise _Bad(f"its random state {name!r} is missing or not a generator's state") from None
+    if not isinstance(states.get("cuda"), list) or not all(isinstance(s, torch.Tensor) for s in states["cuda"]):
+        raise _Bad("its random state 'cuda' is not a list of generator states")
+
+
+def _check_records(state: dict[str, Any], accuracy: bool, run_dir: Path) -> None:
+    """csv_rows, the summary, the recent losses and the profile: what the run's files and records must be.
+    `accuracy`: the run's metrics.csv has a val_acc column."""
+    columns = {METRICS_CSV: (*METRIC_COLUMNS, *((ACCURACY_COLUMN,) if accuracy else ())),
+               GRAD_NORMS_CSV: GRAD_NORM_COLUMNS, LAYERS_CSV: LAYER_COLUMNS}
+    rows = state["csv_rows"]
+    if set(rows) != set(columns) or not all(isinstance(n, int) and n >= 0 for n in rows.values()):
+        raise _Bad(f"its csv_rows {rows!r} is not a row count for each of {', '.join(columns)}")
+    if rows[METRICS_CSV] != state["step"]:
+        raise _Bad(f"it counts {rows[METRICS_CSV]} rows of {METRICS_CSV} at step {state['step']} (one a step)")
+    for name, header in columns.items():
+        found = _whole_rows(run_dir / name, header)
+        if found < rows[name]:
+            raise _Bad(f"it counts {rows[name]} rows of {name}, which has {found}")
+    carried = state["summary"]
+    if set(carried) - set(CARRIED_SUMMARY) or not all(
+            value is None or isinstance(value, (int, float)) for value in carried.values()):
+        raise _Bad(f"its summary {carried!r} is not the fields {', '.join(CARRIED_SUMMARY)}")
+    if not isinstance(carried.get("steps_done", 0), int) or not 0 <= carried.get("steps_done", 0) <= state["step"]:
+        raise _Bad(f"its summary's steps_done {carried.get('steps_done')!r} is past its step {state['step']}")
+    if not all(isinstance(loss, (int, float)) for loss in state["recent_losses"]):
+        raise _Bad("its recent losses are not numbers")
+    profile = state["profile"]
+    if set(profile) - {f.name for f in fields(GradProfile)}:
+        raise _Bad(f"its profile has unknown fields {sorted(set(profile) - {f.name for f in fields(GradProfile)})}")
+
+
+def _whole_rows(path: Path, header: tuple[str, ...]) -> int:
+    """Data rows of a CSV whose lines have ended; the header must be `header`."""
+    try:
+        with open(path, "rb") as handle:
+            lines = handle.read().splitlines(keepends=True)
+    except OSError as err:
+        raise _Bad(f"its run's {path.name} cannot be read ({err.strerror or err})") from None
+    if not lines or lines[0].decode("utf-8", "replace").rstrip("\r\n").split(",") != list(header):
+        raise _Bad(f"its run's {path.name} does not start with the header {','.join(header)}")
+    return sum(line.endswith(b"\n") for line in lines[1:])

@@ -86,7 +86,7 @@ def recorded_run(config: dict[str, Any], run_dir: Path, progress: trainer.Progre
         summary = record_end(config, run_dir, schema.Status.FAILED, f"{type(err).__name__}: {err}")
         if progress is not None:  # the run failed before the display heard of it: say so there
             progress.run_started(config, run_dir)
-            progress.run_finished(summary, trainer.GradProfile())
+            progress.run_finished(summary, checkpoint.GradProfile())
         return summary
 
 
@@ -206,12 +206,12 @@ def run_train(overrides: list[str], progress: trainer.Progress | None,
         cfg = compose_run(hydra, overrides)
         run_dir = pin_dir(cfg, "hydra.run.dir")
         config, task = checked(cfg)
-        _check_runnable_here(config, run_dir, resume_dir)
+        _check_runnable_here(config, task, run_dir, resume_dir)
         callbacks = made_callbacks(cfg)
         task_function = functools.partial(train_task, progress=progress, resume=resume_dir is not None, task=task)
         # One writer per run dir (a second train or resume is refused); Hydra writes .hydra/ first.
         with records.dir_lock(run_dir, "run dir", "a train or resume"), records.no_space_named(run_dir):
-            _check_runnable_here(config, run_dir, resume_dir)  # again: another writer may have come meanwhile
+            _check_runnable_here(config, task, run_dir, resume_dir)  # again: another writer may have come meanwhile
             job = hydra_adapter.run_one_job(hydra, cfg, task_function, callbacks)
     if isinstance(job.return_value, TaskRaised):
         raise job.return_value.error
@@ -232,7 +232,7 @@ def made_callbacks(cfg: DictConfig) -> Any:
         raise BadInput(f"{where}: cannot make this callback: {reason}") from None
 
 
-def _check_runnable_here(config: dict[str, Any], run_dir: Path, resume_dir: Path | None) -> None:
+def _check_runnable_here(config: dict[str, Any], task: Task, run_dir: Path, resume_dir: Path | None) -> None:
     """Refuse, before anything is written, a run this machine cannot do or a dir it must not write."""
     try:  # the run is on this machine: device=cuda needs a GPU here, and bf16 one that runs it
         pick_precision(config["precision"], trainer.pick_device(config["device"]))
@@ -242,7 +242,7 @@ def _check_runnable_here(config: dict[str, Any], run_dir: Path, resume_dir: Path
         check_writable(run_dir)
     else:
         try:
-            checkpoint.check_resumable(resume_dir, records.config_hash(config))
+            checkpoint.check_resumable(resume_dir, config, task)
         except checkpoint.CheckpointError as err:
             raise BadInput(str(err)) from None
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from . import hydra_adapter, loggers, records, schema, sweep_watch
+from . import checkpoint, hydra_adapter, loggers, records, schema, sweep_watch
 from .config import (
     COMPOSE_ERRORS,
     BadInput,
@@ -358,10 +358,20 @@ def _planned_runs(job_configs: hydra_adapter.JobConfigs, jobs: list[list[str]], 
         if resume and not is_done(previous, config_hash) and config_hash in done_elsewhere:
             name, previous = done_elsewhere[config_hash]  # this config already ran under another name
             run_dir = sweep_dir / name
+        elif resume and isinstance(previous, dict) and previous.get("config_hash") == config_hash:
+            _check_checkpoint(run_dir, config, label or name)  # the run will go on from it
         runs.append(PlannedRun(index, name, run_dir, list(job), swept, config_hash, previous,
                                       cost=expected_cost(config), steps=config["train"]["steps"],
                                       threads=config.get("threads")))
     return runs
+
+
+def _check_checkpoint(run_dir: Path, config: dict[str, Any], label: str) -> None:
+    """A run that resume continues from its checkpoint: every field of it checked now (BadInput)."""
+    try:
+        checkpoint.state_to_continue(run_dir, config, built_task(config, label))
+    except checkpoint.CheckpointError as err:
+        raise BadInput(f"{label}: {err}") from None
 
 
 def _launcher_for(base: DictConfig, overrides: list[str], runs: list[PlannedRun],

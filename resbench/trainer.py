@@ -6,7 +6,7 @@ import math
 import os
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -15,14 +15,13 @@ import torch
 import torch.nn.functional as F
 
 from . import checkpoint, loggers, models, probes, records, tasks
+from .checkpoint import CARRIED_SUMMARY, GradProfile
 from .precision import pick_precision
 from .records import RunRecorder, config_hash, read_json
 from .schema import ACCURACY_COLUMN, LAYER_COLUMNS, METRIC_COLUMNS, SUMMARY_JSON, Status, Summary
 
 FINAL_LOSS_WINDOW = 10  # final_loss is the mean training loss of the last 10 steps
 INIT_BATCHES_STREAM = 1  # SeedSequence key of the init_batches data stream (training data: the seed itself)
-# Summary fields a checkpoint carries over to the run that continues it.
-CARRIED_SUMMARY = ("steps_done", "final_loss", "final_val_loss", "final_val_acc", "init_grad_ratio")
 
 
 class StopAtBoundary(Exception):
@@ -45,19 +44,6 @@ class Silent:
     def step(self, step, total, loss, val_loss, steps_per_s): ...
 
     def run_finished(self, summary, profile): ...
-
-
-@dataclass
-class GradProfile:
-    """Per-block gradient norms at initialization and at the last logged step, with that step's
-    hidden_rms and act_grad_norm (for the end table)."""
-
-    init: list[float] = field(default_factory=list)
-    last: list[float] = field(default_factory=list)
-    last_step: int = 0
-    hidden_rms: list[float | None] = field(default_factory=list)  # at last_step
-    act_grad_norm: list[float | None] = field(default_factory=list)  # at last_step
-    labels: list[str] = field(default_factory=list)  # one per block: "3", or "enc 3" / "dec 3" in a multi-stack model
 
 
 def pick_device(device: str) -> torch.device:
@@ -136,7 +122,7 @@ class Trainer:
         self.init_generator = torch.Generator().manual_seed(init_batches_seed(self.config["seed"]))
         self.val_batches = self.task.val_batches()
         hash_ = config_hash(self.config)
-        state = self.checkpoint_to_continue(hash_)
+        state = self.checkpoint_to_continue(built)
         metric_columns = METRIC_COLUMNS + ((ACCURACY_COLUMN,) if self.task.spec.accuracy else ())
         self.recorder = RunRecorder(self.run_dir, self.config, metric_columns, LAYER_COLUMNS,
                                     resume_rows=state["csv_rows"] if state else None)
@@ -160,12 +146,13 @@ class Trainer:
             self.restore(state)
         self.recorder.write_summary(self.summary)
 
-    def checkpoint_to_continue(self, config_hash: str) -> dict[str, Any] | None:
-        """The checkpoint a resumed run goes on from (None: none was written, start over at step 0)."""
+    def checkpoint_to_continue(self, task: tasks.Task) -> dict[str, Any] | None:
+        """The checkpoint a resumed run goes on from, every field checked (None: none was written, start
+        over at step 0)."""
         if not self.checkpoint_path.exists():
             return None
         if self.resume:
-            return checkpoint.load(self.checkpoint_path, config_hash)
+            return checkpoint.state_to_continue(self.run_dir, self.config, task)
         self.checkpoint_path.unlink()  # a run started over: its old state must never be continued
         return None
 

@@ -21,7 +21,7 @@ import pandas as pd
 import psutil
 import pytest
 import torch
-from test_checkpoint import signal_at
+from test_checkpoint import interrupted_run, run_files, signal_at  # noqa: F401 - a fixture
 from test_train_cli import killed_on_exit, resbench, wait_for_rows
 
 from resbench.checkpoint import CHECKPOINT_PT
@@ -243,3 +243,53 @@ def test_hydra_settings_that_cannot_run_are_one_line_and_write_nothing(cli, tiny
     assert result.exit_code == 2 and one_line(result.stderr), (result.stderr, result.exception)
     assert message in result.stderr
     assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- 7. checkpoints that load but lie
+def _lie(state: dict, damage: str) -> dict:
+    weights = state["model"]
+    first = next(iter(weights))
+    lies = {
+        "a key missing": lambda: state.pop("optimizer"),
+        "a weight of another shape": lambda: weights.update({first: torch.zeros(3, 3)}),
+        "a weight that is NaN": lambda: weights[first].fill_(float("nan")),
+        "an optimizer moment of another shape": lambda: state["optimizer"]["state"][0].update(exp_avg=torch.zeros(7)),
+        "a bad random state": lambda: state["rng"].update(data=torch.zeros(3, dtype=torch.uint8)),
+        "a negative step": lambda: state.update(step=-4),
+        "a step past train.steps": lambda: state.update(step=50),
+        "more csv rows than the files": lambda: state["csv_rows"].update({"layers.csv": 10_000}),
+        "csv rows not one a step": lambda: state["csv_rows"].update({"metrics.csv": 2}),
+    }
+    lies[damage]()
+    return state
+
+
+@pytest.mark.parametrize("damage", ["a key missing", "a weight of another shape", "a weight that is NaN",
+                                    "an optimizer moment of another shape", "a bad random state", "a negative step",
+                                    "a step past train.steps", "more csv rows than the files",
+                                    "csv rows not one a step"])
+def test_a_checkpoint_that_loads_but_lies_is_one_line_exit_2_and_nothing_written(cli, interrupted_run, damage):
+    """README: a corrupt checkpoint is exit 2 with nothing written, whichever field lies."""
+    path = interrupted_run / CHECKPOINT_PT
+    torch.save(_lie(torch.load(path, weights_only=True), damage), path)
+    before = run_files(interrupted_run)
+    result = cli("train", "--quiet", "--resume", str(interrupted_run))
+    assert result.exit_code == 2 and one_line(result.stderr), (result.stderr, result.exception)
+    assert "checkpoint.pt does not fit this run" in result.stderr
+    assert run_files(interrupted_run) == before
+
+
+def test_a_sweep_resume_refuses_a_run_whose_checkpoint_lies(cli, tiny, tmp_path, monkeypatch) -> None:
+    sweep_dir = tmp_path / "sweep"
+    signal_at(monkeypatch, 3)
+    first = cli("sweep", "--quiet", *tiny, "train.steps=10", "seed=0,1", "hydra/launcher=basic",
+                f"hydra.sweep.dir={sweep_dir}")
+    monkeypatch.undo()
+    assert first.exit_code == 130, first.stderr
+    path = sweep_dir / "seed=0" / CHECKPOINT_PT
+    torch.save(_lie(torch.load(path, weights_only=True), "a step past train.steps"), path)
+    before = run_files(sweep_dir)
+    result = cli("sweep", "--quiet", "--resume", str(sweep_dir))
+    assert result.exit_code == 2 and one_line(result.stderr), (result.stderr, result.exception)
+    assert "seed=0: " in result.stderr and "does not fit this run" in result.stderr
+    assert run_files(sweep_dir) == before
