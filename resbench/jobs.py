@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from . import checkpoint, hydra_adapter, records, schema, slurm, sweep_watch, trainer
 from .config import (
@@ -220,7 +220,12 @@ def run_train(overrides: list[str], progress: trainer.Progress | None,
 
 def made_callbacks(cfg: DictConfig) -> Any:
     """The Hydra callbacks `cfg` names (`+hydra.callbacks.NAME._target_=…`), made before anything is
-    written; one that cannot be made (an unknown or refused target) is BadInput."""
+    written; one that cannot be made (an unknown or refused target) is BadInput. Hydra's record of a run
+    must stay where resume and the report read it (HYDRA_DIR)."""
+    subdir = OmegaConf.select(cfg, "hydra.output_subdir")
+    if subdir != schema.HYDRA_DIR:
+        raise BadInput(f"hydra.output_subdir={subdir}: resbench keeps Hydra's record of a run in {schema.HYDRA_DIR}/ "
+                       f"(train --resume reads {schema.HYDRA_OVERRIDES_YAML}); leave it at {schema.HYDRA_DIR}")
     try:
         return hydra_adapter.make_callbacks(cfg)
     except hydra_adapter.COMPOSE_ERRORS as err:
@@ -250,8 +255,18 @@ def _check_runnable_here(config: dict[str, Any], task: Task, run_dir: Path, resu
 def resume_overrides(run_dir: Path, given: list[str]) -> list[str]:
     """The overrides that continue the run in `run_dir`: its own (.hydra/overrides.yaml), any `given`
     replacing those of the same key, and the run dir itself as hydra.run.dir."""
+    path = run_dir / schema.HYDRA_OVERRIDES_YAML
     try:
-        stored = [str(line) for line in OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")]
-    except (OSError, OmegaConfBaseException, TypeError):
-        raise BadInput(f"no run to resume at {run_dir} (it has no readable .hydra/overrides.yaml)") from None
+        text = path.read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        raise BadInput(f"no run to resume at {run_dir} (it has no readable {schema.HYDRA_OVERRIDES_YAML})") from None
+    try:
+        stored = yaml.safe_load(text)  # data only: a python tag is an error, never code
+    except yaml.YAMLError:
+        stored = None
+    if not isinstance(stored, list) or not all(isinstance(line, str) for line in stored):
+        raise BadInput(f"cannot resume the run at {run_dir}: its {schema.HYDRA_OVERRIDES_YAML} is not a list of "
+                       "overrides as Hydra writes it (damaged or edited)")
+    # Overrides of older resbench (model.depth=2) read as today's, so that a key given again replaces them.
+    stored = short_overrides(stored)
     return [*merge_overrides(stored, without_key(given, "hydra.run.dir")), f"hydra.run.dir={quoted(str(run_dir))}"]

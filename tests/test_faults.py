@@ -293,3 +293,52 @@ def test_a_sweep_resume_refuses_a_run_whose_checkpoint_lies(cli, tiny, tmp_path,
     assert result.exit_code == 2 and one_line(result.stderr), (result.stderr, result.exception)
     assert "seed=0: " in result.stderr and "does not fit this run" in result.stderr
     assert run_files(sweep_dir) == before
+
+
+# ----------------------------------------------------------------------------- 8. resume dead ends
+def test_a_run_killed_before_its_first_summary_is_resumed_from_step_0(train_cli, cli) -> None:
+    """Killed while setting up (Hydra's record, config.yaml, the CSV headers, no summary.json yet):
+    `train --resume` starts it over and completes it, as `sweep --resume` does."""
+    run = train_cli()
+    for name in ("summary.json", "metrics.csv", "layers.csv", "grad_norms.csv"):
+        (run.dir / name).unlink()
+    resumed = cli("train", "--quiet", "--resume", str(run.dir))
+    assert resumed.exit_code == 0, (resumed.stderr, resumed.exception)
+    assert summary(run.dir)["status"] == "completed" and summary(run.dir)["steps_done"] == 3
+
+
+def test_an_old_layout_run_is_resumed_with_its_own_overrides(train_cli, cli) -> None:
+    """overrides.yaml of older resbench says `model.depth=2`; resume reads it as `depth=2`, and a key
+    given again (either spelling) replaces it."""
+    run = train_cli("model.depth=2", "train.steps=6", "train.checkpoint_every=null")
+    overrides = run.dir / ".hydra" / "overrides.yaml"
+    overrides.write_text(overrides.read_text(encoding="utf-8").replace("- depth=2", "- model.depth=2"),
+                         encoding="utf-8")
+    done = json.loads((run.dir / "summary.json").read_text(encoding="utf-8"))
+    (run.dir / "summary.json").write_text(json.dumps({**done, "status": "interrupted"}), encoding="utf-8")
+    assert "model.depth=2" in overrides.read_text(encoding="utf-8")
+    resumed = cli("train", "--quiet", "--resume", str(run.dir))
+    assert resumed.exit_code == 0, (resumed.stderr, resumed.exception)
+    assert summary(run.dir)["status"] == "completed"
+
+
+@pytest.mark.parametrize(("overrides_yaml", "message"), [
+    ("- depth=2\n- [unclosed\n", "is not a list of overrides"),
+    ("!!python/object/apply:os.system ['echo pwned > pwned']\n", "is not a list of overrides"),
+    ("{depth: 2}\n", "is not a list of overrides"),
+], ids=["invalid YAML", "a python tag", "not a list"])
+def test_a_damaged_overrides_yaml_is_one_line_on_resume(train_cli, cli, tmp_path, overrides_yaml, message) -> None:
+    run = train_cli()
+    (run.dir / ".hydra" / "overrides.yaml").write_text(overrides_yaml, encoding="utf-8")
+    before = run_files(run.dir)
+    result = cli("train", "--quiet", "--resume", str(run.dir))
+    assert result.exit_code == 2 and one_line(result.stderr), (result.stderr, result.exception)
+    assert message in result.stderr
+    assert run_files(run.dir) == before and not (tmp_path / "pwned").exists()
+
+
+def test_a_run_without_hydras_record_is_refused_before_it_starts(cli, tiny, tmp_path) -> None:
+    """hydra.output_subdir=null would make the run unresumable: one line, nothing written."""
+    result = cli("train", "--quiet", *tiny, "hydra.output_subdir=null", f"hydra.run.dir={tmp_path}/run")
+    assert result.exit_code == 2 and one_line(result.stderr), (result.stderr, result.exception)
+    assert "hydra.output_subdir=None" in result.stderr and not (tmp_path / "run").exists()
