@@ -316,11 +316,13 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON file's content, or None when it is missing or unreadable."""
+    """A JSON object file's content (summary.json, sweep.json), or None when it is missing, unreadable, or
+    anything but an object: a list, a number, text, or nesting too deep to parse."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
         return None
+    return data if isinstance(data, dict) else None
 
 
 def last_row(path: Path, tail_bytes: int = 4096) -> dict[str, str] | None:

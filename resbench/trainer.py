@@ -362,7 +362,8 @@ def init_batches_seed(seed: int) -> int:
 
 def previous_resumes(run_dir: Path) -> int:
     """How often the run in `run_dir` was continued before (its summary.json's count)."""
-    return int((read_json(Path(run_dir) / SUMMARY_JSON) or {}).get("resumes") or 0)
+    resumes = (read_json(Path(run_dir) / SUMMARY_JSON) or {}).get("resumes")
+    return resumes if isinstance(resumes, int) and resumes > 0 else 0
 
 
 def run(config: dict[str, Any], run_dir: Path | str, progress: Progress | None = None,

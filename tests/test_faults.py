@@ -342,3 +342,35 @@ def test_a_run_without_hydras_record_is_refused_before_it_starts(cli, tiny, tmp_
     result = cli("train", "--quiet", *tiny, "hydra.output_subdir=null", f"hydra.run.dir={tmp_path}/run")
     assert result.exit_code == 2 and one_line(result.stderr), (result.stderr, result.exception)
     assert "hydra.output_subdir=None" in result.stderr and not (tmp_path / "run").exists()
+
+
+# ----------------------------------------------------------------------------- 10. other tracebacks
+def test_an_idx_header_whose_size_overflows_64_bits_is_one_line(cli, tiny, tmp_path) -> None:
+    """2³¹ × 2³¹ × 4 images is 2⁶⁴ bytes, which numpy's product wraps to 0: the empty file "matched"."""
+    from test_mnist import write_idx_dir
+
+    write_idx_dir(tmp_path / "mnist", compress=False)
+    header = (0x00000803).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in (2**31, 2**31, 4))
+    (tmp_path / "mnist" / "train-images-idx3-ubyte").write_bytes(header)
+    tiny = [override for override in tiny if not override.startswith("task.")]
+    result = cli("train", "--quiet", *tiny, "model=mlp", "task=mnist", f"task.path={tmp_path / 'mnist'}",
+                 f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.exit_code == 2 and one_line(result.stderr), (result.stderr, result.exception)
+    assert "says 18446744073709551616" in result.stderr and not (tmp_path / "run").exists()
+
+
+DEEP_JSON = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize("content", ['["completed", 1.5]', DEEP_JSON, '{"status": "interrupted", "resumes": "many"'],
+                         ids=["a list", "nested 100,000 deep", "cut short"])
+def test_a_summary_that_is_no_json_object_is_named_never_a_traceback(train_cli, cli, tmp_path, content) -> None:
+    """The report names the run under Warnings; a resume is one line (what the run was cannot be told)."""
+    run = train_cli()
+    (run.dir / "summary.json").write_text(content, encoding="utf-8")
+    report = cli("report", str(run.dir))
+    assert report.exit_code == 0, (report.stderr, report.exception)
+    assert "summary.json unparsable" in (run.dir / "report" / "report.md").read_text(encoding="utf-8")
+    resumed = cli("train", "--quiet", "--resume", str(run.dir))
+    assert resumed.exit_code == 2 and one_line(resumed.stderr), (resumed.stderr, resumed.exception)
+    assert "unreadable summary.json" in resumed.stderr

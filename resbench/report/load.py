@@ -9,7 +9,6 @@ runs to about a second.
 from __future__ import annotations
 
 import io
-import json
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -203,11 +202,8 @@ def read_summary(run_dir: Path, issues: list[str]) -> dict[str, object]:
     if not path.is_file():
         summary["status"] = NO_SUMMARY
         return summary
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        data = None
-    if not isinstance(data, dict):
+    data = records.read_json(path)
+    if data is None:
         issues.append(f"{SUMMARY_JSON} unparsable")
         summary["status"] = BAD_SUMMARY
         return summary
@@ -361,13 +357,9 @@ def _block_norms_from_params(grad_norms: pd.DataFrame) -> pd.DataFrame:
 
 def read_swept_keys(sweep_dir: Path) -> list[str] | None:
     """Swept keys from sweep.json, else the per-key columns of runs.csv's header; None if neither says."""
-    try:
-        data = json.loads((sweep_dir / SWEEP_JSON).read_text(encoding="utf-8"))
-        keys = data.get("swept_keys") if isinstance(data, dict) else None
-        if isinstance(keys, list):
-            return [str(key) for key in keys]
-    except (OSError, ValueError):
-        pass
+    keys = (records.read_json(sweep_dir / SWEEP_JSON) or {}).get("swept_keys")
+    if isinstance(keys, list):
+        return [str(key) for key in keys]
     try:
         with open(sweep_dir / RUNS_CSV, encoding="utf-8") as handle:
             header = handle.readline().strip().split(",")

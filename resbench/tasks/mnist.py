@@ -9,6 +9,7 @@ images), validation the official test split. Pixels are standardised with the tr
 from __future__ import annotations
 
 import gzip
+import math
 from functools import lru_cache
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
         raise TaskError(f"task.path: {path} is not an IDX file of {n_dims}-d unsigned bytes "
                         f"(magic number {found}, expected 0x{magic:08x})")
     shape = tuple(int(d) for d in np.frombuffer(data, HEADER_INT, n_dims, offset=4))
-    expected = int(np.prod(shape))
+    expected = math.prod(shape)  # Python's integers: a hostile header cannot wrap around 64 bits
     if len(data) - header != expected:
         raise TaskError(f"task.path: {path} holds {len(data) - header} bytes of data; its header "
                         f"{'×'.join(map(str, shape))} says {expected}")
