@@ -161,7 +161,7 @@ def lightning_timer() -> Callable[[dict, int, Path], list[float]] | None:
     return time_lightning
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*", help="resbench config overrides (depth=12 norm=post ...)")
     parser.add_argument("--window", type=int, default=100, help="timed steps per repetition (multiple of 10)")
@@ -175,10 +175,15 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.overrides, args.window, args.reps, args.threads = [*TINY_MODEL, *args.overrides], 10, 1, 1
-    global clock_now
-    clock_now = CLOCKS[args.clock]
     if args.window % 10:
         parser.error("--window must be a multiple of 10")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    global clock_now
+    clock_now = CLOCKS[args.clock]
     if args.threads:
         torch.set_num_threads(args.threads)
     steps = WARMUP + args.window + 2  # the last step (with its validation) stays out of the window
