@@ -74,11 +74,21 @@ def _sigterm_as_interrupt() -> None:
         raise typer.Exit(EXIT_INTERRUPTED)
 
 
+def _existing_dir(text: str, what: str) -> Path:
+    """A directory the user names to read (a run or sweep to resume), checked as every path is."""
+    from .paths import PathError, input_dir
+
+    try:
+        return input_dir(text, what)
+    except PathError as err:
+        fail(str(err))
+
+
 @app.command(context_settings=_ARGS)
 def train(
     overrides: Overrides = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; just write the run dir.")] = False,
-    resume: Annotated[Path | None, typer.Option(
+    resume: Annotated[str | None, typer.Option(
         "--resume", metavar="RUN_DIR", help="Continue the interrupted, failed or killed run in RUN_DIR from its "
         "checkpoint, with its overrides (any given replace those of the same key).")] = None,
 ) -> None:
@@ -88,12 +98,11 @@ def train(
     from .console import RunDisplay
     from .jobs import run_train
 
-    if resume is not None and not resume.is_dir():
-        fail(f"no run to resume at {resume}: no such directory")
+    resume_dir = None if resume is None else _existing_dir(resume, "--resume")
     _sigterm_as_interrupt()
     display = RunDisplay(_console(), quiet=quiet)
     try:
-        summary = run_train(list(overrides or []), display, resume_dir=resume)
+        summary = run_train(list(overrides or []), display, resume_dir=resume_dir)
     except (BadInput, records.DirBusy) as err:  # bad input, or another train or resume holds the run dir
         fail(str(err))
     except records.NoSpaceError as err:  # what could still be written says failed; rows so far are whole
@@ -131,9 +140,7 @@ def sweep(
     args = list(overrides or [])
     resume_dir = None
     if resume and args and "=" not in args[0] and not args[0].startswith(("+", "~")):
-        resume_dir = Path(args.pop(0))
-        if not resume_dir.is_dir():
-            fail(f"no sweep to resume at {resume_dir}: no such directory")
+        resume_dir = _existing_dir(args.pop(0), "sweep --resume")
     try:
         plan = plan_sweep(args, resume=resume, resume_dir=resume_dir)
     except BadInput as err:
@@ -168,7 +175,7 @@ def sweep(
 
 @app.command()
 def report(
-    dirs: Annotated[list[Path] | None, typer.Argument(
+    dirs: Annotated[list[str] | None, typer.Argument(
         help="Sweep or run dirs (default: the latest sweep under results/sweeps). Two dirs: a comparison.")] = None,
     out: Annotated[str | None, typer.Option(
         "--out", "-o", help="Write the report here instead of DIR/report (a new or empty dir, or an older report: "
@@ -196,8 +203,6 @@ def report(
         result = build_report(targets, console=console, out_dir=out)
     except ReportInputError as err:
         fail(str(err))
-    except KeyboardInterrupt:  # the report is replaced whole or not at all: the older one stays
-        raise typer.Exit(EXIT_INTERRUPTED)
     except NoSpaceError as err:  # the files written so far are whole (plots are replaced atomically)
         fail(str(err), EXIT_FAILED)
     except OSError as err:  # the report's dir could be written when checked, and no longer (a full quota, ...)

@@ -17,8 +17,6 @@ import dataclasses
 import difflib
 import enum
 import re
-import shutil
-import tempfile
 import types
 import typing
 from dataclasses import dataclass, field
@@ -28,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Union
 from omegaconf import MISSING, DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from . import hydra_adapter, registries
+from . import hydra_adapter, paths, registries
 from .hydra_adapter import COMPOSE_ERRORS, OverrideParseException
 from .records import holds_only_its_lock
 from .schema import SHARED_MODEL_KEYS, override_key
@@ -319,16 +317,13 @@ def built_task(config: dict[str, Any], label: str = "") -> Task:
         raise BadInput(f"{label}: {err}" if label else str(err)) from None
 
 
-def check_writable(directory: Path) -> None:
-    """Prove that `directory` can be created, by making (and removing) a probe folder in its nearest
-    existing ancestor; refuse a non-empty existing folder (a run never writes over another)."""
-    path = directory.resolve()
-    while not path.exists():
-        path = path.parent
+def check_writable(directory: Path, what: str) -> None:
+    """`directory` (the value of the `what` setting) can be made and written (paths.output_dir: every
+    way the OS could refuse it is one line), and holds nothing yet: a run never writes over another."""
     try:
-        shutil.rmtree(tempfile.mkdtemp(prefix=".resbench-probe-", dir=path))
-    except OSError as err:
-        raise BadInput(f"output dir not writable: {directory} ({path}: {err.strerror or err})") from None
+        paths.output_dir(directory, what)
+    except paths.PathError as err:
+        raise BadInput(str(err)) from None
     if directory.is_dir() and not holds_only_its_lock(directory):
         raise BadInput(f"output dir is not empty: {directory}")
 
@@ -386,9 +381,12 @@ def _dir_value(cfg: DictConfig, key: str) -> Path:
         value = OmegaConf.select(cfg, key, throw_on_missing=True)
     except OmegaConfBaseException as err:
         raise BadInput(f"{key}: {explain(err)}") from None
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str):
         raise BadInput(f"{key} must be a directory path, got {value!r}")
-    return Path(value)
+    try:
+        return paths.checked(value, key, "directory path")
+    except paths.PathError as err:
+        raise BadInput(str(err)) from None
 
 
 # ----------------------------------------------------------------------------- error messages

@@ -244,7 +244,7 @@ def _check_runnable_here(config: dict[str, Any], task: Task, run_dir: Path, resu
     except (RuntimeError, ValueError) as err:
         raise BadInput(str(err)) from None
     if resume_dir is None:
-        check_writable(run_dir)
+        check_writable(run_dir, "hydra.run.dir")
     else:
         try:
             checkpoint.check_resumable(resume_dir, config, task)

@@ -32,14 +32,15 @@ def shown(path: object) -> str:
     return f"{text[:half]}…{text[-half:]} ({len(os.fsencode(text)):,} bytes)"
 
 
-def checked(path: str | os.PathLike[str] | None, what: str) -> Path:
+def checked(path: str | os.PathLike[str] | None, what: str, kind: str = "path") -> Path:
     """`path` as a Path, unless the OS could not use it: PathError (one line) for an empty path, a NUL
     byte, a name over NAME_MAX_BYTES or a path over PATH_MAX_BYTES, a name this locale cannot encode, and
     along its existing part a symlink loop, a dangling link, a file where a folder must be or a folder
-    that may not be searched. What does not exist yet is not an error here."""
+    that may not be searched. What does not exist yet is not an error here. `kind` names what the path
+    must be ("directory path") in the message about an empty one."""
     text = os.fspath(path) if path is not None else ""
     if not text.strip():
-        raise PathError(f"{what} must be a path, got {text!r}")
+        raise PathError(f"{what} must be a {kind}, got {text!r}")
     if "\0" in text:
         raise PathError(f"{what}: a path cannot hold a NUL byte: {shown(text)!r}")
     try:
@@ -49,8 +50,8 @@ def checked(path: str | os.PathLike[str] | None, what: str) -> Path:
                         f"({sys.getfilesystemencoding()})") from None
     long_name = next((part for part in Path(text).parts if len(os.fsencode(part)) > NAME_MAX_BYTES), None)
     if long_name is not None:
-        raise PathError(f"{what}: the name {shown(long_name)} is longer than {NAME_MAX_BYTES} bytes, "
-                        f"the most a file system takes: {shown(text)}")
+        raise PathError(f"{what}: a name in the path is {len(os.fsencode(long_name)):,} bytes, longer than the "
+                        f"{NAME_MAX_BYTES} a file system takes: {shown(text)}")
     absolute = os.path.abspath(text)
     if len(encoded) >= PATH_MAX_BYTES or len(os.fsencode(absolute)) >= PATH_MAX_BYTES:
         raise PathError(f"{what}: the path is longer than the {PATH_MAX_BYTES - 1} bytes the OS takes: "
@@ -82,6 +83,8 @@ def _walk(absolute: Path, what: str, given: str) -> None:
 
 def _refusal(what: str, given: str, where: Path, err: OSError) -> str:
     reason = "a symbolic link loop" if err.errno == errno.ELOOP else (err.strerror or type(err).__name__).lower()
+    if os.path.abspath(given) == os.path.abspath(where):
+        return f"{what}: {shown(given)}: {reason}"
     return f"{what}: {shown(where)}: {reason}: {shown(given)}"
 
 
@@ -93,7 +96,7 @@ def describe(err: OSError, what: str, path: object) -> str:
 def output_dir(path: str | os.PathLike[str] | None, what: str) -> Path:
     """A directory to write into (made if need be): `checked`, not an existing file, and its nearest
     existing ancestor lets this process create a folder in it (tried, then removed)."""
-    directory = checked(path, what)
+    directory = checked(path, what, "directory path")
     if directory.exists() and not directory.is_dir():
         raise PathError(f"{what}: {shown(directory)} is a file, not a directory")
     ancestor = Path(os.path.abspath(directory))
@@ -109,7 +112,7 @@ def output_dir(path: str | os.PathLike[str] | None, what: str) -> Path:
 
 def input_dir(path: str | os.PathLike[str] | None, what: str) -> Path:
     """An existing directory to read: `checked`, there, a directory, and listable."""
-    directory = checked(path, what)
+    directory = checked(path, what, "directory path")
     if not directory.exists():
         raise PathError(f"{what}: no such directory: {shown(directory)}")
     if not directory.is_dir():
@@ -125,7 +128,7 @@ def input_dir(path: str | os.PathLike[str] | None, what: str) -> Path:
 def input_file(path: str | os.PathLike[str] | None, what: str, max_bytes: int) -> Path:
     """An existing regular file of at most `max_bytes` to read: never a device, a FIFO or a folder
     (reading /dev/zero or a pipe would not end), and never one too large to hold in memory."""
-    file = checked(path, what)
+    file = checked(path, what, "file path")
     try:
         info = os.stat(file)
     except FileNotFoundError:
@@ -144,3 +147,24 @@ def input_file(path: str | os.PathLike[str] | None, what: str, max_bytes: int) -
     if not os.access(file, os.R_OK):
         raise PathError(f"{what}: {shown(file)}: permission denied")
     return file
+
+
+READ_CHUNK_BYTES = 16 * 2**20  # a file is read in pieces of this size, so that a Ctrl-C is handled between two
+
+
+def read_bytes(path: Path, what: str, max_bytes: int) -> bytes:
+    """The bytes of an `input_file`, read in pieces and never more than `max_bytes` (a file that grew
+    since it was checked is refused too)."""
+    pieces, size = [], 0
+    try:
+        with open(path, "rb") as handle:
+            while piece := handle.read(READ_CHUNK_BYTES):
+                size += len(piece)
+                if size > max_bytes:
+                    raise PathError(f"{what}: {shown(path)} holds more than {max_bytes / 2**20:,.0f} MiB; files up "
+                                    f"to {max_bytes / 2**20:,.0f} MiB are read")
+                pieces.append(piece)
+    except OSError as err:
+        raise PathError(describe(err, what, path)) from None
+    return b"".join(pieces)
+

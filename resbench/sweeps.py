@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from . import checkpoint, hydra_adapter, records, schema, sweep_watch
+from . import checkpoint, hydra_adapter, paths, records, schema, sweep_watch
 from .config import (
     COMPOSE_ERRORS,
     CONFIG_GROUPS,
@@ -315,7 +315,7 @@ def _plan(hydra: Any, base: DictConfig, overrides: list[str], sweep_dir: Path, r
         raise BadInput(f"two runs would share the run dir '{shared[0]}': is a value listed twice?")
     check_resumable(runs)
     if not resume:
-        check_writable(sweep_dir)
+        check_writable(sweep_dir, "hydra.sweep.dir")
 
     launcher, launcher_cfg, n_parallel = _launcher_for(base, overrides, runs, launcher)
     if launcher != choices.get("hydra/launcher"):  # the default: side by side
@@ -345,6 +345,10 @@ def _planned_runs(job_configs: hydra_adapter.JobConfigs, jobs: list[list[str]], 
         label = " ".join(f"{key}={value}" for key, value in swept.items())
         config = _checked_job_config(job_cfg, label, checked_tasks)
         run_dir = sweep_dir / name
+        try:
+            paths.checked(run_dir, f"the run dir of {label or 'the run'}")
+        except paths.PathError as err:
+            raise BadInput(str(err)) from None
         if name in ("", ".") or not run_dir.resolve().is_relative_to(sweep_dir):
             raise BadInput(f"run dir '{name}' of {label or 'the run'} is not inside the sweep dir "
                            "(check hydra.sweep.subdir)")

@@ -161,7 +161,7 @@ def test_resume_with_an_override_of_another_config_is_refused(cli, interrupted_r
 
 def test_resume_of_a_missing_dir_is_refused(cli, tmp_path: Path) -> None:
     result = cli("train", "--quiet", "--resume", str(tmp_path / "missing"))
-    assert result.exit_code == 2 and "no run to resume at" in result.stderr, result.stderr
+    assert result.exit_code == 2 and "--resume: no such directory" in result.stderr, result.stderr
     assert not (tmp_path / "missing").exists()
 
 

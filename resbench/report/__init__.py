@@ -54,7 +54,7 @@ def latest_sweep(results_root: Path = Path(RESULTS_ROOT)) -> Path:
 
 
 def build_report(
-    dirs: list[Path],
+    dirs: list[str | Path],
     console: rich.console.Console | None = None,
     out_dir: str | Path | None = None,
 ) -> ReportResult:
@@ -69,4 +69,4 @@ def build_report(
     """
     from resbench.report.build import build  # pandas takes most of a second to import
 
-    return build([Path(d) for d in dirs], console=console, out_dir=out_dir)
+    return build(list(dirs), console=console, out_dir=out_dir)

@@ -70,8 +70,9 @@ class Side:
     warnings: list[str]
 
 
-def build(dirs: list[Path], console: Console | None = None, out_dir: str | Path | None = None) -> ReportResult:
-    found = load.check_dirs(dirs)  # raises ReportInputError before anything is written
+def build(given: list[str | Path], console: Console | None = None, out_dir: str | Path | None = None) -> ReportResult:
+    found = load.check_dirs(given)  # raises ReportInputError before anything is written
+    dirs = [Path(directory) for directory in given]
     target = report_dir(dirs, out_dir)  # likewise
     helper = Helper.start(sum(map(len, found)))  # imports the drawing stack while the runs load
     try:

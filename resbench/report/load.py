@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from resbench import records
+from resbench import paths, records
 from resbench.report import ReportInputError
 from resbench.schema import (
     ACCURACY_COLUMN,
@@ -112,16 +112,17 @@ def discover_runs(root: Path) -> list[Path]:
     return found
 
 
-def check_dirs(dirs: list[Path]) -> list[list[Path]]:
-    """Run dirs of each input dir; ReportInputError for a missing dir or one without runs."""
+def check_dirs(dirs: list[str | Path]) -> list[list[Path]]:
+    """Run dirs of each input dir (as given: "" is no dir, not the current one); ReportInputError for a
+    path the OS refuses (paths.input_dir), a missing dir or one without runs."""
     if not dirs:
         raise ReportInputError("no directory to report on")
     found = []
-    for directory in dirs:
-        if not directory.exists():
-            raise ReportInputError(f"no such directory: {directory}")
-        if not directory.is_dir():
-            raise ReportInputError(f"not a directory: {directory}")
+    for given in dirs:
+        try:
+            directory = paths.input_dir(given, "report")
+        except paths.PathError as err:
+            raise ReportInputError(str(err)) from None
         runs = discover_runs(directory)
         if not runs:
             raise ReportInputError(f"no runs in {directory} (no subdirectory holds config.yaml or .hydra/)")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import paths
 from .base import Batch, TaskError, TaskKind, TaskSpec
 
 KIND = TaskKind(token_ids=True, per_token=True)  # next-character prediction at every position
@@ -22,19 +23,24 @@ def default_corpus() -> str:
     return "\n\n".join(topics[key] for key in sorted(topics))
 
 
+MAX_TEXT_BYTES = 256 * 2**20  # a larger corpus is refused: its ids (8 bytes a character) and the copies the
+# encoding makes would take several GiB
+
+
 def read_corpus(path: str | None) -> str:
+    """The text at `path` (a regular UTF-8 file of at most MAX_TEXT_BYTES: never a device, a FIFO or a
+    folder), or the built-in corpus."""
     if path is None:
         return default_corpus()
     try:
-        return Path(path).expanduser().read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TaskError(f"task.path: no such file: {path}") from None
-    except IsADirectoryError:
-        raise TaskError(f"task.path: is a directory, not a text file: {path}") from None
+        file = paths.input_file(Path(path).expanduser(), "task.path", MAX_TEXT_BYTES)
+        data = paths.read_bytes(file, "task.path", MAX_TEXT_BYTES)
+    except paths.PathError as err:
+        raise TaskError(str(err)) from None
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise TaskError(f"task.path: not UTF-8 text: {path} (byte {err.start})") from None
-    except OSError as err:
-        raise TaskError(f"task.path: cannot read {path}: {err.strerror}") from None
 
 
 def encode(text: str) -> tuple[torch.Tensor, list[str]]:

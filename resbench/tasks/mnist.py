@@ -9,6 +9,7 @@ images), validation the official test split. Pixels are standardised with the tr
 from __future__ import annotations
 
 import gzip
+import io
 import math
 from functools import lru_cache
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import paths
 from .base import Batch, TaskError, TaskKind, TaskSpec
 from .digits import standardise, stratified_subset
 
@@ -30,6 +32,7 @@ FILES = {
 }
 IMAGES_MAGIC, LABELS_MAGIC = 0x00000803, 0x00000801  # unsigned bytes, 3 dims / 1 dim
 HEADER_INT = np.dtype(">u4")  # the header's integers are 32-bit big-endian
+MAX_IDX_BYTES = 1024 * 2**20  # an IDX file (unpacked) larger than this is refused (MNIST's largest: 47 MiB)
 
 
 def missing_files_message(directory: object, missing: list[str]) -> str:
@@ -42,7 +45,13 @@ def missing_files_message(directory: object, missing: list[str]) -> str:
 
 def locate(directory: str | None) -> dict[str, Path]:
     """file name → the path holding it (plain or .gz) in `directory`; TaskError naming what is missing."""
-    if directory is None or not Path(directory).expanduser().is_dir():
+    if directory is None:
+        raise TaskError(missing_files_message(directory, []))
+    try:
+        paths.checked(Path(directory).expanduser(), "task.path")
+    except paths.PathError as err:
+        raise TaskError(str(err)) from None
+    if not Path(directory).expanduser().is_dir():
         raise TaskError(missing_files_message(directory, []))
     root = Path(directory).expanduser()
     found, missing = {}, []
@@ -61,9 +70,17 @@ def locate(directory: str | None) -> dict[str, Path]:
 def read_idx(path: Path, magic: int) -> np.ndarray:
     """An IDX file's array of unsigned bytes, its shape from the header; TaskError if the file is not that."""
     try:
-        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        data = paths.read_bytes(paths.input_file(path, "task.path", MAX_IDX_BYTES), "task.path", MAX_IDX_BYTES)
+        if path.suffix == ".gz":
+            with gzip.GzipFile(fileobj=io.BytesIO(data)) as unzipped:
+                data = unzipped.read(MAX_IDX_BYTES + 1)  # never more: a small .gz can unpack to terabytes
+    except paths.PathError as err:
+        raise TaskError(str(err)) from None
     except (OSError, EOFError, gzip.BadGzipFile) as err:
         raise TaskError(f"task.path: cannot read {path}: {err}") from None
+    if len(data) > MAX_IDX_BYTES:
+        raise TaskError(f"task.path: {path} unpacks to more than {MAX_IDX_BYTES / 2**20:,.0f} MiB; files up to "
+                        f"{MAX_IDX_BYTES / 2**20:,.0f} MiB are read")
     n_dims = magic & 0xFF
     header = 4 * (1 + n_dims)
     if len(data) < header or int(np.frombuffer(data, HEADER_INT, 1)[0]) != magic:
