@@ -105,7 +105,7 @@ def output_dir(path: str | os.PathLike[str] | None, what: str) -> Path:
     try:
         shutil.rmtree(tempfile.mkdtemp(prefix=".resbench-probe-", dir=ancestor))
     except OSError as err:
-        raise PathError(f"{what}: cannot write in {shown(ancestor)} ({(err.strerror or str(err)).lower()}): "
+        raise PathError(f"{what}: {shown(ancestor)} is not writable ({(err.strerror or str(err)).lower()}): "
                         f"{shown(directory)}") from None
     return directory
 

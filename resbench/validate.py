@@ -16,7 +16,7 @@ from .models import fits, model_keys
 from .models.blocks import check_heads
 from .models.init import resolve_init
 from .registries import INSTALL_HINT, RESIDUALS, logger_available, residual_name
-from .tasks import KINDS
+from .tasks import FOOTPRINTS, KINDS
 
 ATTENTION_MODELS = ("transformer", "seq2seq")  # models whose width is split across heads
 INT64_MAX = 2**63 - 1  # torch sizes and counts are int64
@@ -116,7 +116,20 @@ BLOCK_WIDTH_SQUARES: dict[str, Callable[[dict[str, Any]], int]] = {
     # an encoder block plus a decoder block (self- and cross-attention) per unit of depth
     "seq2seq": lambda model: 12 + 4 * model["ffn_mult"],
 }
-BYTES_PER_PARAM = 4 * 4  # float32 weights, their gradients and Adam's two moments
+# Numbers one block keeps for the backward pass, per example, in a run of `tokens` positions: the stated
+# factor of the estimate. A Transformer block keeps about 12 + 2·ffn_mult vectors of `width` per token
+# (norm inputs and outputs, q, k, v, attention output, projections, FFN hidden and activation, residual
+# sums, the probes' captures) and two heads × tokens attention maps (scores and weights); the MLP's
+# block works on one vector per example; a seq2seq unit is an encoder block and a decoder block (self-
+# and cross-attention: three maps).
+BLOCK_ACTIVATIONS: dict[str, Callable[[dict[str, Any], int], int]] = {
+    "transformer": lambda m, tokens: tokens * ((12 + 2 * m["ffn_mult"]) * m["width"] + 2 * m["heads"] * tokens),
+    "mlp": lambda m, tokens: (4 + 2 * m["ffn_mult"]) * m["width"],
+    "seq2seq": lambda m, tokens: tokens * ((28 + 4 * m["ffn_mult"]) * m["width"] + 6 * m["heads"] * tokens),
+}
+FLOAT_BYTES = 4  # weights, gradients, optimizer state and activations are float32
+VALUE_BYTES = 8  # a batch's numbers: int64 token ids, or float32 pixels with int64 labels (the larger)
+OPTIMIZER_STATES = {"adam": 2, "adamw": 2, "sgd": 0}  # numbers an optimizer keeps per parameter
 
 
 def physical_memory() -> int | None:
@@ -127,16 +140,72 @@ def physical_memory() -> int | None:
         return None
 
 
-def _check_model_fits_in_memory(model: dict[str, Any]) -> None:
-    """Refuse a model whose weights and optimizer state alone exceed this machine's memory: building it
-    would fail late or swap for ever, rather than say so."""
-    width_squares = BLOCK_WIDTH_SQUARES.get(model["name"], BLOCK_WIDTH_SQUARES["transformer"])(model)
-    needed = model["depth"] * width_squares * model["width"] ** 2 * BYTES_PER_PARAM
-    memory = physical_memory()
-    if memory and needed > memory:
-        raise ConfigError(f"depth={model['depth']} width={model['width']}: the model needs about "
-                          f"{needed / 2**30:,.0f} GiB for weights, gradients and optimizer state, more than "
-                          f"this machine's {memory / 2**30:,.0f} GiB")
+# The memory limit of a container (cgroup v2, then v1): "max" or an absurd number when there is none.
+CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
+def memory_limit() -> tuple[int, str] | None:
+    """The most memory a run here may use, and what sets it: this machine's RAM, a container's cgroup
+    limit, or the process's `ulimit -v`, whichever is least; None where nothing tells."""
+    limits = []
+    if (memory := physical_memory()) is not None:
+        limits.append((memory, "this machine's memory"))
+    for path in CGROUP_LIMITS:
+        try:
+            with open(path, encoding="ascii") as handle:
+                text = handle.read().strip()
+        except (OSError, ValueError):
+            continue
+        if text.isdigit():
+            limits.append((int(text), "this container's memory limit"))
+        break
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            limits.append((soft, "the address space limit (ulimit -v)"))
+    except (ImportError, ValueError, OSError):
+        pass
+    return min(limits) if limits else None
+
+
+def memory_estimate(config: dict[str, Any]) -> dict[str, int]:
+    """Bytes a run of `config` needs, by part: the weights with their gradients and optimizer state,
+    the activations the training step keeps for its backward pass (blocks × batch × tokens × the
+    factor of BLOCK_ACTIVATIONS) plus one block's during validation, and the batches (one training
+    batch, the task's data and validation batches: tasks.FOOTPRINTS). Embeddings and the head are left
+    out (their size is the task's vocabulary, known once it is read)."""
+    model, train = model_keys(config), config["train"]
+    name = model["name"] if model["name"] in BLOCK_WIDTH_SQUARES else "transformer"
+    blocks = max(model["depth"], model.get("decoder_depth") or 0)  # seq2seq: units of an encoder and a decoder block
+    footprint = FOOTPRINTS[config["task"]["name"]](config["task"], train["batch_size"])
+    params = model["depth"] * BLOCK_WIDTH_SQUARES[name](model) * model["width"] ** 2
+    per_block = BLOCK_ACTIVATIONS[name](model, footprint.tokens) * train["batch_size"] * FLOAT_BYTES
+    return {
+        "weights, gradients and optimizer state": params * FLOAT_BYTES * (2 + OPTIMIZER_STATES[train["optimizer"]]),
+        "activations": blocks * per_block + per_block,
+        "batches": (footprint.batch_values * config["init_batches"] + footprint.data_values) * VALUE_BYTES,
+    }
+
+
+def _check_run_fits_in_memory(config: dict[str, Any]) -> None:
+    """Refuse a run whose estimate (memory_estimate) exceeds what this process may use: it would fail
+    late, swap for ever or be killed, rather than say so."""
+    limit = memory_limit()
+    parts = memory_estimate(config)
+    needed = sum(parts.values())
+    if limit is None or needed <= limit[0]:
+        return
+    model = model_keys(config)
+    detail = ", ".join(f"{part} {_gib(size)}" for part, size in parts.items())
+    raise ConfigError(f"depth={model['depth']} width={model['width']} train.batch_size="
+                      f"{config['train']['batch_size']}: the run needs about {_gib(needed)} ({detail}), more "
+                      f"than the {_gib(limit[0])} of {limit[1]}")
+
+
+def _gib(size: int) -> str:
+    return f"{size / 2**30:,.1f} GiB" if size < 2**40 else f"{size / 2**40:,.0f} TiB"
 
 
 def validate(config: dict[str, Any]) -> None:
@@ -151,7 +220,7 @@ def validate(config: dict[str, Any]) -> None:
     if model["ffn_mult"] == 0 and model["name"] != "transformer":
         raise ConfigError(f"model.ffn_mult=0 (no FFN sublayer) needs model=transformer; model={model['name']} "
                           "has no other sublayer (use model.ffn_mult >= 1)")
-    _check_model_fits_in_memory(model)
+    _check_run_fits_in_memory(config)
     _as_config_error(resolve_init, model["init"], model["norm"])
     task_name = config["task"]["name"]
     if not fits(model["name"], KINDS[task_name]):

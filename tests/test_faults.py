@@ -436,3 +436,15 @@ def test_task_path_reads_only_regular_files_of_a_sane_size(cli, tiny, tmp_path, 
     assert result.exit_code == 2 and one_line(result.stderr), (result.stderr, result.exception)
     assert "task.path" in result.stderr and not (tmp_path / "run").exists()
 
+
+
+@pytest.mark.parametrize("override", ["train.batch_size=1000000000", "task.val_batches=1000000000000",
+                                      "depth=10000000"])
+def test_a_run_too_large_for_this_machine_is_one_line_naming_the_estimate_and_the_limit(cli, tmp_path, override):
+    """Weights, optimizer state, activations and batches are all counted, before anything is built
+    (the batches of batch_size=1e9 took 264 GB, then a traceback; depth=1e5 passed a weights-only check)."""
+    result = cli("sweep", "--quiet", "threads=1", override, "seed=0,1", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert result.exit_code == 2 and one_line(result.stderr), (result.stderr, result.exception)
+    assert re.search(r"the run needs about [\d,.]+ [GT]iB \(weights, gradients and optimizer state .*activations .*"
+                     r"batches .*\), more than the [\d,.]+ GiB of ", result.stderr), result.stderr
+    assert not (tmp_path / "sweep").exists()

@@ -7,7 +7,7 @@ from types import ModuleType
 from typing import Any
 
 from . import chars, digits, mnist, mnist1d, reverse, sort
-from .base import Batch, Task, TaskError, TaskKind, TaskSpec
+from .base import Batch, Footprint, Task, TaskError, TaskKind, TaskSpec
 
 # The one table of tasks: each module gives `build(task_cfg, batch_size)` and `KIND`, what it feeds a model
 # (known without building it, so validation refuses a model that does not fit).
@@ -21,10 +21,13 @@ TASK_MODULES: dict[str, ModuleType] = {
 }
 TASKS: dict[str, Callable[[dict[str, Any], int], Task]] = {name: m.build for name, m in TASK_MODULES.items()}
 KINDS: dict[str, TaskKind] = {name: m.KIND for name, m in TASK_MODULES.items()}
+# What a run of each task holds in memory besides the model, from its config alone (validate's estimate).
+FOOTPRINTS: dict[str, Callable[[dict[str, Any], int], Footprint]] = {name: m.footprint for name, m in TASK_MODULES.items()}
 
 
 def build(cfg: dict[str, Any], batch_size: int) -> Task:
     return TASKS[cfg["name"]](cfg, batch_size)
 
 
-__all__ = ["KINDS", "TASKS", "TASK_MODULES", "Batch", "Task", "TaskError", "TaskKind", "TaskSpec", "build"]
+__all__ = ["FOOTPRINTS", "KINDS", "TASKS", "TASK_MODULES", "Batch", "Footprint", "Task", "TaskError", "TaskKind",
+           "TaskSpec", "build"]

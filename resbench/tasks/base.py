@@ -48,6 +48,18 @@ class TaskSpec:
         return TaskKind(token_ids=self.vocab_size is not None, per_token=self.per_token, pairs=self.pairs)
 
 
+@dataclass(frozen=True)
+class Footprint:
+    """What a run of a task holds in memory besides the model, known from the task's config alone (so
+    that a run too large for this machine is refused before anything is built): the tokens each
+    example feeds the model, and the numbers one training batch and the task's fixed data (data set,
+    validation batches) hold."""
+
+    tokens: int  # positions per example the model reads (rows of an image, characters, source + target)
+    batch_values: int  # numbers one training batch holds (inputs, targets, the indices that drew them)
+    data_values: int  # numbers held for the whole run: the data set and the validation batches
+
+
 class Task(Protocol):
     spec: TaskSpec
 

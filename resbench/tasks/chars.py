@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .. import paths
-from .base import Batch, TaskError, TaskKind, TaskSpec
+from .base import Batch, Footprint, TaskError, TaskKind, TaskSpec
 
 KIND = TaskKind(token_ids=True, per_token=True)  # next-character prediction at every position
 
@@ -102,6 +102,13 @@ class Chars:
 
     def val_batches(self) -> list[Batch]:
         return self._val
+
+
+def footprint(cfg: dict, batch_size: int) -> Footprint:
+    """A batch: B windows of seq_len + 1 ids, their offsets, inputs and targets; the validation batches
+    likewise (the corpus itself, at most MAX_TEXT_BYTES, is left out: its size is the file's)."""
+    window = batch_size * (cfg["seq_len"] + 1)
+    return Footprint(tokens=cfg["seq_len"], batch_values=3 * window, data_values=cfg["val_batches"] * 3 * window)
 
 
 def build(cfg: dict, batch_size: int) -> Chars:

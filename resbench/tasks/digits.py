@@ -11,7 +11,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from .base import Batch, TaskError, TaskKind, TaskSpec
+from .base import Batch, Footprint, TaskError, TaskKind, TaskSpec
 
 KIND = TaskKind(token_ids=False, per_token=False)  # pixel rows in, one class per image
 SPLIT_SEED = 0  # the train/val split is the same for every run and seed
@@ -72,6 +72,15 @@ class Digits:
 
     def val_batches(self) -> list[Batch]:
         return self.val
+
+
+DIGITS = 1797  # images in scikit-learn's digits
+
+
+def footprint(cfg: dict, batch_size: int) -> Footprint:
+    """A batch: B images of ROWS × PIXELS and their labels; the data set, standardised, with its labels."""
+    image = ROWS * PIXELS + 1
+    return Footprint(tokens=ROWS, batch_values=batch_size * image, data_values=2 * DIGITS * image)
 
 
 def build(cfg: dict, batch_size: int) -> Digits:

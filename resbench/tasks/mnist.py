@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .. import paths
-from .base import Batch, TaskError, TaskKind, TaskSpec
+from .base import Batch, Footprint, TaskError, TaskKind, TaskSpec
 from .digits import standardise, stratified_subset
 
 KIND = TaskKind(token_ids=False, per_token=False)  # pixel rows in, one class per image
@@ -142,6 +142,16 @@ class Mnist:
 
     def val_batches(self) -> list[Batch]:
         return self.val
+
+
+MNIST_IMAGES, MNIST_ROWS = 70_000, 28  # MNIST's (and Fashion-MNIST's, KMNIST's) training and test images
+
+
+def footprint(cfg: dict, batch_size: int) -> Footprint:
+    """A batch: B images and labels; the data set as read (bytes) and standardised (float32), as MNIST's
+    size (the files may hold other images: these are read only when the task is built)."""
+    image = MNIST_ROWS * MNIST_ROWS + 1
+    return Footprint(tokens=MNIST_ROWS, batch_values=batch_size * image, data_values=2 * MNIST_IMAGES * image)
 
 
 def build(cfg: dict, batch_size: int) -> Mnist:

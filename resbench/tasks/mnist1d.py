@@ -17,7 +17,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from .base import Batch, TaskError, TaskKind, TaskSpec
+from .base import Batch, Footprint, TaskError, TaskKind, TaskSpec
 
 KIND = TaskKind(token_ids=False, per_token=False)  # 40 one-feature tokens in, one class per signal
 CLASSES = 10
@@ -62,6 +62,14 @@ class Mnist1d:
 
     def val_batches(self) -> list[Batch]:
         return self.val
+
+
+SIGNALS, POINTS = 5_000, 40  # make_dataset's default: 4,000 training and 1,000 test signals of 40 points
+
+
+def footprint(cfg: dict, batch_size: int) -> Footprint:
+    """A batch: B signals and labels; the data set with its labels."""
+    return Footprint(tokens=POINTS, batch_values=batch_size * (POINTS + 1), data_values=SIGNALS * (POINTS + 1))
 
 
 def build(cfg: dict, batch_size: int) -> Mnist1d:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Batch, TaskKind, TaskSpec
+from .base import Batch, Footprint, TaskKind, TaskSpec
 
 KIND = TaskKind(token_ids=True, per_token=True, pairs=True)  # token ids in, one target per token
 VAL_SEED = 1234  # the validation batches are the same for every run and seed
@@ -28,6 +28,13 @@ class Reverse:
 
     def val_batches(self) -> list[Batch]:
         return self._val
+
+
+def footprint(cfg: dict, batch_size: int) -> Footprint:
+    """A batch: B sources and targets of seq_len tokens, and the teacher-forced input of both; the
+    validation batches likewise."""
+    batch = 4 * batch_size * cfg["seq_len"]
+    return Footprint(tokens=2 * cfg["seq_len"], batch_values=batch, data_values=cfg["val_batches"] * batch)
 
 
 def build(cfg: dict, batch_size: int) -> Reverse:

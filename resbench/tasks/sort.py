@@ -10,6 +10,7 @@ import torch
 
 from .base import Batch, TaskKind
 from .reverse import Reverse
+from .reverse import footprint as footprint  # the same shapes as reversal
 
 KIND = TaskKind(token_ids=True, per_token=True, pairs=True)  # token ids in, one target per token
 
