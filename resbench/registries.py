@@ -9,7 +9,7 @@ in a table keyed by these names; tests/test_registries.py holds every such table
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 
 PLACEMENTS = ("post", "pre", "sandwich", "none", "deepnorm", "branch")  # `norm`: where a block normalizes
 NORM_TYPES = ("layernorm", "rmsnorm", "scalenorm", "dyt")  # `norm_type`: which normalization
@@ -21,8 +21,9 @@ DEVICES = ("auto", "cpu", "cuda")  # `device`
 PRECISIONS = ("fp32", "bf16", "fp16")  # `precision`
 LOGGERS = ("none", "tensorboard")  # `logger`: where a run's numbers go besides its CSVs
 
-# The Python modules each logger needs beyond resbench's own dependencies (the optional extra's).
-LOGGER_MODULES: dict[str, tuple[str, ...]] = {"tensorboard": ("tensorboard", "crc32c")}
+# The Python modules each logger imports beyond resbench's own dependencies (the optional extra's): its
+# event protobufs (which need protobuf) and the C checksum.
+LOGGER_MODULES: dict[str, tuple[str, ...]] = {"tensorboard": ("tensorboard.compat.proto.event_pb2", "crc32c")}
 INSTALL_HINT = "logger=tensorboard needs TensorBoard: pip install 'resbench[tensorboard]'"
 
 # `hydra/launcher`: the launchers of the optional extras, each with its plugin module and the extra that
@@ -41,5 +42,11 @@ def residual_name(value: object) -> str:
 
 
 def logger_available(name: str) -> bool:
-    """Whether logger `name` can run here (its extra's modules are installed)."""
-    return all(importlib.util.find_spec(module) is not None for module in LOGGER_MODULES.get(name, ()))
+    """Whether logger `name` can run here: its extra's modules import (installed is not enough: a
+    TensorBoard without protobuf was found, then failed every run as it started)."""
+    try:
+        for module in LOGGER_MODULES.get(name, ()):
+            importlib.import_module(module)
+    except Exception:  # noqa: BLE001 - a broken install raises anything while importing
+        return False
+    return True

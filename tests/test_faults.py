@@ -448,3 +448,29 @@ def test_a_run_too_large_for_this_machine_is_one_line_naming_the_estimate_and_th
     assert re.search(r"the run needs about [\d,.]+ [GT]iB \(weights, gradients and optimizer state .*activations .*"
                      r"batches .*\), more than the [\d,.]+ GiB of ", result.stderr), result.stderr
     assert not (tmp_path / "sweep").exists()
+
+
+# A TensorBoard that is installed but cannot run (no protobuf): found by a search for its package, it
+# failed every run as it started, and `report --tensorboard` with a traceback.
+BROKEN_TENSORBOARD = """
+import sys
+sys.modules["google.protobuf"] = None  # import google.protobuf raises ImportError
+from resbench import cli
+sys.argv = ["resbench", *sys.argv[1:]]
+cli.main()
+"""
+
+
+@pytest.mark.parametrize("command", ["train", "sweep", "report"])
+def test_tensorboard_that_cannot_run_is_refused_up_front(tmp_path, tiny, command) -> None:
+    from report_fixtures import write_run
+
+    write_run(tmp_path / "runs" / "depth=2", {"depth": 2})
+    args = {"train": ["train", "--quiet", *tiny, "logger=tensorboard", f"hydra.run.dir={tmp_path / 'out'}"],
+            "sweep": ["sweep", "--quiet", *tiny, "seed=0,1", "logger=tensorboard", f"hydra.sweep.dir={tmp_path / 'out'}"],
+            "report": ["report", str(tmp_path / "runs"), "--tensorboard", "--out", str(tmp_path / "out")]}[command]
+    done = subprocess.run([sys.executable, "-c", BROKEN_TENSORBOARD, *args], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 2 and one_line(done.stderr), done.stderr
+    assert "needs TensorBoard: pip install 'resbench[tensorboard]'" in done.stderr
+    assert not (tmp_path / "out").exists()
