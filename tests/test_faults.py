@@ -474,3 +474,36 @@ def test_tensorboard_that_cannot_run_is_refused_up_front(tmp_path, tiny, command
     assert done.returncode == 2 and one_line(done.stderr), done.stderr
     assert "needs TensorBoard: pip install 'resbench[tensorboard]'" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------- 9. silent drops in the report
+DROPS = {
+    "final_loss NaN": lambda run: _summary_field(run, "final_loss", float("nan")),
+    "final_loss Infinity": lambda run: _summary_field(run, "final_loss", float("inf")),
+    "final_loss text": lambda run: _summary_field(run, "final_loss", "low"),
+    "final_loss missing": lambda run: _summary_field(run, "final_loss", None),
+    "grad_norms.csv empty": lambda run: (run / "grad_norms.csv").write_text("", encoding="utf-8"),
+    "grad_norms.csv junk": lambda run: (run / "grad_norms.csv").write_text("a,b\nc,d\n", encoding="utf-8"),
+    "grad_norms.csv rows of text": lambda run: (run / "grad_norms.csv").write_text(
+        "step,layer,stack,param,grad_norm\nx,y,,ffn.fc2.weight,big\n", encoding="utf-8"),
+}
+
+
+def _summary_field(run: Path, key: str, value: object) -> None:
+    data = summary(run)
+    data[key] = value
+    (run / "summary.json").write_text(json.dumps(data), encoding="utf-8")  # NaN, Infinity as Python writes them
+
+
+@pytest.mark.parametrize("damage", DROPS)
+def test_every_run_left_out_of_a_number_is_named_under_warnings(cli, tmp_path, damage) -> None:
+    """The mean used one run of two and the table still said "2 completed": the run left out is named."""
+    from report_fixtures import grid, write_sweep
+
+    sweep = write_sweep(tmp_path / "sweep", grid(norm=["post", "pre"], seed=[0, 1]), swept_keys=["norm", "seed"])
+    DROPS[damage](sweep / "norm=post,seed=1")
+    result = cli("report", str(sweep))
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    report = (sweep / "report" / "report.md").read_text(encoding="utf-8")
+    warnings = report.split("## Warnings", 1)[1].split("\n## ", 1)[0] if "## Warnings" in report else ""
+    assert "1 run(s) partly unreadable" in warnings and "norm=post,seed=1 (" in warnings, report[:2000]

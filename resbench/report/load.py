@@ -211,11 +211,46 @@ def read_summary(run_dir: Path, issues: list[str]) -> dict[str, object]:
     summary.update({key: data[key] for key in SUMMARY_FIELDS if key in data})
     summary["status"] = str(summary["status"] or BAD_SUMMARY)
     for key in SUMMARY_NUMERIC:
-        try:
-            summary[key] = float(summary[key]) if summary[key] is not None else np.nan
-        except (TypeError, ValueError):
-            summary[key] = np.nan
+        summary[key] = _finite(summary[key])
+        if np.isnan(summary[key]) and (data.get(key) is not None or (
+                key == "final_loss" and summary["status"] == Status.COMPLETED)):
+            # NaN, Infinity, text or (for a completed run) nothing: left out of every number, so named
+            issues.append(f"{SUMMARY_JSON}: {key} is {data.get(key)!r}, not a finite number")
     return summary
+
+
+def _finite(value: object) -> float:
+    """A summary number as a float; NaN for anything else (null, text, a bool, NaN, ±Infinity)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return np.nan
+    return float(value) if np.isfinite(value) else np.nan
+
+
+def check_grad_norms(run_dir: Path, issues: list[str]) -> None:
+    """grad_norms.csv, when there, starts with its header and a whole row of numbers (its step-0 rows are
+    what the findings on one parameter's gradient read): an empty or junk file is named, not skipped."""
+    path = run_dir / GRAD_NORMS_CSV
+    try:
+        with open(path, "rb") as handle:
+            header, first = handle.readline(), handle.readline()
+    except FileNotFoundError:
+        return
+    except OSError:
+        issues.append(f"{GRAD_NORMS_CSV} unreadable")
+        return
+    columns = header.decode("utf-8", "replace").rstrip("\r\n").split(",")
+    cells = dict(zip(columns, first.decode("utf-8", "replace").rstrip("\r\n").split(",")))
+    if not {"step", "param", "grad_norm"} <= set(columns):
+        issues.append(f"{GRAD_NORMS_CSV} " + ("empty" if not header.strip() else "has no grad_norms header"))
+    elif not first.endswith(b"\n") or not all(_is_number(cells.get(column)) for column in ("step", "grad_norm")):
+        issues.append(f"{GRAD_NORMS_CSV}: no whole row of numbers")
+
+
+def _is_number(text: str | None) -> bool:
+    try:
+        return text is not None and np.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -433,6 +468,8 @@ def load(dirs: list[Path], found: list[list[Path]] | None = None) -> RunSet:
             record.update({key: value for key, value in config.items() if key not in record})
             records.append(record)
             running = summary["status"] == Status.RUNNING  # its last line may be mid-write: no note
+            if not running:
+                check_grad_norms(run_dir, issues[run])
             for kind in (METRICS_CSV, LAYERS_CSV):
                 part = _split_csv(run, run_dir / kind, issues[run], quiet_truncation=running)
                 if part is not None:
