@@ -25,8 +25,9 @@ def at_step(frame: pd.DataFrame, step: int) -> pd.DataFrame:
     return frame[frame["step"] == step].sort_values("layer")
 
 
-def assert_matches(files: dict, expected: dict, step: int = 0, rel: float = 1e-5) -> None:
-    """The step's rows equal the hand computation (NaN where the hand computation has None)."""
+def assert_matches(files: dict, expected: dict, step: int = 0, rel: float = 1e-5, prefix: str = "") -> None:
+    """The step's rows equal the hand computation (NaN where the hand computation has None). `prefix`: what
+    the watched module puts before the GPT's own parameter names (a LightningModule's attribute)."""
     layers = at_step(files["layers"], step)
     for column, key in (("grad_norm", "blocks"), ("hidden_rms", "hidden_rms"), ("act_grad_norm", "act_grad_norm")):
         assert layers[column].tolist() == pytest.approx(
@@ -35,7 +36,7 @@ def assert_matches(files: dict, expected: dict, step: int = 0, rel: float = 1e-5
     assert metrics.loc[step, "grad_norm"] == pytest.approx(expected["global"], rel=rel)
     grads = files["grad_norms"][files["grad_norms"]["step"] == step]
     for _, row in grads.iterrows():
-        full = row["param"] if pd.isna(row["layer"]) else f"transformer.h.{int(row['layer'])}.{row['param']}"
+        full = row["param"].removeprefix(prefix) if pd.isna(row["layer"]) else f"transformer.h.{int(row['layer'])}.{row['param']}"
         want = expected["grads"][full]
         assert row["grad_norm"] == pytest.approx(math.nan if want is None else want, rel=rel, abs=1e-9,
                                                  nan_ok=True), full
@@ -136,7 +137,7 @@ def accumulated_measures(model: GPT, micro_batches: list) -> dict:
         hidden: list[torch.Tensor] = []
         loss = loss_of(model, x, y, hidden) / k
         loss.backward()
-        loss_sum += float(loss)
+        loss_sum += float(loss.detach())
         for i, h in enumerate(hidden):
             hidden_rms[i] += float(h.detach().float().pow(2).mean().sqrt()) / k
             act[i] += float(h.grad.flatten(1).norm(dim=1).sum())
