@@ -139,8 +139,6 @@ REPORTED_NUMERIC = ("steps_done", "final_loss", "final_val_loss", "final_val_acc
 # sweep's run: the argv of the process that launched the sweep).
 PROVENANCE_FIELDS = ("resbench_version", "git_commit", "git_dirty", "cwd", "python_version", "torch_version",
                      "cuda_version", "device_name", "host", "started_at", "command")
-PROVENANCE_CHECKED = ("git_commit", "git_dirty", "resbench_version", "python_version", "torch_version")  # a report
-# whose runs differ in one of these says so
 
 # ----------------------------------------------------------------------------- sweeps
 # The model keys every model has, top-level in the config (`depth=12`, not `model.depth=12`), in table order.
