@@ -13,8 +13,9 @@ import torch
 from test_watch import GPT, batches, direct_measures, loss_of
 from test_watch_patterns import accumulated_measures, assert_matches, read
 
-pl = pytest.importorskip("lightning.pytorch", reason="the test extra installs lightning")  # see test_integrations_optional
-from resbench.integrations.lightning import ResbenchCallback  # noqa: E402
+import lightning.pytorch as pl  # the test extra installs it
+
+from resbench.integrations.lightning import ResbenchCallback
 
 
 class LitGPT(pl.LightningModule):
