@@ -86,13 +86,12 @@ def scale_of(scaler: torch.amp.GradScaler | None) -> float:
 class Watch:
     """Probes on `blocks` of `model`, written step by step into `run_dir` (see the module's docstring).
 
-    `start_step`: the index of the first step watched (a framework resuming at its global step);
-    `listeners`: more step listeners besides the `logger`'s (an integration's logger bridge).
+    `start_step`: the index of the first step watched (a framework resuming at its global step).
+    `listeners` are the step listeners (the `logger`'s); an integration may add its own.
     """
 
     def __init__(self, model: nn.Module, blocks: str | Sequence[nn.Module], run_dir: str | Path, log_every: int = 10,
-                 config: dict[str, Any] | None = None, logger: str = "none", start_step: int = 0,
-                 listeners: Sequence[StepListener] = ()):
+                 config: dict[str, Any] | None = None, logger: str = "none", start_step: int = 0):
         if not (isinstance(log_every, int) and log_every >= 1):
             raise ValueError(f"log_every must be an integer >= 1, got {log_every!r}")
         check_not_compiled(model)
@@ -103,7 +102,7 @@ class Watch:
                                  "blocks": blocks if isinstance(blocks, str) else None},
                        "depth": len(self.blocks), "log_every": log_every, "logger": logger, **(config or {})}
         self.run_dir = Path(run_dir)
-        self.listeners = [*loggers.build(self.config, self.run_dir), *listeners]
+        self.listeners: list[StepListener] = loggers.build(self.config, self.run_dir)
         device = self.layout.params[0].device
         self.recorder = RunRecorder(self.run_dir, self.config, METRIC_COLUMNS, LAYER_COLUMNS,
                                     provenance=records.provenance(runtime.runtime_facts(device)))
