@@ -5,11 +5,11 @@ Lightning loop without it.
     python benchmarks/lightning_overhead.py --smoke         # a few tiny steps: does it run (the test suite)
 
 Three copies of the same LightningModule (same initial weights, same batches, AdamW, fp32, CPU) are fitted in
-interleaved rounds of `--block` steps in this process: without the callback, with it at log_every=1 (every
-probe every step) and at log_every=10. Each round is one `fit` per variant on its own model (a fresh Trainer,
-so every round's step 0 is a logged one, as in a run); the time is taken from the start of its second batch
-to the end of training, so Trainer set-up is not counted. Ratios are bare time / watched time per round; the
-first round is warm-up.
+interleaved rounds of `--block` steps in this process (the order rotating): without the callback, with it at
+log_every=1 (every probe every step) and at log_every=10. Each round is one `fit` per variant on its own model
+(a fresh Trainer, so every round's step 0 is a logged one, as in a run); the time is taken from the start of
+its second batch to the end of training, so Trainer set-up is not counted. Ratios are bare time / watched time
+per round; the first round is warm-up.
 """
 
 from __future__ import annotations
@@ -93,7 +93,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="resbench-lightning-bench-") as tmp:
         for round_index in range(args.repeats + 1):
             batches = [next(stream) for _ in range(args.block)]  # the same batches for every variant
-            for name, log_every in VARIANTS.items():
+            names = list(VARIANTS)
+            for name in names[round_index % 3 :] + names[: round_index % 3]:  # each goes first in turn
+                log_every = VARIANTS[name]
                 run_dir = Path(tmp) / f"{name.replace(' ', '_')}_{round_index}"
                 times[name].append(fit_block(modules[name], batches, log_every, run_dir))
     timed = args.block - 1

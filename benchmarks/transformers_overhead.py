@@ -5,11 +5,11 @@ the same Trainer without it.
     python benchmarks/transformers_overhead.py --smoke      # a few tiny steps: does it run (the test suite)
 
 Three copies of the same randomly initialised GPT2LMHeadModel (no download; character ids of CPython's docs,
-as in examples/watch_nanogpt.py) are trained in interleaved rounds of `--block` steps in this process, on the
-CPU, AdamW, fp32: without the callback, with it at log_every=1 (every probe every step) and at log_every=10.
-Each round is one `train()` per variant on its own model (a fresh Trainer, so every round's step 0 is a
-logged one, as in a run); the time runs from the start of its second step to the end of training. Ratios are
-bare time / watched time per round; the first round is warm-up.
+as in examples/watch_nanogpt.py) are trained in interleaved rounds of `--block` steps in this process (the
+order rotating), on the CPU, AdamW, fp32: without the callback, with it at log_every=1 (every probe every
+step) and at log_every=10. Each round is one `train()` per variant on its own model (a fresh Trainer, so every
+round's step 0 is a logged one, as in a run); the time runs from the start of its second step to the end of
+training. Ratios are bare time / watched time per round; the first round is warm-up.
 """
 
 from __future__ import annotations
@@ -83,7 +83,9 @@ def main() -> None:
         for round_index in range(args.repeats + 1):
             ids = torch.cat([next(stream)[0] for _ in range(args.block)])  # (block·32, 32): the same for all
             examples = [{"input_ids": row, "labels": row} for row in ids]
-            for name, log_every in VARIANTS.items():
+            names = list(VARIANTS)
+            for name in names[round_index % 3 :] + names[: round_index % 3]:  # each goes first in turn
+                log_every = VARIANTS[name]
                 run_dir = Path(tmp) / f"{name.replace(' ', '_')}_{round_index}"
                 times[name].append(train_block(models[name], examples, args.block, log_every, run_dir))
     timed = args.block - 1
