@@ -9,20 +9,24 @@ import math
 import signal
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
+from report_fixtures import write_sweep
 
+import resbench
 from resbench import checkpoint, models, tasks, trainer
 from resbench.config import compose, to_plain
+from resbench.report import aggregate
+from resbench.report import load as report_load
+from resbench.report.quantities import Evidence
 from resbench.schema import (
     CHECKPOINT_PT,
-    GRAD_NORM_COLUMNS,
     INIT_GRAD_NORM_COLUMNS,
     INIT_GRAD_NORMS_CSV,
     INIT_LAYER_COLUMNS,
     INIT_LAYERS_CSV,
-    LAYER_COLUMNS,
 )
 
 TINY = ["depth=2", "width=16", "heads=2", "device=cpu", "train.batch_size=4", "train.eval_every=100", "log_every=2",
@@ -253,3 +257,103 @@ def test_a_run_resumed_after_step_0_keeps_its_draws(tmp_path, monkeypatch):
     for name, data in before.items():
         assert (stopped / name).read_bytes() == data == (straight / name).read_bytes(), name
     assert (stopped / "layers.csv").read_bytes() == (straight / "layers.csv").read_bytes()
+
+
+# ---- reading: resbench.load and the report's Evidence ------------------------------------------------------
+
+DRAW_LAYER_COLUMNS = ["run", "draw", "layer", "stack", "grad_norm", "hidden_rms", "act_grad_norm", "rank_residual"]
+DRAW_PARAM_COLUMNS = ["run", "draw", "layer", "stack", "param", "grad_norm"]
+
+
+def evidence_of(*dirs: Path) -> Evidence:
+    run_set = report_load.load(list(dirs))
+    return Evidence.of(run_set, aggregate.per_run(run_set, aggregate.group_keys(run_set)))
+
+
+def test_load_and_evidence_read_every_draw_of_a_real_sweep(tmp_path):
+    sweep = tmp_path / "sweep"
+    for norm in ("pre", "post"):
+        trainer.run(config_of("train.steps=2", "init_draws=3", f"norm={norm}"), sweep / f"norm={norm}")
+    results = resbench.load(sweep)
+    assert list(results.init_draws.columns) == ["run", "name", "norm", *DRAW_LAYER_COLUMNS[1:]]
+    assert list(results.init_draw_grad_norms.columns) == ["run", "name", "norm", *DRAW_PARAM_COLUMNS[1:]]
+    for name in ("norm=pre", "norm=post"):
+        written = pd.read_csv(sweep / name / INIT_LAYERS_CSV)
+        rows = results.init_draws.query("name == @name")
+        assert rows["norm"].eq(name.split("=")[1]).all()
+        np.testing.assert_array_equal(rows[["draw", "layer", "grad_norm", "rank_residual"]].to_numpy(),
+                                      written[["draw", "layer", "grad_norm", "rank_residual"]].to_numpy())
+        params = results.init_draw_grad_norms.query("name == @name")
+        assert len(params) == len(pd.read_csv(sweep / name / INIT_GRAD_NORMS_CSV)) and params["layer"].isna().any()
+
+    ev = evidence_of(sweep)
+    assert list(ev.init_draw_layers.columns) == DRAW_LAYER_COLUMNS
+    assert list(ev.init_draw_params.columns) == DRAW_PARAM_COLUMNS
+    assert ev.init_draw_layers.groupby("run")["draw"].nunique().tolist() == [3, 3]
+    assert ev.init_draw_params["layer"].notna().all() and ev.init_draw_params["layer"].dtype == np.int64
+    assert set(ev.init_draw_params["param"]) >= {"ffn.fc2.weight", "attn.qkv.weight"}
+    assert len(ev.init_draw_params) == 2 * 3 * len(ev.init_params) / 2  # every block parameter, every draw
+
+
+def step_zero_as_draw_zero(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A run's step-0 rows of layers.csv and grad_norms.csv (block parameters), as draw 0's rows would read."""
+    layers = pd.read_csv(run_dir / "layers.csv").query("step == 0")
+    params = pd.read_csv(run_dir / "grad_norms.csv").query("step == 0").dropna(subset=["layer"])
+    return layers, params
+
+
+def test_runs_without_draw_files_have_their_step_0_as_draw_0(tmp_path):
+    """Older runs (no files), resbench.watch runs, and a run with draws, read side by side."""
+    sweep = tmp_path / "sweep"
+    write_sweep(sweep, [{"depth": 2}, {"depth": 3, "_draws": 4}])
+    model = resbench.build_model(["depth=2", "width=16", "heads=2", "task.seq_len=8"])
+    with resbench.watch(model, blocks=model.blocks, run_dir=tmp_path / "watched", log_every=2) as watched:
+        for _ in range(3):
+            x = torch.randint(model.tok_emb.num_embeddings, (2, 8))
+            watched.step(model(x).logsumexp(-1).mean(), torch.optim.SGD(model.parameters(), lr=0.1))
+    ev = evidence_of(sweep, tmp_path / "watched")
+    names = dict(zip(ev.runs["run"], ev.runs["name"]))
+    by_run = {names[run]: rows for run, rows in ev.init_draw_layers.groupby("run")}
+    assert {name: rows["draw"].nunique() for name, rows in by_run.items()} == {"depth=2": 1, "depth=3": 4, "watched": 1}
+    for name, run_dir in (("depth=2", sweep / "depth=2"), ("watched", tmp_path / "watched")):
+        layers, params = step_zero_as_draw_zero(run_dir)
+        rows = by_run[name]
+        assert rows["draw"].eq(0).all() and rows["layer"].tolist() == layers["layer"].tolist()
+        np.testing.assert_allclose(rows[["grad_norm", "hidden_rms", "rank_residual"]],
+                                   layers[["grad_norm", "hidden_rms", "rank_residual"]])
+        run = next(run for run, run_name in names.items() if run_name == name)
+        draw_params = ev.init_draw_params.query("run == @run")
+        assert draw_params["draw"].eq(0).all()
+        assert draw_params[["layer", "param"]].values.tolist() == params[["layer", "param"]].values.tolist()
+        np.testing.assert_allclose(draw_params["grad_norm"], params["grad_norm"])
+    assert not report_load.load([sweep, tmp_path / "watched"]).issues
+
+
+def test_fixtures_write_draws_with_chosen_values(tmp_path):
+    sweep = write_sweep(tmp_path / "sweep", [{"depth": 4, "norm": "post", "_draws": [{}, {"_init_ratio": 3.0},
+                                                                                       {"_scale": 10.0}]}])
+    ev = evidence_of(sweep)
+    layers = ev.init_draw_layers.set_index(["draw", "layer"])["grad_norm"]
+    assert layers[(1, 3)] / layers[(1, 0)] == pytest.approx(3.0, rel=1e-4)
+    assert layers[(2, 0)] / layers[(0, 0)] == pytest.approx(10.0, rel=1e-4)
+    step_zero = pd.read_csv(sweep / "depth=4,norm=post" / "layers.csv").query("step == 0")
+    assert layers.loc[0].tolist() == step_zero["grad_norm"].tolist()  # draw 0 is the run's step 0
+    w2 = ev.init_draw_params.query("param == 'ffn.fc2.weight'").set_index(["draw", "layer"])["grad_norm"]
+    assert w2[(1, 3)] / w2[(1, 0)] == pytest.approx(3.0, rel=1e-4)
+
+
+@pytest.mark.parametrize(("damage", "issue"), [
+    (lambda path: path.write_text("draw,layer\nx,y\n"), "init_layers.csv gave no rows: draw 0 is layers.csv's step 0"),
+    (lambda path: path.write_text(path.read_text() + "-3,0,,1,1,1,1\n"),
+     "init_layers.csv: 1 rows with an impossible draw skipped"),
+    (lambda path: path.write_text(path.read_text().replace("draw,", "drew,", 1)), "init_layers.csv gave no rows"),
+], ids=["unparsable", "impossible draw", "no draw column"])
+def test_a_damaged_draw_file_is_an_issue_of_its_run_and_the_rest_is_used(tmp_path, damage, issue):
+    sweep = write_sweep(tmp_path / "sweep", [{"depth": 2, "_draws": 3}, {"depth": 3, "_draws": 3}])
+    damage(sweep / "depth=2" / INIT_LAYERS_CSV)
+    run_set = report_load.load([sweep])
+    assert any(issue in found for found in run_set.issues[0]), run_set.issues
+    assert 1 not in run_set.issues
+    draws = run_set.init_draw_layers.groupby("run")["draw"].nunique().to_dict()
+    assert draws[1] == 3 and draws[0] in (1, 3)  # the damaged run: its readable rows, or step 0 as draw 0
+    assert run_set.init_draw_params.groupby("run")["draw"].nunique().to_dict() == {0: 3, 1: 3}
