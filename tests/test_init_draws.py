@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 import math
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ from report_fixtures import write_sweep
 import resbench
 from resbench import checkpoint, models, tasks, trainer
 from resbench.config import compose, to_plain
+from resbench.records import config_hash
 from resbench.report import aggregate
 from resbench.report import load as report_load
 from resbench.report.quantities import Evidence
@@ -29,6 +32,7 @@ from resbench.schema import (
     INIT_LAYERS_CSV,
 )
 
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 TINY = ["depth=2", "width=16", "heads=2", "device=cpu", "train.batch_size=4", "train.eval_every=100", "log_every=2",
         "threads=1"]
 SHORT_TEXT = ["task.seq_len=8", "task.val_batches=1"]
@@ -195,6 +199,21 @@ def test_draws_seeds_are_a_stream_of_their_own():
     assert not seeds & {*range(4), *(trainer.init_batches_seed(seed) for seed in range(4))}
 
 
+def test_a_run_recorded_before_the_draws_keeps_its_identity():
+    """Older runs have no init_draws key: at its default it is left out of the hash, so they still resume."""
+    config = config_of()
+    older = {key: value for key, value in config.items() if key != "init_draws"}
+    assert config["init_draws"] == 8 and config_hash(older) == config_hash(config)
+    assert config_hash({**config, "init_draws": 1}) != config_hash(config)
+
+
+def test_the_cost_benchmark_runs(tmp_path):
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "init_draws_cost.py"), "--smoke"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "init_draws=8" in done.stdout and "ratio" in done.stdout, done.stdout
+
+
 # ---- killed and resumed ----------------------------------------------------------------------------------------
 
 
@@ -279,11 +298,11 @@ def test_load_and_evidence_read_every_draw_of_a_real_sweep(tmp_path):
     assert list(results.init_draw_grad_norms.columns) == ["run", "name", "norm", *DRAW_PARAM_COLUMNS[1:]]
     for name in ("norm=pre", "norm=post"):
         written = pd.read_csv(sweep / name / INIT_LAYERS_CSV)
-        rows = results.init_draws.query("name == @name")
+        rows = results.init_draws[results.init_draws["name"].eq(name)]
         assert rows["norm"].eq(name.split("=")[1]).all()
         np.testing.assert_array_equal(rows[["draw", "layer", "grad_norm", "rank_residual"]].to_numpy(),
                                       written[["draw", "layer", "grad_norm", "rank_residual"]].to_numpy())
-        params = results.init_draw_grad_norms.query("name == @name")
+        params = results.init_draw_grad_norms[results.init_draw_grad_norms["name"].eq(name)]
         assert len(params) == len(pd.read_csv(sweep / name / INIT_GRAD_NORMS_CSV)) and params["layer"].isna().any()
 
     ev = evidence_of(sweep)
@@ -322,7 +341,7 @@ def test_runs_without_draw_files_have_their_step_0_as_draw_0(tmp_path):
         np.testing.assert_allclose(rows[["grad_norm", "hidden_rms", "rank_residual"]],
                                    layers[["grad_norm", "hidden_rms", "rank_residual"]])
         run = next(run for run, run_name in names.items() if run_name == name)
-        draw_params = ev.init_draw_params.query("run == @run")
+        draw_params = ev.init_draw_params[ev.init_draw_params["run"].eq(run)]
         assert draw_params["draw"].eq(0).all()
         assert draw_params[["layer", "param"]].values.tolist() == params[["layer", "param"]].values.tolist()
         np.testing.assert_allclose(draw_params["grad_norm"], params["grad_norm"])
