@@ -4,7 +4,7 @@ the same run with init_draws=1 (the run of before the draws), side by side in on
     python benchmarks/init_draws_cost.py                   # default model, 5 repetitions a side
     python benchmarks/init_draws_cost.py --repeats 9 depth=12   # any config overrides
     python benchmarks/init_draws_cost.py --clock process   # this process's CPU time (a loaded machine)
-    python benchmarks/init_draws_cost.py --smoke           # a tiny run, once a side: the code path only
+    python benchmarks/init_draws_cost.py --smoke           # seconds: proves it runs
 
 The two sides alternate A B B A A B …, so a machine that speeds up or slows down lands on both alike, and
 each run writes its files to a fresh temporary dir. Prints each side's median seconds and their ratio
@@ -21,13 +21,12 @@ import time
 from pathlib import Path
 
 import torch
+from _smoke import HELP, TINY_MODEL
 
 from resbench import trainer
 from resbench.config import check
 
 CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
-SMOKE = ["depth=2", "width=16", "heads=2", "task.seq_len=8", "train.batch_size=4", "train.steps=3",
-         "train.eval_every=2"]
 DRAWS = 8  # the config's default
 
 
@@ -61,10 +60,11 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="config overrides, as on the command line")
     parser.add_argument("--repeats", type=int, default=5, help="runs a side (after one warm-up pair)")
     parser.add_argument("--clock", choices=CLOCKS, default="wall")
-    parser.add_argument("--smoke", action="store_true", help="a tiny run, once a side")
+    parser.add_argument("--smoke", action="store_true", help=HELP)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    overrides, repeats = ([*SMOKE, *args.overrides], 1) if args.smoke else (args.overrides, args.repeats)
+    smoke = [*TINY_MODEL, "train.steps=3", "train.eval_every=2"]
+    overrides, repeats = ([*smoke, *args.overrides], 1) if args.smoke else (args.overrides, args.repeats)
     seconds = measure(overrides, repeats, CLOCKS[args.clock])
     with_draws, without = (statistics.median(seconds[draws]) for draws in (DRAWS, 1))
     print(f"{args.clock} seconds per run, median of {repeats}: init_draws={DRAWS} {with_draws:.3f} s, "

@@ -7,8 +7,6 @@ from __future__ import annotations
 import csv
 import math
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +30,6 @@ from resbench.schema import (
     INIT_LAYERS_CSV,
 )
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 TINY = ["depth=2", "width=16", "heads=2", "device=cpu", "train.batch_size=4", "train.eval_every=100", "log_every=2",
         "threads=1"]
 SHORT_TEXT = ["task.seq_len=8", "task.val_batches=1"]
@@ -205,13 +202,6 @@ def test_a_run_recorded_before_the_draws_keeps_its_identity():
     older = {key: value for key, value in config.items() if key != "init_draws"}
     assert config["init_draws"] == 8 and config_hash(older) == config_hash(config)
     assert config_hash({**config, "init_draws": 1}) != config_hash(config)
-
-
-def test_the_cost_benchmark_runs(tmp_path):
-    done = subprocess.run([sys.executable, str(BENCHMARKS / "init_draws_cost.py"), "--smoke"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr
-    assert "init_draws=8" in done.stdout and "ratio" in done.stdout, done.stdout
 
 
 # ---- killed and resumed ----------------------------------------------------------------------------------------
