@@ -2,7 +2,7 @@
 Lightning loop without it.
 
     python benchmarks/lightning_overhead.py                 # nanoGPT-style depth 6, width 64, seq 32, batch 32
-    python benchmarks/lightning_overhead.py --smoke         # a few tiny steps: does it run (the test suite)
+    python benchmarks/lightning_overhead.py --smoke         # seconds: proves it runs
 
 Three copies of the same LightningModule (same initial weights, same batches, AdamW, fp32, CPU) are fitted in
 interleaved rounds of `--block` steps in this process (the order rotating): without the callback, with it at
@@ -28,6 +28,7 @@ import torch
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from _smoke import HELP
 from watch_nanogpt import GPT, char_batches
 
 import lightning.pytorch as pl
@@ -77,7 +78,7 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=41, help="steps per fit (default 41: 40 timed)")
     parser.add_argument("--repeats", type=int, default=6, help="timed rounds (default 6)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--smoke", action="store_true", help="depth 2, 3 steps, one untimed round: only that it runs")
+    parser.add_argument("--smoke", action="store_true", help=HELP)
     args = parser.parse_args()
     if args.smoke:
         args.depth, args.block, args.repeats = 2, 3, 0

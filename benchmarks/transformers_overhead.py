@@ -2,7 +2,7 @@
 the same Trainer without it.
 
     python benchmarks/transformers_overhead.py              # GPT-2 from a config: 6 layers, width 64, seq 32, batch 32
-    python benchmarks/transformers_overhead.py --smoke      # a few tiny steps: does it run (the test suite)
+    python benchmarks/transformers_overhead.py --smoke      # seconds: proves it runs
 
 Three copies of the same randomly initialised GPT2LMHeadModel (no download; character ids of CPython's docs,
 as in examples/watch_nanogpt.py) are trained in interleaved rounds of `--block` steps in this process (the
@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from _smoke import HELP
 from watch_nanogpt import char_batches
 
 import transformers
@@ -65,7 +66,7 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=41, help="steps per train() (default 41: 40 timed)")
     parser.add_argument("--repeats", type=int, default=6, help="timed rounds (default 6)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--smoke", action="store_true", help="depth 2, 3 steps, one untimed round: only that it runs")
+    parser.add_argument("--smoke", action="store_true", help=HELP)
     args = parser.parse_args()
     if args.smoke:
         args.depth, args.block, args.repeats = 2, 3, 0

@@ -2,7 +2,7 @@
 
     python benchmarks/watch_overhead.py                    # depth 6, width 64, seq 32, batch 32 (examples/)
     python benchmarks/watch_overhead.py --depth 12 --block 20
-    python benchmarks/watch_overhead.py --smoke            # a few tiny steps: does it run (the test suite)
+    python benchmarks/watch_overhead.py --smoke           # seconds: proves it runs
 
 Three copies of the same model (same initial weights, same batches, AdamW) run in this process, in
 interleaved blocks of `--block` steps: the bare loop (forward, backward, step, zero_grad), the loop with
@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import torch
+from _smoke import HELP
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
@@ -56,10 +57,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--clock", choices=list(CLOCKS), default="wall",
                         help="wall time (default) or this process's CPU time (steadier on a busy machine)")
-    parser.add_argument("--smoke", action="store_true", help="depth 2, 3 steps, one untimed round: only that it runs")
+    parser.add_argument("--smoke", action="store_true", help=HELP)
     args = parser.parse_args()
     if args.smoke:
-        args.depth, args.block, args.repeats = 2, 3, 0
+        args.depth, args.block, args.repeats = 1, 2, 1
     global clock_now
     clock_now = CLOCKS[args.clock]
     torch.set_num_threads(args.threads)
@@ -82,12 +83,12 @@ def main() -> None:
         for _, _, _, watcher in loops.values():
             if watcher is not None:
                 watcher.close()
-    bare = times["bare"][1:] if args.repeats else times["bare"]
+    bare = times["bare"][1:]
     print(f"nanoGPT-style depth={args.depth} width=64 seq=32 batch=32 threads={torch.get_num_threads()} · "
           f"{args.repeats} rounds × {args.block} steps")
     print(f"bare loop      {statistics.median(args.block / t for t in bare):8.1f} steps/s (median)")
     for name in ("every step", "log_every=10"):
-        ratios = [b / w for b, w in zip(bare, times[name][1:] if args.repeats else times[name])]
+        ratios = [b / w for b, w in zip(bare, times[name][1:])]
         print(f"{name:<14} ratio {statistics.median(ratios):.3f}  (median of rounds; min {min(ratios):.3f}, "
               f"max {max(ratios):.3f})")
 
