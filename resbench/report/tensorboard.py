@@ -9,7 +9,6 @@ Only TensorBoard's protobufs are used (no torch, no TensorFlow).
 from __future__ import annotations
 
 import math
-import shutil
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from resbench.loggers import EventWriter, Row, TensorBoardLogger, finite_number, scalar_summary
-from resbench.records import read_json
+from resbench.records import read_json, replaced_dir
 from resbench.report import aggregate, load
 from resbench.schema import DONE, SUMMARY_JSON, TB_DIR
 
@@ -76,27 +75,20 @@ def write_hparams(run_dir: Path, hparams: Mapping[str, Any], summary: Row) -> Pa
 
 def write_run_events(run_dir: Path, metrics: Sequence[Row], grad_norms: Sequence[Row], layers: Sequence[Row],
                      n_blocks: int) -> Path:
-    """`<run>/tb/` rebuilt from a run's CSV rows, as the live logger would have written it. Written into a
-    new folder, then swapped in: a fault leaves the old events whole."""
-    run_dir = Path(run_dir)
-    target, fresh = run_dir / TB_DIR, run_dir / f".{TB_DIR}.new"
-    shutil.rmtree(fresh, ignore_errors=True)
-    logger = TensorBoardLogger(fresh, n_blocks)
+    """`<run>/tb/` rebuilt from a run's CSV rows, as the live logger would have written it, and swapped in
+    whole (records.replaced_dir): a fault or an interrupt leaves the old events whole."""
+    target = Path(run_dir) / TB_DIR
     by_step: dict[int, tuple[list[Row], list[Row]]] = {}
     for row in grad_norms:
         by_step.setdefault(int(row["step"]), ([], []))[0].append(row)
     for row in layers:
         by_step.setdefault(int(row["step"]), ([], []))[1].append(row)
-    for row in metrics:
-        step_grads, step_layers = by_step.get(int(row["step"]), ([], []))
-        logger.log(row, step_grads, step_layers)
-    logger.close({})
-    old = run_dir / f".{TB_DIR}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    fresh.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
+    with replaced_dir(target) as fresh:
+        logger = TensorBoardLogger(fresh, n_blocks)
+        for row in metrics:
+            step_grads, step_layers = by_step.get(int(row["step"]), ([], []))
+            logger.log(row, step_grads, step_layers)
+        logger.close({})
     return target
 
 
