@@ -15,8 +15,8 @@ from typing import Annotated
 import typer
 
 from .completion import complete_override
-from .streams import safe_streams
 from .schema import RUNS_CSV, STATUS_ORDER, Status
+from .streams import safe_streams
 
 
 def _complete(ctx: typer.Context, incomplete: str) -> list[str]:
@@ -129,8 +129,6 @@ def sweep(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; just write the sweep dir.")] = False,
 ) -> None:
     """Run a grid of runs through Hydra's multirun; write runs.csv and one run dir per run."""
-    from pathlib import Path
-
     from . import records
     from .config import BadInput
     from .console import SweepDisplay, plan_header, plan_table, sweep_table

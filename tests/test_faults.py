@@ -268,7 +268,7 @@ def _lie(state: dict, damage: str) -> dict:
                                     "an optimizer moment of another shape", "a bad random state", "a negative step",
                                     "a step past train.steps", "more csv rows than the files",
                                     "csv rows not one a step"])
-def test_a_checkpoint_that_loads_but_lies_is_one_line_exit_2_and_nothing_written(cli, interrupted_run, damage):
+def test_a_checkpoint_that_loads_but_lies_is_one_line_exit_2_and_nothing_written(cli, interrupted_run, damage):  # noqa: F811
     """README: a corrupt checkpoint is exit 2 with nothing written, whichever field lies."""
     path = interrupted_run / CHECKPOINT_PT
     torch.save(_lie(torch.load(path, weights_only=True), damage), path)

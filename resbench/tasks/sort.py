@@ -10,7 +10,7 @@ import torch
 
 from .base import Batch, TaskKind
 from .reverse import Reverse
-from .reverse import footprint as footprint  # the same shapes as reversal
+from .reverse import footprint as reverse_footprint
 
 KIND = TaskKind(token_ids=True, per_token=True, pairs=True)  # token ids in, one target per token
 
@@ -25,3 +25,6 @@ class Sort(Reverse):
 
 def build(cfg: dict, batch_size: int) -> Sort:
     return Sort(cfg["vocab"], cfg["seq_len"], cfg["val_batches"], batch_size)
+
+
+footprint = reverse_footprint  # sorting's batches have reversal's shapes
