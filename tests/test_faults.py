@@ -131,6 +131,20 @@ def test_a_report_interrupted_while_it_replaces_an_older_one_leaves_the_older_on
     assert not temporaries(sweep)
 
 
+
+def test_a_run_removes_the_temporaries_dead_processes_left_and_keeps_live_ones(cli, interrupted_run) -> None:  # noqa: F811
+    """A checkpoint or summary being written by a process killed with -9 stays as `.NAME.<pid>.tmp`: the
+    next writer of the dir removes it, but never one of a process still alive (pid 1 always is)."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    stale = interrupted_run / f".checkpoint.pt.{int(dead.stdout)}.tmp"
+    alive = interrupted_run / ".summary.json.1.tmp"
+    stale.write_bytes(b"cut")
+    alive.write_bytes(b"in use")
+    assert cli("train", "--quiet", "--resume", str(interrupted_run)).exit_code == 0
+    assert not stale.exists() and alive.exists()
+
+
 KILL_WHILE_DRAWING = """
 import os, signal, sys
 from resbench import cli
