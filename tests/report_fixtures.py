@@ -14,12 +14,15 @@ import copy
 import itertools
 import json
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import yaml
+
+from resbench.report.quantities import Evidence
 
 DEFAULT_CONFIG = {
     "depth": 4,
@@ -290,3 +293,22 @@ def truncate_last_line(path: Path, keep: int = 5) -> None:
 
 def break_summary(run_dir: Path) -> None:
     (run_dir / "summary.json").write_text('{"status": "completed", "final_lo')
+
+
+# ---------------------------------------------------------------------------------------------
+# init draws, in the report's frames
+
+
+def with_draws(ev: Evidence, n: int, last_factor: Callable[[int], float] | None = None) -> Evidence:
+    """`ev` with `n` init draws per run, each a copy of draw 0 (the run's step 0), the last block's gradient
+    norms of draw d (the block's and its parameters') times `last_factor(d)` when given."""
+    frames = {}
+    for name in ("init_draw_layers", "init_draw_params"):
+        rows = getattr(ev, name)
+        last = rows["layer"].eq(rows.groupby("run")["layer"].transform("max"))
+        copies = []
+        for draw in range(n):
+            factor = last_factor(draw) if last_factor is not None else 1.0
+            copies.append(rows.assign(draw=draw, grad_norm=rows["grad_norm"].where(~last, rows["grad_norm"] * factor)))
+        frames[name] = pd.concat(copies, ignore_index=True)
+    return replace(ev, **frames)

@@ -5,7 +5,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import textwrap
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -27,7 +28,7 @@ from resbench.report.tables import (
     report_tables,
     to_rich,
 )
-from resbench.report.verdict import AGREES, DISAGREES, Finding
+from resbench.report.verdict import AGREES, AT_INIT, DISAGREES, NO_SEED, TRAINED, Finding, duplicate_configs, seed_of
 from resbench.schema import REPORT_DIR, REPORT_MD, Status
 
 SUMMARY_CSV = "summary.csv"
@@ -103,9 +104,8 @@ def _build(dirs: list[Path], found: list[list[Path]], console: Console | None, o
             source,
             side_runs,
             aggregate.group_summary(side_runs, keys),
-            compute_findings(Evidence(side_runs, evidence.config_keys, evidence.metrics, evidence.init_layers,
-                                      evidence.init_params)),
-            run_warnings(side_runs, side_issues),
+            compute_findings(replace(evidence, runs=side_runs)),
+            run_warnings(side_runs, side_issues) + evidence_warnings(side_runs, evidence.config_keys),
         ))
     warnings = [f"{s.name}: {w}" if s.name else w for s in sides for w in s.warnings] + run_set.notes
 
@@ -132,21 +132,24 @@ def _build(dirs: list[Path], found: list[list[Path]], console: Console | None, o
 
 
 FINDINGS_NOTE = ("*Each line sets a quantity measured in these runs against a claim of the cited paper, with a "
-                 "margin stated in advance (README, Findings). Only matched runs are compared: identical in every "
-                 "config key except the claim's variables and the seed, seeds paired. agrees / disagrees: every "
-                 "matched pair clears the margin one way; inconclusive: too few matched runs, seeds split or the "
-                 "effect within the margin, with the command that would settle it.*")
+                 "margin and the evidence it needs stated in advance (README, Findings). Only matched runs are "
+                 "compared: identical in every config key except the claim's variables and the seed, seeds paired. "
+                 f"A quantity at init counts every init draw of every seed, and agrees / disagrees when "
+                 f"{AT_INIT.share:.0%} of them clear the margin one way in every matched setting, with ≥ "
+                 f"{AT_INIT.minimum} draws each; a training outcome needs ≥ {TRAINED.minimum} paired seeds per "
+                 "setting, every one clearing the margin. inconclusive: too few units (the line says which way they "
+                 "lean), units split, a premise not met or the effect within the margin, with the command that "
+                 "would settle it.*")
 
 
-def finding_text(finding: Finding) -> Text:
-    """One finding for the terminal: the verdict coloured, then what was compared and found."""
-    line = Text("  ")
-    line.append(finding.verdict, style=VERDICT_STYLES.get(finding.verdict, "yellow"))
-    line.append(f" with {finding.source} — {finding.claim}. Measured {finding.measured}, {finding.comparison}: "
-                f"{finding.value} [{finding.margin}].")
-    if finding.settle:
-        line.append(f" To settle: {finding.settle}")
-    return line
+def finding_text(finding: Finding, width: int = 80) -> Text:
+    """One finding for the terminal: its short line (`Finding.line`), the verdict coloured, wrapped to `width`
+    between words only, continuation lines indented."""
+    lines = textwrap.wrap(finding.line(), width=max(width, 40), initial_indent="  ", subsequent_indent="    ",
+                          break_long_words=False, break_on_hyphens=False)
+    text = Text("\n".join(lines))
+    text.stylize(VERDICT_STYLES.get(finding.verdict, "yellow"), 2, 2 + len(finding.verdict))
+    return text
 
 
 def comparing_sides(runs: pd.DataFrame) -> bool:
@@ -179,6 +182,18 @@ def run_warnings(runs: pd.DataFrame, issues: dict[int, list[str]]) -> list[str]:
     if len(odd):
         described = [f"{name} ({status})" for name, status in zip(odd["name"], odd["status"])]
         warnings.append(f"{len(odd)} run(s) with an unknown status: " + load.name_list(described))
+    return warnings
+
+
+def evidence_warnings(runs: pd.DataFrame, config_keys: list[str]) -> list[str]:
+    """Runs that findings cannot pair as they would like: copies of one config, runs without a seed."""
+    warnings = [f"{len(names)} runs with the same config (copies?): {load.name_list(names)}; findings count them as "
+                f"the same seed, each a unit, so copies that differ split a verdict"
+                for names in duplicate_configs(runs, config_keys)]
+    unseeded = runs.loc[seed_of(runs).str.startswith(NO_SEED), "name"]
+    if len(unseeded):
+        warnings.append(f"{len(unseeded)} run(s) without a seed: findings count each on its own, never paired: "
+                        + load.name_list(list(unseeded)))
     return warnings
 
 
@@ -280,7 +295,7 @@ def print_report(console: Console, sides: list[Side], tables: list[Table], warni
         if side.findings:
             console.print(Text(f"Findings{' ' + side.name if side.name else ''}", style="bold"))
         for finding in side.findings:
-            console.print(finding_text(finding))
+            console.print(finding_text(finding, console.width), soft_wrap=True)
     for table in tables:
         console.print(to_rich(table))
     for warning in warnings:
