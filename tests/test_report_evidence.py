@@ -220,3 +220,41 @@ def test_the_rules_are_stated_before_any_data():
         assert claim.rule is AT_INIT
     for claim in (findings.WARMUP_POST, findings.DEEPNET, findings.REZERO, findings.CRITICAL_LR, findings.CONVERGENCE):
         assert claim.rule is TRAINED
+
+
+# ---------------------------------------------------------------------------------------------
+# lines a person can read
+
+
+def test_each_terminal_line_fits_80_columns_and_wraps_between_words(tmp_path):
+    runs = grid(depth=[2, 4, 8], norm=["post", "pre"], residual=[True, False], **{"train.warmup": [0, 5]})
+    found = findings.compute_findings(evidence(sweep_of(tmp_path, runs, ["depth", "norm", "residual", "train.warmup"])))
+    assert len(found) >= 8
+    for finding in found:
+        text = build.finding_text(finding, 80).plain
+        lines = text.splitlines()
+        assert all(len(line) <= 80 or " " not in line.strip() for line in lines), text
+        assert " ".join(line.strip() for line in lines) == finding.line()  # every break at a space
+        assert lines[0].startswith(f"  {finding.verdict} {finding.cite}: {finding.short}")
+        if finding.verdict != INCONCLUSIVE:
+            assert "Settle" not in text and len(lines) <= 2
+        else:
+            assert f"Settle: {finding.settle}" in " ".join(line.strip() for line in lines)
+
+
+def test_report_md_keeps_the_full_statement(tmp_path):
+    found = computed(tmp_path, warmup_runs({(w, s): 1.8 if w == 0 else 0.3 for w in (0, 5) for s in (0, 1, 2)}),
+                     ["norm", "train.warmup"])
+    finding = about(found, XIONG, "warmup rescues")
+    text = finding.text()
+    for piece in (finding.claim, finding.measured, finding.comparison, finding.margin, "(+500 %–+500 %)", "3 seeds"):
+        assert piece in text
+
+
+@pytest.mark.parametrize("copy_name", ["a-copy", "z-copy"])
+def test_a_copied_run_counts_once_at_init_whatever_its_name(tmp_path, copy_name):
+    sweep = sweep_of(tmp_path, [{"norm": "post", "depth": 4, "seed": seed, "_init_ratio": 2.0} for seed in (0, 1)],
+                     ["norm"])
+    shutil.copytree(sweep / "norm=post,seed=0", sweep / copy_name)
+    finding = about(findings.compute_findings(evidence(sweep)), XIONG, "post-LN's FFN")
+    assert finding.verdict == AGREES and "2 seeds × 8 draws" in finding.value

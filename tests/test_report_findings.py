@@ -5,6 +5,7 @@ about differs: those runs are not compared). Only load → per-run frame → fin
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,7 @@ def with_(runs: list[dict], when: dict, **settings: object) -> list[dict]:
     return [{**run, **settings} if all(run.get(k) == v for k, v in when.items()) else run for run in runs]
 
 
-XIONG, DONG, HE, WANG = "Xiong et al. 2020", "Dong et al. 2021", "He et al. 2016", "Wang et al. 2022"
+XIONG, DONG, HE, WANG, LIU = "Xiong et al. 2020", "Dong et al. 2021", "He et al. 2016", "Wang et al. 2022", "Liu et al. 2020"
 REZERO, SEED, SIGNAL = "Bachlechner et al. 2020", "the seed article", "Glorot & Bengio 2010; Schoenholz et al. 2017"
 
 
@@ -297,6 +298,20 @@ def test_rank_collapse_of_pure_attention(tmp_path, knobs, plain, verdict):
     assert about(found, DONG, "prevent").verdict == verdict
 
 
+def test_rank_collapse_reports_the_rate_per_block_it_measured(tmp_path):
+    """A constant factor per block (0.5) is a single exponential: the line says so, and never claims the paper's
+    doubly exponential rate; a fall ever faster down the stack (0.9^(2^l)) reads as doubly exponential."""
+    found = computed(tmp_path, dong_runs(), ["depth", "residual"])
+    line = about(found, DONG, "loses rank with depth")
+    assert "×0.5 per block" in line.value and "single-exponential" in line.value and "×0.5/block" in line.line()
+    ev = evidence(sweep_of(tmp_path / "doubly", dong_runs(), ["depth", "residual"]))
+    layers = ev.init_draw_layers
+    deep_plain = layers["run"].isin(ev.runs.loc[ev.runs["residual"].eq("false") & ev.runs["depth"].eq(6), "run"])
+    layers.loc[deep_plain, "rank_residual"] = 0.9 ** (2.0 ** layers.loc[deep_plain, "layer"])
+    doubly = about(findings.compute_findings(ev), DONG, "loses rank with depth")
+    assert "ever faster" in doubly.value and "single-exponential" not in doubly.value
+
+
 def test_rank_collapse_needs_attention_only_runs(tmp_path):
     found = computed(tmp_path, grid(depth=[2, 6], residual=[True, False]), ["depth", "residual"])
     assert none_about(found, DONG, "rank")
@@ -466,6 +481,34 @@ def test_confounder_skips_at_another_width_are_not_compared(tmp_path):
             {"norm": "branch", "residual": False, "depth": 4, "width": 8}]
     found = computed(tmp_path, runs, ["residual", "width"])
     assert none_about(found, SEED, "do not vanish")
+
+
+# ---------------------------------------------------------------------------------------------
+# Liu et al. 2020
+
+
+def seq2seq_evidence(tmp_path: Path, decoder_factor: dict[str, float]) -> Evidence:
+    """Post- and pre-LN encoder–decoders, 2 seeds, 8 draws: both stacks with the fixture's profile, the decoder's
+    first block times `decoder_factor[norm]` (so the decoder's first/last over the encoder's is that factor)."""
+    runs = [{"model": "seq2seq", "task": "reverse", "norm": norm, "depth": 4, "seed": seed}
+            for norm in ("post", "pre") for seed in (0, 1)]
+    ev = evidence(sweep_of(tmp_path, runs, ["norm"], Knobs(grad_norms="none")))
+    layers, norm = ev.init_draw_layers, ev.runs.set_index("run")["norm"]
+    factor = layers["run"].map(norm).map(decoder_factor).where(layers["layer"].eq(0), 1.0)
+    decoder = layers.assign(stack="decoder", grad_norm=layers["grad_norm"] * factor)
+    return replace(ev, init_draw_layers=pd.concat([layers.assign(stack="encoder"), decoder], ignore_index=True))
+
+
+@pytest.mark.parametrize("post, pre, verdict", [(0.3, 1.0, AGREES), (1.0, 0.3, DISAGREES), (0.65, 0.65, INCONCLUSIVE)])
+def test_liu_post_ln_decoder_gradients_vanish_where_the_encoders_do_not(tmp_path, post, pre, verdict):
+    found = findings.compute_findings(seq2seq_evidence(tmp_path, {"post": post, "pre": pre}))
+    vanish, neither = about(found, LIU, "post-LN the decoder"), about(found, LIU, "pre-LN neither")
+    assert (vanish.verdict, neither.verdict) == (verdict, verdict)
+    assert f"×{post:g}" in vanish.line() and "2 seeds × 8 draws" in vanish.line()
+
+
+def test_liu_needs_an_encoder_decoder(tmp_path):
+    assert none_about(computed(tmp_path, grid(norm=["post", "pre"]), ["norm"]), LIU, "decoder")
 
 
 # ---------------------------------------------------------------------------------------------

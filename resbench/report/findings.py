@@ -52,17 +52,17 @@ FIG3_POST = Claim(
     "‖∇W₂‖ (`ffn.fc2.weight`) of the last block over the first at step 0, batch-averaged under init_batches, "
     "on every init draw",
     "every post-LN Transformer run with skips", Margin(1.5, 1.2, "×"),
-    "post-LN W₂ grad rises to the last block", AT_INIT)
+    "post-LN grads rise to last block", AT_INIT)
 FIG3_PRE = Claim(
     "Xiong et al. 2020", "at init, pre-LN's FFN gradients stay flat or fall toward the last layer (their Fig. 3)",
     FIG3_POST.quantity, "every pre-LN Transformer run with skips", Margin(1.2, 1.5, "×"),
-    "pre-LN W₂ grad flat or falling", AT_INIT)
+    "pre-LN grads flat or falling", AT_INIT)
 EXPONENT = Claim(
     "Xiong et al. 2020", "the last layer's gradient is O(d·√ln d) under post-LN whatever L: exponent 0 in L",
     "log-log slope of the last block's ‖∇W₂‖ at init against depth L (≥ 3 depths), fitted per init draw, "
     "minus the theory's exponent",
     "post-LN, fitted over the depths of each matched setting, seed and draw", Margin(0.2, 0.4),
-    "post-LN last-block grad ∝ L⁰", AT_INIT)
+    "post-LN last grad ∝ L⁰", AT_INIT)
 EXPONENT_PRE = Claim(
     "Xiong et al. 2020", "the last layer's gradient is O(d·√(ln d / L)) under pre-LN: it falls as 1/‖x_L‖, the "
     "stream's norm, which grows as √L where the blocks' variance dominates (δL ≫ e²): exponent −½",
@@ -70,7 +70,7 @@ EXPONENT_PRE = Claim(
     "against the slope the measured stream predicts (minus the slope of the last block's hidden RMS) and "
     "against −½",
     "pre-LN, fitted over the depths of each matched setting, seed and draw", EXPONENT.margin,
-    "pre-LN last-block grad ∝ L^-½", AT_INIT)
+    "pre-LN last grad ∝ L^-½", AT_INIT)
 # premise of the −½: at the deepest depth the blocks add ≥ 4× the variance the stream enters with (δL/e², fitted
 # as in the stream finding on the deepest run), i.e. ≥ 80 % of the stream's variance is the blocks'
 EXPONENT_PREMISE = Margin(4.0, 1.0)
@@ -79,12 +79,12 @@ WARMUP_POST = Claim(
     "final train loss without warmup over with warmup, − 1 (a diverged run counts as ∞; diverged on both "
     "sides: warmup did not rescue it, +0 %)",
     "post-LN Transformer runs, train.warmup = 0 vs > 0, matched", Margin(0.10, 0.02, "%"),
-    "post-LN needs warmup, warmup rescues it")
+    "post-LN needs warmup")
 WARMUP_PRE = Claim(
     "Xiong et al. 2020", "pre-LN trains without learning-rate warmup",
     "final train loss without warmup over with warmup, − 1 (diverged without warmup: ∞, whatever the other side)",
     "pre-LN Transformer runs, train.warmup = 0 vs > 0, matched", Margin(0.05, 0.10, "%"),
-    "pre-LN trains without warmup")
+    "pre-LN needs no warmup")
 STREAM = Claim(
     "Xiong et al. 2020", "under pre-LN the residual stream's squared norm grows linearly with depth, each "
     "branch adding its variance",
@@ -93,7 +93,7 @@ STREAM = Claim(
     "shown as the larger of measured/predicted and its inverse",
     "pre-LN Transformer runs with skips, each deeper run whose prediction grows visibly (premise margin) "
     "against the shallowest run of its matched setting, seed and draw", Margin(1.25, 1.5, "×"),
-    "pre-LN stream grows as its blocks add variance", AT_INIT)
+    "pre-LN stream adds each block's variance", AT_INIT)
 STREAM_GROWS = Margin(1.25, 1.1, "×")  # premise: the prediction itself grows by this much
 RANK_DEPTH = Claim(
     "Dong et al. 2021", "without skip connections, pure self-attention loses rank with depth (tokens collapse "
@@ -101,12 +101,12 @@ RANK_DEPTH = Claim(
     "rank residual ‖X − 1·x̄ᵀ‖/‖X‖ at the last block at init, each deeper depth over the shallowest, per init "
     "draw; and its factor per block along the deepest stack",
     "attention-only Transformers (model.ffn_mult=0), residual=false, across depth within matched settings",
-    Margin(0.5, 0.8, "×"), "attention without skips loses rank with depth", AT_INIT)
+    Margin(0.5, 0.8, "×"), "no-skip attention loses rank with depth", AT_INIT)
 RANK_SKIPS = Claim(
     "Dong et al. 2021", "skip connections prevent the rank collapse of pure self-attention",
     "rank residual at the last block at init, without skips over with skips, at the largest depth, per init draw",
     "attention-only Transformers (model.ffn_mult=0), residual=false vs true, matched", Margin(0.5, 0.8, "×"),
-    "skips prevent attention's rank collapse", AT_INIT)
+    "skips stop attention's rank collapse", AT_INIT)
 DOUBLY = 2.0  # a fall whose log-rate per block is ≥ 2× as steep over the second half of the stack as the first
 DEEPNET = Claim(
     "Wang et al. 2022", "DeepNorm trains post-LN-style stacks at depths where post-LN struggles",
@@ -130,7 +130,7 @@ DEGRADATION = Claim(
     "final train loss: plain at each larger depth over plain at the smallest, and plain over skips at each "
     "larger depth, each − 1",
     "normalized (norm ≠ none) runs, residual=false vs true, across depth, matched", Margin(0.10, 0.02, "%"),
-    "deeper plain nets train worse, skips fix it")
+    "deeper plain nets train worse")
 SIGNAL = Claim(
     "Glorot & Bengio 2010; Schoenholz et al. 2017", "a deep plain net at an init off the critical line loses its "
     "forward signal (every example maps to almost the same output) and sits at the chance loss",
@@ -138,14 +138,14 @@ SIGNAL = Claim(
     "the batch, per init draw), and the final train loss against ln 10",
     f"plain MLPs without normalization (residual=false norm=none) on a 10-class task, at the largest depth "
     f"(≥ {DEEP_PLAIN_MIN_DEPTH})",
-    Margin(0.01, 0.1), "deep plain MLP loses its signal, sits at chance", AT_INIT)
+    Margin(0.01, 0.1), "deep plain MLP loses its signal", AT_INIT)
 SIGNAL_LOSS = Margin(LN10 - 0.15, LN10 - 0.5)
 VANISHING = Claim(
     "the seed article", "residual connections let gradients reach early layers directly, so they do not vanish",
     "first-block over last-block gradient norm (≪ 1: vanishing), with skips over without, at init (per init "
     "draw) and at the end (per seed; runs that took no step have no end)",
     "residual=true vs false at norm={norm}, at the largest depth both reached, matched", Margin(2.0, 0.5, "×"),
-    "skips keep gradients from vanishing (norm={norm})", AT_INIT)
+    "skips stop vanishing grads (norm={norm})", AT_INIT)
 CONVERGENCE = Claim(
     "the seed article", "layer normalization speeds up convergence",
     "convergence speed: steps for the smoothed train loss to reach the worse side's final loss, "
@@ -156,28 +156,28 @@ BLOCK_VANISHING = Claim(
     "the seed article", "its block (normalization and a skip) keeps gradients from vanishing where the plain "
     "net's vanish", VANISHING.quantity.replace("with skips over without", "block over plain"),
     "norm={norm} residual=true vs the plain net norm=none residual=false, matched (vanishing: at the largest "
-    "depth both reached)", VANISHING.margin, "its block (norm={norm}) keeps gradients alive", AT_INIT)
+    "depth both reached)", VANISHING.margin, "its block stops vanishing grads (norm={norm})", AT_INIT)
 BLOCK_CONVERGENCE = Claim(
     "the seed article", "its block (normalization and a skip) converges faster than the plain net",
     CONVERGENCE.quantity.replace("un-normalized over normalized", "plain over block"),
-    BLOCK_VANISHING.comparison, CONVERGENCE.margin, "its block (norm={norm}) converges faster than plain")
+    BLOCK_VANISHING.comparison, CONVERGENCE.margin, "its block converges faster (norm={norm})")
 CRITICAL_LR = Claim(
     "Xiong et al. 2020", "pre-LN tolerates larger learning rates than post-LN without warmup",
     f"critical learning rate: the largest train.lr whose run stayed finite and ended within "
     f"{LR_TRAINED_MARGIN:.0%} of the best final loss any run of its matched setting and seed reached (either "
     f"norm, any lr); pre-LN's over post-LN's (none trained counts as 0)",
     "pre vs post Transformer runs with skips and no warmup, over ≥ 2 learning rates, matched",
-    Margin(2.0, 0.5, "×"), "pre-LN tolerates larger lr than post-LN")
+    Margin(2.0, 0.5, "×"), "pre-LN takes larger lr than post-LN")
 LIU_POST = Claim(
     "Liu et al. 2020", "in an encoder–decoder under post-LN the decoder's gradients vanish toward its first "
     "layers while the encoder's do not (their Fig. 3)",
     "first-block over last-block gradient norm at init of the decoder over that of the encoder, per init draw",
     "every post-LN encoder–decoder run (model=seq2seq)", Margin(0.5, 0.8, "×"),
-    "post-LN decoder grads vanish, encoder's do not", AT_INIT)
+    "post-LN decoder grads vanish, encoder's not", AT_INIT)
 LIU_PRE = Claim(
     "Liu et al. 2020", "under pre-LN neither stack's gradients vanish toward its first layers (their Fig. 3)",
     LIU_POST.quantity, "every pre-LN encoder–decoder run (model=seq2seq)", Margin(0.8, 0.5, "×"),
-    "pre-LN decoder grads vanish no more than encoder's", AT_INIT)
+    "pre-LN decoder vanishes no more than encoder", AT_INIT)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -549,9 +549,9 @@ def _fall_shape(first: float, second: float) -> str:
     """How a fall per block changes down the stack, from its factor over the first and the second half."""
     if not (0 < first < 1 and 0 < second < 1):
         return "not falling along the whole stack"
-    if math.log(second) >= DOUBLY * math.log(first):
+    if math.log(second) <= DOUBLY * math.log(first):  # logs < 0: the second half's is ≥ 2× as steep
         return "falling ever faster down the stack, as a doubly exponential fall would"
-    if math.log(second) * DOUBLY <= math.log(first):
+    if math.log(second) * DOUBLY >= math.log(first):
         return "slowing down the stack: slower than exponential, not doubly exponential"
     return "about one factor per block: a single-exponential fall, not the paper's doubly exponential bound"
 
@@ -709,7 +709,8 @@ def degradation(ev: Evidence) -> list[Finding]:
                   f"skips {skips_text} at depth {' / '.join(map(format_value, depths))}")]
     margin = (f"{DEGRADATION.margin.text()}, at the worst larger depth; premise: the shallowest plain net's loss "
               f"decrease over the skips' {DEGRADATION_SHALLOW_TRAINS.text()}")
-    return [finding(DEGRADATION, parts, runs, extra=_more_depths(runs), margin_text=margin)]
+    key = f"deeper {parts[1].key}, vs skips {parts[2].key}"
+    return [finding(DEGRADATION, parts, runs, extra=_more_depths(runs), margin_text=margin, key=key)]
 
 
 def signal_collapse(ev: Evidence) -> list[Finding]:

@@ -374,6 +374,7 @@ class Part:
     lean: str = ""
     premise: bool = False  # a condition for the claim to be tested at all (DeepNet: post-LN struggles)
     gates: tuple[str, ...] = ()  # a premise: the parts it is a condition of (empty: every part)
+    unit: str = "seed"  # what its units are (its rule's)
 
 
 def _clearing(units: Units, margin: Margin) -> str:
@@ -397,7 +398,7 @@ def part(name: str, units: Units, margin: Margin, values: str, rule: Rule = TRAI
             text += spread(measured, margin)
         text += f"; {_clearing(units, margin)}"
     return Part(name, judged.verdict, text, shown if key is None else key, units.evidence(rule), units.n_seeds,
-                units.n_settings, judged.reason, judged.lean, premise, gates)
+                units.n_settings, judged.reason, judged.lean, premise, gates, rule.unit)
 
 
 def _gated(parts: Sequence[Part]) -> list[Part]:
@@ -407,7 +408,8 @@ def _gated(parts: Sequence[Part]) -> list[Part]:
     for p in (p for p in parts if not p.premise):
         unmet = [q for q in premises if q.verdict != AGREES and (not q.gates or p.name in q.gates)]
         if unmet:
-            why = "; ".join(f"{q.name}: {q.key}" + (f", {q.reason}" if q.reason else "") for q in unmet)
+            why = "; ".join(f"{q.name}: {q.key}" + (f", too few {q.unit}s to tell" if q.lean == AGREES else "")
+                            for q in unmet)
             p = replace(p, verdict=INCONCLUSIVE, reason=f"premise not met ({why})", lean="")
         claims.append(p)
     return claims
@@ -490,6 +492,12 @@ def _joined(parts: Sequence[Part], field_name: str) -> str:
                      for p in parts if getattr(p, field_name))
 
 
+def _evidence(parts: Sequence[Part]) -> str:
+    """The evidence of a finding's parts, once each: `3 seeds` is left out beside `3 seeds × 8 draws`."""
+    shown = list(dict.fromkeys(p.evidence for p in parts if p.evidence))
+    return "; ".join(text for text in shown if not any(other.startswith(text + " ×") for other in shown))
+
+
 def finding(claim: Claim, parts: Sequence[Part], runs: pd.DataFrame, extra: str = "",
             margin_text: str | None = None, key: str | None = None) -> Finding:
     """The Finding of `claim` from its judged parts: values, evidence, and how to settle it."""
@@ -501,7 +509,8 @@ def finding(claim: Claim, parts: Sequence[Part], runs: pd.DataFrame, extra: str 
     if judged.reason:
         value += f"; {judged.reason}"
     settle = settle_command(runs, n_seeds, extra) if judged.verdict == INCONCLUSIVE else ""
-    claims = [p for p in parts if not p.premise] or list(parts)
+    measured = [p for p in parts if p.key] or list(parts)  # a claim part a premise left untested has no numbers
+    claims = [p for p in measured if not p.premise] or measured
     return Finding(claim.source, claim.claim, claim.quantity, claim.comparison,
                    margin_text or claim.margin.text(), judged.verdict, value, settle, claim.short,
-                   key if key is not None else _joined(claims, "key"), _joined(claims, "evidence"), judged.reason)
+                   key if key is not None else _joined(claims, "key"), _evidence(claims), judged.reason)
