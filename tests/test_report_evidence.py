@@ -15,6 +15,7 @@ import pytest
 import yaml
 from report_fixtures import grid, with_draws, write_sweep
 
+from resbench import api
 from resbench.report import aggregate, build, findings, load
 from resbench.report.quantities import Evidence
 from resbench.report.verdict import AGREES, AT_INIT, DISAGREES, INCONCLUSIVE, TRAINED, Finding, Margin, Units, part
@@ -258,3 +259,17 @@ def test_a_copied_run_counts_once_at_init_whatever_its_name(tmp_path, copy_name)
     shutil.copytree(sweep / "norm=post,seed=0", sweep / copy_name)
     finding = about(findings.compute_findings(evidence(sweep)), XIONG, "post-LN's FFN")
     assert finding.verdict == AGREES and "2 seeds × 8 draws" in finding.value
+
+
+@pytest.mark.slow
+def test_a_real_tiny_sweep_at_the_default_init_never_says_the_exponent_disagrees(tmp_path):
+    """Through the real trainer, PyTorch's default init: the stream grows too little for −½ (δL/e² < 4), and the
+    slope is near what the measured stream predicts: the exponent line may not read disagrees."""
+    for depth in (2, 4, 8):
+        api.train([f"depth={depth}", "norm=pre", "width=16", "heads=2", "train.steps=2", "task.seq_len=8",
+                   "train.batch_size=4", "train.eval_every=2", "threads=1"], run_dir=tmp_path / f"depth={depth}")
+    run_set = load.load([tmp_path])
+    ev = Evidence.of(run_set, aggregate.per_run(run_set, aggregate.group_keys(run_set)))
+    line = about(findings.compute_findings(ev), XIONG, "under pre-LN: it falls as")
+    assert line.verdict != DISAGREES, line.text()
+    assert "δL/e²" in line.line() and "stream predicts" in line.line()
