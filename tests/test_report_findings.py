@@ -166,6 +166,16 @@ def test_pre_ln_exponent_is_judged_against_minus_half_only_where_the_stream_grow
         assert "premise not met" in pre_line.value and "init=xavier" in pre_line.settle
 
 
+def test_pre_ln_exponent_against_minus_half_in_the_settings_that_meet_its_premise(tmp_path):
+    """After the settling run (`init=xavier`) a sweep holds both inits: the setting that meets the premise is judged
+    against −½, the other only against its stream, and the line says one setting was left untested."""
+    runs = [{"norm": "pre", "depth": depth, "init": init, "_init_ratio": 1.0, "_scale": depth ** slope,
+             "_rms_per_block": per_block} for init, slope, per_block in (("pytorch", -0.06, 0.05), ("xavier", -0.5, 1.0))
+            for depth in (2, 4, 8)]
+    line = exponent_lines(computed(tmp_path, runs, ["init", "depth"]))[0]
+    assert line.verdict == AGREES and "1 matched setting(s) below the premise" in line.value
+
+
 def test_depth_exponent_needs_three_depths(tmp_path):
     line = exponent_lines(computed(tmp_path, exponent_runs(0.0, -0.5, depths=(2, 4)), ["norm", "depth"]))[0]
     assert line.verdict == INCONCLUSIVE and "depth=2,4,8" in line.settle

@@ -28,6 +28,7 @@ from resbench.report.verdict import (
     Part,
     Units,
     finding,
+    judge,
     median_effect,
     number,
     pairs,
@@ -345,21 +346,32 @@ def _fit_units(fits: pd.DataFrame, effect: pd.Series) -> Units:
     return units
 
 
+def _premise_met(fits: pd.DataFrame) -> pd.Series:
+    """Per fit: whether its matched setting meets the premise of −½ (δL/e² ≥ 4 under the init rule)."""
+    met = {setting: judge(_fit_units(cell, cell["share"]), EXPONENT_PREMISE, AT_INIT).verdict == AGREES
+           for setting, cell in fits.groupby("setting", sort=False)}
+    return fits["setting"].map(met).astype(bool)
+
+
 def _exponent_parts(fits: pd.DataFrame, norm: str, values: str) -> list[Part]:
-    """post-LN: the slope against 0; pre-LN: against the measured stream's, and against −½ under its premise."""
+    """post-LN: the slope against 0; pre-LN: against the measured stream's, and against −½ in the matched
+    settings that meet its premise (when none does, the premise part says by how much they miss it)."""
     theory = THEORY_EXPONENT[norm]
     slope = f"slope {number(fits['slope'].median())}"
-    against_theory = _fit_units(fits, (fits["slope"] - theory).abs())
     if norm == "post":
-        return [part("", against_theory, EXPONENT.margin, values, AT_INIT, key=slope)]
-    stream = f"stream predicts {number(fits['predicted'].median())}"
-    premise = f"δL/e² {number(fits['share'].median())}"
-    return [part("δL ≫ e²", _fit_units(fits, fits["share"]), EXPONENT_PREMISE, f"δL/e² at the deepest depth "
-                 f"{number(fits['share'].median())}", AT_INIT, premise=True, gates=("against −½",), key=premise),
+        return [part("", _fit_units(fits, fits["slope"].abs()), EXPONENT.margin, values, AT_INIT, key=slope)]
+    met = _premise_met(fits)
+    tested = fits[met] if met.any() else fits
+    untested = fits.loc[~met, "setting"].nunique() if met.any() else 0
+    against_half = (f"slope {number(tested['slope'].median())} vs −½" +
+                    (f"; {untested} matched setting(s) below the premise, untested against −½" if untested else ""))
+    return [part("δL ≫ e²", _fit_units(tested, tested["share"]), EXPONENT_PREMISE, "δL/e² at the deepest depth "
+                 f"{number(tested['share'].median())}", AT_INIT, premise=True, gates=("against −½",),
+                 key=f"δL/e² {number(tested['share'].median())}"),
             part("against the stream", _fit_units(fits, (fits["slope"] - fits["predicted"]).abs()), EXPONENT.margin,
                  f"{values}; the measured stream predicts {number(fits['predicted'].median())}", AT_INIT,
-                 key=f"{slope}, {stream}"),
-            part("against −½", against_theory, EXPONENT.margin, f"slope {number(fits['slope'].median())} vs −½",
+                 key=f"{slope}, stream predicts {number(fits['predicted'].median())}"),
+            part("against −½", _fit_units(tested, (tested["slope"] - theory).abs()), EXPONENT.margin, against_half,
                  AT_INIT, key=slope)]
 
 
