@@ -212,6 +212,9 @@ def test_a_run_that_took_no_step_has_no_end_to_judge(tmp_path):
             for r in (True, False) for s in (0, 1, 2)]
     finding = about(computed(tmp_path, runs, ["residual"]), SEED, "do not vanish")
     assert "at init" in finding.value and "at the end" not in finding.value
+    untrained = [{**run, "train.steps": 0} for run in warmup_runs({(w, s): 0.3 for w in (0, 5) for s in (0, 1, 2)})]
+    found = computed(tmp_path / "warmup", untrained, ["norm", "train.warmup"])
+    assert not [f for f in found if "warmup" in f.claim]  # a final loss at step 0 is no training outcome
 
 
 def test_the_rules_are_stated_before_any_data():

@@ -219,6 +219,8 @@ def _rise(before: float, after: float) -> float:
 
 
 def _per_setting(values: dict[str, str]) -> str:
+    if list(values) == [""]:  # one setting, every run in it
+        return next(iter(values.values()))
     shown = [f"{setting or 'all'}: {value}" for setting, value in list(values.items())[:SHOWN_SETTINGS]]
     return "; ".join(shown) + ("; …" if len(values) > SHOWN_SETTINGS else "")
 
@@ -247,6 +249,13 @@ def _with_skips(runs: pd.DataFrame) -> pd.DataFrame:
 
 def _done(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[runs["status"].isin([status.value for status in DONE])]
+
+
+def _took_steps(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs a training outcome can be read from: a run of train.steps=0 ends where it began."""
+    if "train.steps" not in runs:
+        return runs
+    return runs[pd.to_numeric(runs["train.steps"], errors="coerce").ne(0)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -437,7 +446,7 @@ def _warmup_effect(norm: str, without: float, with_: float) -> float:
 
 def warmup(ev: Evidence) -> list[Finding]:
     """Post-LN with Adam needs warmup; pre-LN does not."""
-    runs = _with_skips(_model(ev.runs, "transformer"))
+    runs = _took_steps(_with_skips(_model(ev.runs, "transformer")))
     if "train.warmup" not in runs:
         return []
     if "train.optimizer" in runs:
@@ -524,7 +533,7 @@ def _critical_units(table: pd.DataFrame) -> tuple[Units, dict[str, list]]:
 
 def critical_learning_rate(ev: Evidence) -> list[Finding]:
     """Per (norm, depth) the largest lr that trained; pre-LN's against post-LN's."""
-    runs = _with_skips(_model(ev.runs, "transformer"))
+    runs = _took_steps(_with_skips(_model(ev.runs, "transformer")))
     if "train.lr" not in runs:
         return []
     if "train.warmup" in runs:
@@ -655,7 +664,7 @@ def _over_depths(table: pd.DataFrame, pick: Pick, fails_anywhere: bool) -> Units
 
 def deepnorm_depth(ev: Evidence) -> list[Finding]:
     """Post-LN worse at some depth than at the smallest (the premise); DeepNorm within the margin at every depth."""
-    runs = _with_skips(ev.runs)
+    runs = _took_steps(_with_skips(ev.runs))
     runs = runs[runs["outcome_loss"].notna()]
     post, deep = _is(runs, "norm", "post"), _is(runs, "norm", "deepnorm")
     depth = _depth(runs)
@@ -696,7 +705,7 @@ def degradation(ev: Evidence) -> list[Finding]:
     not (a skip net failing at any depth counts against the claim)."""
     if "norm" not in ev.runs:
         return []
-    runs = ev.runs[ev.runs["outcome_loss"].notna() & ~_is(ev.runs, "norm", "none")]
+    runs = _took_steps(ev.runs[ev.runs["outcome_loss"].notna() & ~_is(ev.runs, "norm", "none")])
     plain, skips = _is(runs, "residual", "false"), _is(runs, "residual", "true")
     depth = _depth(runs)
     if not plain.any() or not skips.any() or depth[plain].nunique() < 2:
@@ -743,7 +752,7 @@ def signal_collapse(ev: Evidence) -> list[Finding]:
     for unit in singles(init_runs, init.config_keys).itertuples():
         _add_draws(spread, unit, q.of_run(spread_at.to_frame(), unit.run)["last"])
     final = _by_run(runs, "stats_loss")
-    for unit in singles(runs, ev.config_keys).itertuples():
+    for unit in singles(_took_steps(runs), ev.config_keys).itertuples():
         loss.add(final[unit.run], unit.setting, unit.seed, paired=unit.paired)
     spread_part = part("spread at init", spread, SIGNAL.margin,
                        f"{number(median_effect(spread.effects))} across examples at the last block", AT_INIT)
@@ -844,7 +853,7 @@ def _formatted(claim: Claim, **names: str) -> Claim:
 
 def rezero(ev: Evidence) -> list[Finding]:
     """ReZero (norm=none) against pre-LN and against post-LN, by convergence speed."""
-    runs = _done(ev.runs)
+    runs = _took_steps(_done(ev.runs))
     zero = _is(runs, "residual", "rezero") & _is(runs, "norm", "none")
     if not zero.any() or ev.metrics.empty:
         return []
@@ -904,6 +913,8 @@ def _vanishing(ev: Evidence, runs: pd.DataFrame, claim: Claim, variables: tuple[
 
 def _convergence(ev: Evidence, runs: pd.DataFrame, claim: Claim, variables: tuple[str, ...], a: pd.Series,
                  b: pd.Series) -> list[Finding]:
+    stepped = runs["run"].isin(_took_steps(runs)["run"])
+    a, b = a & stepped, b & stepped
     if not a.any() or not b.any() or ev.metrics.empty:
         return []
     matched = pairs(runs, ev.config_keys, variables, a, b)
