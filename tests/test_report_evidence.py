@@ -92,7 +92,8 @@ def drop_seed(sweep: Path) -> None:
 
 def test_runs_without_a_seed_key_do_not_collapse_into_one_pair(tmp_path):
     """Three runs a side, none with a seed (as `resbench.watch` records them): each is a unit of its own."""
-    runs = [{"norm": "post", "train.warmup": w, "_final_loss": 1.8 if w == 0 else 0.3} for w in (0, 5) for _ in range(3)]
+    runs = [{"norm": "post", "train.warmup": w, "_final_loss": 1.8 if w == 0 else 0.3}
+            for w in (0, 5) for _ in range(3)]
     sweep = sweep_of(tmp_path, runs, ["norm", "train.warmup"])
     drop_seed(sweep)
     ev = evidence(sweep)
@@ -208,8 +209,8 @@ def test_step_zero_is_counted_once_across_a_key_that_only_shapes_training(tmp_pa
 
 
 def test_a_run_that_took_no_step_has_no_end_to_judge(tmp_path):
-    runs = [{"norm": "branch", "residual": r, "depth": 4, "train.steps": 0, "seed": s, "_init_ratio": 1.0 if r else 20.0}
-            for r in (True, False) for s in (0, 1, 2)]
+    runs = [{"norm": "branch", "residual": r, "depth": 4, "train.steps": 0, "seed": s,
+             "_init_ratio": 1.0 if r else 20.0} for r in (True, False) for s in (0, 1, 2)]
     finding = about(computed(tmp_path, runs, ["residual"]), SEED, "do not vanish")
     assert "at init" in finding.value and "at the end" not in finding.value
     untrained = [{**run, "train.steps": 0} for run in warmup_runs({(w, s): 0.3 for w in (0, 5) for s in (0, 1, 2)})]
