@@ -132,9 +132,9 @@ def _build(dirs: list[Path], found: list[list[Path]], console: Console | None, o
 
 
 FINDINGS_NOTE = ("*Each line sets a quantity measured in these runs against a claim of the cited paper, with a "
-                 "margin and the evidence it needs stated in advance (README, Findings). Only matched runs are "
-                 "compared: identical in every config key except the claim's variables and the seed, seeds paired. "
-                 f"A quantity at init counts every init draw of every seed, and agrees / disagrees when "
+                 "margin and the evidence it needs stated in advance (resbench's docs/findings.md). Only matched "
+                 "runs are compared: identical in every config key except the claim's variables and the seed, seeds "
+                 "paired. A quantity at init counts every init draw of every seed, and agrees / disagrees when "
                  f"{AT_INIT.share:.0%} of them clear the margin one way in every matched setting, with ≥ "
                  f"{AT_INIT.minimum} draws each; a training outcome needs ≥ {TRAINED.minimum} paired seeds per "
                  "setting, every one clearing the margin. inconclusive: too few units (the line says which way they "

@@ -509,7 +509,8 @@ def stream_growth(ev: Evidence) -> list[Finding]:
                   "run's measured RMS", AT_INIT, premise=True),
              part("measured vs predicted", fit, STREAM.margin, values, AT_INIT)]
     runs = _exponent_arm(ev, "pre")
-    return [finding(STREAM, parts, runs, extra=_more_depths(runs),
+    deeper = parts[0].verdict != AGREES and parts[0].lean != AGREES  # the stream grew too little: go deeper
+    return [finding(STREAM, parts, runs, extra=_more_depths(runs, table["depth"].nunique() + deeper),
                     margin_text=f"{STREAM.margin.text()}; premise: predicted growth {STREAM_GROWS.text()}")]
 
 

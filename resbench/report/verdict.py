@@ -504,7 +504,9 @@ def finding(claim: Claim, parts: Sequence[Part], runs: pd.DataFrame, extra: str 
     judged = combine(parts)
     n_seeds = max((p.n_seeds for p in parts), default=0)
     n_settings = max((p.n_settings for p in parts), default=0)
-    shown = "; ".join(f"{p.name}: {p.values} → {p.verdict}" if p.name else p.values for p in parts)
+    untested = {p.name for p in _gated(parts) if p.reason.startswith("premise not met")}
+    shown = "; ".join(f"{p.name}: {p.values} → {'untested' if p.name in untested else p.verdict}" if p.name
+                      else p.values for p in parts)
     value = f"{shown}; {_joined(parts, 'evidence')}, {n_settings} matched setting" + ("s" if n_settings != 1 else "")
     if judged.reason:
         value += f"; {judged.reason}"
