@@ -345,7 +345,8 @@ def judge(units: Units, margin: Margin, rule: Rule) -> Judgement:
         by_setting[unit.setting].append(unit)
     if not by_setting:
         return Judgement(INCONCLUSIVE, "not measurable")
-    leans = {_setting_verdict(cell, margin, rule) for cell in by_setting.values()}
+    verdicts = [_setting_verdict(cell, margin, rule) for cell in by_setting.values()]
+    leans = set(verdicts)
     if len(leans) == 1 and leans <= {AGREES, DISAGREES}:
         lean = leans.pop()
         fewest = min(_count(cell, rule) for cell in by_setting.values())
@@ -356,6 +357,8 @@ def judge(units: Units, margin: Margin, rule: Rule) -> Judgement:
         return Judgement(INCONCLUSIVE, "settings split")
     if SPLIT in leans:
         return Judgement(INCONCLUSIVE, f"{rule.unit}s split")
+    if len(verdicts) > 1:
+        return Judgement(INCONCLUSIVE, f"{WITHIN} in {verdicts.count(WITHIN)} of {len(verdicts)} settings")
     return Judgement(INCONCLUSIVE, WITHIN)
 
 
