@@ -68,7 +68,7 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-OPTIMIZERS = {
+OPTIMIZERS = {  # keyed by registries.OPTIMIZERS
     "adam": lambda params, t: torch.optim.Adam(params, lr=t["lr"], weight_decay=t["weight_decay"]),
     "adamw": lambda params, t: torch.optim.AdamW(params, lr=t["lr"], weight_decay=t["weight_decay"]),
     "sgd": lambda params, t: torch.optim.SGD(params, lr=t["lr"], weight_decay=t["weight_decay"]),
