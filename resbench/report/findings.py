@@ -291,7 +291,7 @@ def _median_of(values: pd.Series, runs: Iterable[int]) -> float:
 
 def fig3_profile(ev: Evidence) -> list[Finding]:
     """Fig. 3: the FFN W₂ gradient's last/first block ratio at init, post-LN rising, pre-LN flat or falling."""
-    ev = ev.at_init()
+    ev = ev.at_init
     w2 = q.param_by_block(ev.init_draw_params)
     runs = _with_skips(_model(ev.runs, "transformer"))
     runs = runs[runs["run"].isin(w2.index.get_level_values(0))]
@@ -386,7 +386,7 @@ def _exponent_parts(fits: pd.DataFrame, norm: str, values: str) -> list[Part]:
 
 def depth_exponent(ev: Evidence) -> list[Finding]:
     """Xiong's theory across depth: the last block's W₂ init gradient against L, on a log-log scale."""
-    ev = ev.at_init()
+    ev = ev.at_init
     found = []
     for norm, claim in (("post", EXPONENT), ("pre", EXPONENT_PRE)):
         table = _exponent_table(ev, norm)
@@ -414,7 +414,7 @@ def depth_exponent(ev: Evidence) -> list[Finding]:
 def exponent_curves(ev: Evidence) -> pd.DataFrame:
     """For the plot: measured last-block W₂ norms per depth (median over seeds and init draws), the fitted
     line and the theory's line through the measured points' geometric mean; columns panel, line, side, x, y."""
-    ev = ev.at_init()
+    ev = ev.at_init
     pieces = []
     for norm in ("post", "pre"):
         table = _exponent_table(ev, norm).dropna(subset=["last"])
@@ -497,7 +497,7 @@ def _stream_units(ev: Evidence, table: pd.DataFrame) -> tuple[Units, Units, dict
 
 def stream_growth(ev: Evidence) -> list[Finding]:
     """Pre-LN's stream grows as its branches' variances add up, predicted from the shallowest run."""
-    ev = ev.at_init()
+    ev = ev.at_init
     table = _exponent_table(ev, "pre").dropna(subset=["rms"])
     if table.empty or table["depth"].nunique() < 2:
         return []
@@ -610,7 +610,7 @@ def _rank_depth(ev: Evidence, runs: pd.DataFrame, rank: pd.Series, plain: pd.Ser
 
 def rank_collapse(ev: Evidence) -> list[Finding]:
     """Pure attention without skips loses rank with depth; skips prevent it."""
-    ev = ev.at_init()
+    ev = ev.at_init
     runs = _attention_only(ev.runs)
     rank = q.block_ends(ev.init_draw_layers, "rank_residual")["last"].dropna()
     runs = runs[runs["run"].isin(rank.index.get_level_values(0))]
@@ -742,7 +742,7 @@ def signal_collapse(ev: Evidence) -> list[Finding]:
         return []
     plain = _is(runs, "residual", "false") & _is(runs, "norm", "none")
     runs = runs[plain & _is(runs, "task.name", *TEN_CLASS_TASKS) & (_depth(runs) >= DEEP_PLAIN_MIN_DEPTH)]
-    init = ev.at_init()
+    init = ev.at_init
     spread_at = q.block_ends(init.init_draw_layers, "rank_residual")["last"].dropna()
     runs = runs[runs["run"].isin(spread_at.index.get_level_values(0))]
     if runs.empty:
@@ -776,7 +776,7 @@ def _stack_ratios(init_layers: pd.DataFrame) -> pd.Series:
 def liu_stacks(ev: Evidence) -> list[Finding]:
     """Liu et al. 2020, Fig. 3: post-LN's decoder gradients vanish toward its first block where the encoder's do
     not; under pre-LN neither."""
-    ev = ev.at_init()
+    ev = ev.at_init
     runs = _with_skips(_model(ev.runs, "seq2seq"))
     if runs.empty or "stack" not in ev.init_draw_layers:
         return []
@@ -816,7 +816,7 @@ def _speed_units(ev: Evidence, matched: pd.DataFrame) -> tuple[Units, str]:
 def _vanishing_at_init(ev: Evidence, variables: tuple[str, ...], runs_a: pd.Series,
                        runs_b: pd.Series) -> Part | None:
     """(first/last of a) over (first/last of b) at init, per init draw, on the at-init view of these runs."""
-    init = replace(ev, runs=ev.runs[ev.runs["run"].isin(pd.concat([runs_a, runs_b]))]).at_init()
+    init = replace(ev, runs=ev.runs[ev.runs["run"].isin(pd.concat([runs_a, runs_b]))]).at_init
     ends = q.block_ends(init.init_draw_layers, "grad_norm")
     a, b = init.runs["run"].isin(runs_a), init.runs["run"].isin(runs_b)
     if ends.empty or not a.any() or not b.any():

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -56,8 +57,9 @@ class Evidence:
         return cls(runs, list(run_set.config_keys), run_set.metrics, run_set.at["init"], init_params,
                    as_draw_zero(run_set.at["init"], DRAW_LAYER_COLUMNS), as_draw_zero(init_params, DRAW_PARAM_COLUMNS))
 
+    @cached_property
     def at_init(self) -> Evidence:
-        """The evidence of quantities at init: one run per initialisation.
+        """The evidence of quantities at init: one run per initialisation (computed once per Evidence).
 
         Runs that differ only in TRAINING_ONLY keys (warmup, lr, steps, …) measured the same step 0, as do
         copies of one config: they become one run (the lowest id), their init rows averaged, and the

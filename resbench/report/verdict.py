@@ -256,13 +256,15 @@ def _pair_rows(label: str, a_runs: pd.DataFrame, b_runs: pd.DataFrame) -> list[t
     """(setting, seed, run_a, run_b, paired) for one cell: each run of a common seed against each run of
     that seed on the other side (copies of a config both count), and each other run, on either side,
     against each run of the other side (unpaired, under its own seed)."""
-    common = set(a_runs["seed_label"]) & set(b_runs["seed_label"])
-    rows = [(label, a.seed_label, a.run, b.run, True) for a in a_runs[a_runs["seed_label"].isin(common)].itertuples()
-            for b in b_runs[b_runs["seed_label"].eq(a.seed_label)].itertuples()]
-    for alone in a_runs[~a_runs["seed_label"].isin(common)].itertuples():
-        rows += [(label, alone.seed_label, alone.run, other.run, False) for other in b_runs.itertuples()]
-    for alone in b_runs[~b_runs["seed_label"].isin(common)].itertuples():
-        rows += [(label, alone.seed_label, other.run, alone.run, False) for other in a_runs.itertuples()]
+    a = list(zip(a_runs["run"], a_runs["seed_label"]))
+    b = list(zip(b_runs["run"], b_runs["seed_label"]))
+    b_by_seed = defaultdict(list)
+    for run, seed in b:
+        b_by_seed[seed].append(run)
+    common = {seed for _, seed in a} & set(b_by_seed)
+    rows = [(label, seed, run_a, run_b, True) for run_a, seed in a if seed in common for run_b in b_by_seed[seed]]
+    rows += [(label, seed, run_a, run_b, False) for run_a, seed in a if seed not in common for run_b, _ in b]
+    rows += [(label, seed, run_a, run_b, False) for run_b, seed in b if seed not in common for run_a, _ in a]
     return rows
 
 
