@@ -20,6 +20,7 @@ SMOKE_RUNS: dict[str, tuple[list[str], list[str]]] = {
     "checkpoint_cost.py": ([], [rf"^ratio +{NUMBER} +\(median of paired blocks",
                                 rf"^one checkpoint write +{NUMBER} ms"]),
     "cli_startup.py": ([], [rf"^resbench --help +{NUMBER} s", rf"^TAB after norm= +{NUMBER} s"]),
+    "init_draws_cost.py": ([], [rf"^ratio {NUMBER} \(target <= 1.05\)"]),
     "plan_speed.py": ([], [rf"^4 jobs: composed in full .* speed-up {NUMBER}x$"]),
     "probe_overhead.py": ([], [rf"^ +bare PyTorch loop +{NUMBER} +1\.000",
                                rf"^ +resbench, every probe every step +{NUMBER} +{NUMBER} +{NUMBER} +{NUMBER}$",

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from report_fixtures import grid, with_draws, write_sweep
+from report_fixtures import Knobs, grid, write_sweep
 
 from resbench import api
 from resbench.report import aggregate, build, findings, load
@@ -24,13 +24,14 @@ SMALL = {"train.steps": 20, "log_every": 5, "train.eval_every": 10, "width": 8}
 XIONG, WANG, HE, SEED = "Xiong et al. 2020", "Wang et al. 2022", "He et al. 2016", "the seed article"
 
 
-def evidence(sweep: Path, draws: int = 8) -> Evidence:
+def evidence(sweep: Path) -> Evidence:
     run_set = load.load([sweep])
-    return with_draws(Evidence.of(run_set, aggregate.per_run(run_set, aggregate.group_keys(run_set))), draws)
+    return Evidence.of(run_set, aggregate.per_run(run_set, aggregate.group_keys(run_set)))
 
 
-def sweep_of(tmp_path: Path, runs: list[dict], keys: list[str] | None = None, name: str = "sweep") -> Path:
-    return write_sweep(tmp_path / name, [{**SMALL, **run} for run in runs], swept_keys=keys)
+def sweep_of(tmp_path: Path, runs: list[dict], keys: list[str] | None = None) -> Path:
+    """A synthetic sweep whose runs measured 8 init draws each, as `init_draws`' default."""
+    return write_sweep(tmp_path / "sweep", [{**SMALL, **run} for run in runs], swept_keys=keys, knobs=Knobs(draws=8))
 
 
 def computed(tmp_path: Path, runs: list[dict], keys: list[str] | None = None) -> list[Finding]:

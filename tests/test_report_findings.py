@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from report_fixtures import Knobs, grid, with_draws, write_sweep
+from report_fixtures import Knobs, grid, write_sweep
 
 from resbench.report import aggregate, findings, load
 from resbench.report.quantities import Evidence
@@ -20,19 +20,21 @@ from resbench.report.verdict import AGREES, DISAGREES, INCONCLUSIVE, Finding, Ma
 SMALL = {"train.steps": 20, "log_every": 5, "train.eval_every": 10, "width": 8}
 
 
-def sweep_of(tmp_path: Path, runs: list[dict], keys: list[str] | None = None, knobs: Knobs | None = None) -> Path:
-    return write_sweep(tmp_path / "sweep", [{**SMALL, **run} for run in runs], swept_keys=keys, knobs=knobs or Knobs())
+def sweep_of(tmp_path: Path, runs: list[dict], keys: list[str] | None = None, knobs: Knobs | None = None,
+             draws: int = 8) -> Path:
+    """A synthetic sweep whose runs measured `draws` init draws each (0: none, as a run of older resbench)."""
+    knobs = replace(knobs or Knobs(), draws=draws)
+    return write_sweep(tmp_path / "sweep", [{**SMALL, **run} for run in runs], swept_keys=keys, knobs=knobs)
 
 
-def evidence(sweep: Path, draws: int = 8) -> Evidence:
-    """The report's evidence, with `draws` init draws per run (copies of draw 0: see `with_draws`)."""
+def evidence(sweep: Path) -> Evidence:
     run_set = load.load([sweep])
-    return with_draws(Evidence.of(run_set, aggregate.per_run(run_set, aggregate.group_keys(run_set))), draws)
+    return Evidence.of(run_set, aggregate.per_run(run_set, aggregate.group_keys(run_set)))
 
 
 def computed(tmp_path: Path, runs: list[dict], keys: list[str] | None = None, knobs: Knobs | None = None,
              draws: int = 8) -> list[Finding]:
-    return findings.compute_findings(evidence(sweep_of(tmp_path, runs, keys, knobs), draws))
+    return findings.compute_findings(evidence(sweep_of(tmp_path, runs, keys, knobs, draws)))
 
 
 def about(found: list[Finding], source: str, words: str) -> Finding:
@@ -108,15 +110,15 @@ def test_fig3_seeds_that_split_are_inconclusive_and_name_the_settling_command(tm
 @pytest.mark.parametrize("low_draws, verdict", [(2, AGREES), (3, INCONCLUSIVE)])
 def test_fig3_needs_three_in_four_draws_beyond_the_margin(tmp_path, low_draws, verdict):
     """8 draws at ×2.0, of which `low_draws` fall to ×1.3 (within the margin): 6 of 8 clear it, 5 do not."""
-    sweep = sweep_of(tmp_path, [{"norm": "post", "depth": 4, "_init_ratio": 2.0}], ["norm"])
-    ev = with_draws(evidence(sweep, draws=1), 8, lambda draw: 1.3 / 2.0 if draw < low_draws else 1.0)
-    rising = about(findings.compute_findings(ev), XIONG, "post-LN's FFN")
+    shapes = [{"_init_ratio": 1.3}] * low_draws + [{"_init_ratio": 2.0}] * (8 - low_draws)
+    found = computed(tmp_path, [{"norm": "post", "depth": 4, "_draws": shapes}], ["norm"])
+    rising = about(found, XIONG, "post-LN's FFN")
     assert rising.verdict == verdict and f"{8 - low_draws} of 8 ≥ ×1.5" in rising.value
 
 
 def test_fig3_on_one_draw_is_inconclusive_and_leans(tmp_path):
     """A run of older resbench has its step 0 only: one draw, too few for a verdict at init."""
-    found = fig3(tmp_path, {("post", 0): 2.0}, draws=1)
+    found = fig3(tmp_path, {("post", 0): 2.0}, draws=0)
     rising = about(found, XIONG, "post-LN's FFN")
     assert rising.verdict == INCONCLUSIVE and "too few draws" in rising.value and "leans agrees" in rising.value
     assert "1 seed × 1 draw" in rising.line() and rising.settle.endswith("seed=0,1,2")
@@ -124,11 +126,12 @@ def test_fig3_on_one_draw_is_inconclusive_and_leans(tmp_path):
 
 def test_fig3_reads_the_ffn_w2_gradient_not_the_whole_block(tmp_path):
     sweep = sweep_of(tmp_path, [{"norm": "post", "depth": 4, "_init_ratio": 2.0}], ["norm"])
-    path = next(sweep.glob("*/grad_norms.csv"))
+    path = next(sweep.glob("*/init_grad_norms.csv"))
     rows = pd.read_csv(path)
-    w2 = rows["param"].eq("ffn.fc2.weight") & rows["step"].eq(0)
-    first = rows.loc[w2 & rows["layer"].eq(0), "grad_norm"].iloc[0]
-    rows.loc[w2 & rows["layer"].eq(3), "grad_norm"] = first  # W₂ flat, while the block still rises ×2
+    w2 = rows["param"].eq("ffn.fc2.weight")
+    first = rows.loc[w2 & rows["layer"].eq(0)].set_index("draw")["grad_norm"]
+    last = w2 & rows["layer"].eq(3)
+    rows.loc[last, "grad_norm"] = rows.loc[last, "draw"].map(first)  # W₂ flat, while the block still rises ×2
     rows.to_csv(path, index=False)
     rising = about(findings.compute_findings(evidence(sweep)), XIONG, "post-LN's FFN")
     assert rising.verdict == DISAGREES and "×1" in rising.value
@@ -501,13 +504,13 @@ def test_confounder_skips_at_another_width_are_not_compared(tmp_path):
 def seq2seq_evidence(tmp_path: Path, decoder_factor: dict[str, float]) -> Evidence:
     """Post- and pre-LN encoder–decoders, 2 seeds, 8 draws: both stacks with the fixture's profile, the decoder's
     first block times `decoder_factor[norm]` (so the decoder's first/last over the encoder's is that factor)."""
-    runs = [{"model": "seq2seq", "task": "reverse", "norm": norm, "depth": 4, "seed": seed}
-            for norm in ("post", "pre") for seed in (0, 1)]
-    ev = evidence(sweep_of(tmp_path, runs, ["norm"], Knobs(grad_norms="none")))
+    runs = [{"task": "reverse", "norm": norm, "depth": 4, "seed": seed} for norm in ("post", "pre") for seed in (0, 1)]
+    ev = evidence(sweep_of(tmp_path, runs, ["norm"]))
     layers, norm = ev.init_draw_layers, ev.runs.set_index("run")["norm"]
     factor = layers["run"].map(norm).map(decoder_factor).where(layers["layer"].eq(0), 1.0)
     decoder = layers.assign(stack="decoder", grad_norm=layers["grad_norm"] * factor)
-    return replace(ev, init_draw_layers=pd.concat([layers.assign(stack="encoder"), decoder], ignore_index=True))
+    return replace(ev, runs=ev.runs.assign(**{"model.name": "seq2seq"}),
+                   init_draw_layers=pd.concat([layers.assign(stack="encoder"), decoder], ignore_index=True))
 
 
 @pytest.mark.parametrize("post, pre, verdict", [(0.3, 1.0, AGREES), (1.0, 0.3, DISAGREES), (0.65, 0.65, INCONCLUSIVE)])

@@ -13,28 +13,23 @@ every run is one measurement.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from resbench.report.aggregate import format_value, profile_rows
-from resbench.report.load import RunSet
-from resbench.schema import GRAD_NORMS_CSV, STACK, Status
+from resbench.report.load import INIT_DRAW_LAYERS, INIT_DRAW_PARAMS, RunSet
+from resbench.schema import DRAW, STACK, Status
 
 SMOOTHING_STEPS = 10  # trailing mean over this many steps (as the summary's final_loss)
 NO_PROGRESS = 0.05  # a smoothed loss that ends within 5 % of the step-0 loss: the run did not train
 W2 = "ffn.fc2.weight"  # the FFN's second weight matrix: the parameter of Xiong et al.'s Fig. 3
-DRAW = "draw"
 # Keys that shape training only: step 0 (its batch, its model, its gradients) is the same whatever they are.
 TRAINING_ONLY = ("train.steps", "train.lr", "train.warmup", "train.optimizer", "train.weight_decay", "train.clip",
                  "train.eval_every", "train.checkpoint_every", "log_every", "logger", "threads")
-DRAW_LAYER_COLUMNS = ("run", DRAW, "layer", STACK, "grad_norm", "hidden_rms", "act_grad_norm", "rank_residual")
-DRAW_PARAM_COLUMNS = ("run", DRAW, "layer", STACK, "param", "grad_norm")
 
 
 @dataclass
@@ -44,18 +39,15 @@ class Evidence:
     runs: pd.DataFrame  # aggregate.per_run: one row per run, config columns, summary, block measures
     config_keys: list[str]
     metrics: pd.DataFrame = field(default_factory=pd.DataFrame)  # run, step, loss, …
-    init_layers: pd.DataFrame = field(default_factory=pd.DataFrame)  # layers.csv rows at step 0
-    init_params: pd.DataFrame = field(default_factory=pd.DataFrame)  # grad_norms.csv rows at step 0
-    # Step-0 rows of every init draw (DRAW_LAYER_COLUMNS, DRAW_PARAM_COLUMNS; block parameters only); a run
-    # without init-draw files has its own step-0 rows as draw 0.
-    init_draw_layers: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=DRAW_LAYER_COLUMNS))
-    init_draw_params: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=DRAW_PARAM_COLUMNS))
+    # Step 0 of every init draw of every run (draw 0: the run's own step 0, which stands in for the draws of a
+    # run without them): per block, and per block parameter. Every quantity at init is read from these.
+    init_draw_layers: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=INIT_DRAW_LAYERS))
+    init_draw_params: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=INIT_DRAW_PARAMS))
 
     @classmethod
     def of(cls, run_set: RunSet, runs: pd.DataFrame) -> Evidence:
-        init_params = read_init_param_norms(runs)
-        return cls(runs, list(run_set.config_keys), run_set.metrics, run_set.at["init"], init_params,
-                   as_draw_zero(run_set.at["init"], DRAW_LAYER_COLUMNS), as_draw_zero(init_params, DRAW_PARAM_COLUMNS))
+        return cls(runs, list(run_set.config_keys), run_set.metrics, init_draw_layers=run_set.init_draw_layers,
+                   init_draw_params=block_params(run_set.init_draw_params))
 
     @cached_property
     def at_init(self) -> Evidence:
@@ -78,18 +70,6 @@ class Evidence:
                        init_draw_params=_merged(self.init_draw_params, to_kept, ["run", DRAW, STACK, "layer", "param"]))
 
 
-def as_draw_zero(rows: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    """Step-0 rows as init draw 0, in `columns` (absent ones empty; `stack` "" where none is recorded)."""
-    frame = rows.assign(**{DRAW: 0})
-    if STACK not in frame:
-        frame[STACK] = ""
-    frame[STACK] = frame[STACK].fillna("")
-    for column in columns:
-        if column not in frame:
-            frame[column] = np.nan
-    return frame[list(columns)].reset_index(drop=True)
-
-
 def _merged(rows: pd.DataFrame, to_kept: dict[int, int], by: list[str]) -> pd.DataFrame:
     """`rows` of the kept runs only, each kept run's rows averaged with those of the runs merged into it."""
     rows = rows[rows["run"].isin(to_kept.keys())]
@@ -103,41 +83,10 @@ def _merged(rows: pd.DataFrame, to_kept: dict[int, int], by: list[str]) -> pd.Da
 # per-parameter gradients at init
 
 
-def _step_zero_lines(path: Path) -> bytes:
-    """grad_norms.csv's header and its step-0 rows (the file is written step by step: they come first)."""
-    lines = []
-    try:
-        with open(path, "rb") as handle:
-            lines.append(handle.readline())
-            for line in handle:
-                if not line.startswith(b"0,"):
-                    break
-                if line.endswith(b"\n"):
-                    lines.append(line)
-    except OSError:
-        return b""
-    return b"".join(lines)
-
-
-def read_init_param_norms(runs: pd.DataFrame) -> pd.DataFrame:
-    """Step-0 rows of every run's grad_norms.csv: run, layer, stack, param, grad_norm (block parameters only)."""
-    columns = ["run", "layer", STACK, "param", "grad_norm"]
-    frames = []
-    for run, path in zip(runs["run"], runs["path"]):
-        data = _step_zero_lines(Path(path) / GRAD_NORMS_CSV)
-        if data.count(b"\n") < 2:
-            continue
-        try:
-            frame = pd.read_csv(io.BytesIO(data), dtype={STACK: str})
-        except (ValueError, pd.errors.ParserError):
-            continue
-        if {"layer", "param", "grad_norm"} <= set(frame.columns):
-            frame = frame.assign(grad_norm=pd.to_numeric(frame["grad_norm"], errors="coerce"), run=run,
-                                 **{STACK: frame[STACK].fillna("") if STACK in frame else ""})
-            frames.append(frame.dropna(subset=["layer", "grad_norm"])[columns])
-    if not frames:
-        return pd.DataFrame(columns=columns)
-    return pd.concat(frames, ignore_index=True)
+def block_params(draw_params: pd.DataFrame) -> pd.DataFrame:
+    """The rows of parameters inside the blocks (INIT_DRAW_PARAMS), `layer` as an integer."""
+    rows = draw_params.dropna(subset=["layer"])
+    return rows.astype({"layer": np.int64}).reset_index(drop=True)
 
 
 def _ends(rows: pd.DataFrame, column: str) -> pd.DataFrame:
