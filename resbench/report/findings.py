@@ -367,8 +367,10 @@ def _exponent_parts(fits: pd.DataFrame, norm: str, values: str) -> list[Part]:
     settings that meet its premise (when none does, the premise part says by how much they miss it)."""
     theory = THEORY_EXPONENT[norm]
     slope = f"slope {number(fits['slope'].median())}"
-    if norm == "post":
-        return [part("", _fit_units(fits, fits["slope"].abs()), EXPONENT.margin, values, AT_INIT, key=slope)]
+    if norm == "post" or fits["slope"].isna().all():  # fewer than 3 depths: no slope, and no premise to check
+        key = slope if fits["slope"].notna().any() else "a slope needs ≥ 3 depths"
+        return [part("", _fit_units(fits, (fits["slope"] - theory).abs()), EXPONENT.margin, values, AT_INIT,
+                     key=key)]
     met = _premise_met(fits)
     tested = fits[met] if met.any() else fits
     untested = fits.loc[~met, "setting"].nunique() if met.any() else 0
@@ -399,14 +401,14 @@ def depth_exponent(ev: Evidence) -> list[Finding]:
         arm = _exponent_arm(ev, norm)
         n_depths = table["depth"].nunique()
         extra = [_more_depths(arm)] if n_depths < 3 else []
-        if norm == "pre" and AGREES not in (parts[0].verdict, parts[0].lean):  # the premise of −½ does not hold:
+        if len(parts) > 1 and AGREES not in (parts[0].verdict, parts[0].lean):  # the premise of −½ does not hold:
             xavier = _is(arm, "init", "xavier").all()  # the paper's init grows the stream faster; else go deeper
             extra = [_more_depths(arm, n_depths + 1)] if xavier else extra + ["init=xavier"]
         margin = EXPONENT.margin.text() + (f"; premise of −½: δL/e² ≥ {EXPONENT_PREMISE.agree:g} at the deepest depth"
                                            if norm == "pre" else "")
-        key = (f"slope {number(fits['slope'].median())}" if n_depths >= 3 else "a slope needs ≥ 3 depths") + (
-            f", stream predicts {number(fits['predicted'].median())}, δL/e² {number(fits['share'].median())}"
-            if norm == "pre" else "")
+        key = parts[0].key if len(parts) == 1 else (
+            f"slope {number(fits['slope'].median())}, stream predicts {number(fits['predicted'].median())}, "
+            f"δL/e² {number(fits['share'].median())}")
         found.append(finding(claim, parts, arm, extra=" ".join(extra), margin_text=margin, key=key))
     return found
 

@@ -171,6 +171,8 @@ class Units:
     def evidence(self, rule: Rule) -> str:
         """`3 seeds × 8 draws`, `1 seed, 2 unpaired`, …: what the verdict rests on."""
         measured = self.measured()
+        if not measured:
+            return f"none of {len(self.items)} {rule.unit}{'s' if len(self.items) != 1 else ''} measurable"
         seeds = self.n_seeds
         text = f"{seeds} seed{'s' if seeds != 1 else ''}"
         if rule.unit == "draw":
