@@ -16,7 +16,7 @@ import yaml
 from report_fixtures import Knobs, grid, write_sweep
 
 from resbench import api
-from resbench.report import aggregate, build, findings, load
+from resbench.report import aggregate, build, build_report, findings, load
 from resbench.report.quantities import Evidence
 from resbench.report.verdict import AGREES, AT_INIT, DISAGREES, INCONCLUSIVE, TRAINED, Finding, Margin, Units, part
 
@@ -278,3 +278,11 @@ def test_a_real_tiny_sweep_at_the_default_init_never_says_the_exponent_disagrees
     line = about(findings.compute_findings(ev), XIONG, "under pre-LN: it falls as")
     assert line.verdict != DISAGREES, line.text()
     assert "δL/e²" in line.line() and "stream predicts" in line.line()
+
+
+def test_the_report_names_copies_under_warnings(tmp_path):
+    sweep = sweep_of(tmp_path, [{"norm": "post", "depth": 2, "seed": 0}], ["norm"])
+    shutil.copytree(sweep / "norm=post,seed=0", sweep / "copy")
+    result = build_report([sweep])
+    assert any("2 runs with the same config" in warning and "copy" in warning for warning in result.warnings)
+    assert "2 runs with the same config" in result.report_md.read_text().split("## Warnings")[1]
