@@ -134,12 +134,10 @@ def _build(dirs: list[Path], found: list[list[Path]], console: Console | None, o
 FINDINGS_NOTE = ("*Each line sets a quantity measured in these runs against a claim of the cited paper, with a "
                  "margin and the evidence it needs stated in advance (resbench's docs/findings.md). Only matched "
                  "runs are compared: identical in every config key except the claim's variables and the seed, seeds "
-                 "paired. A quantity at init counts every init draw of every seed, and agrees / disagrees when "
-                 f"{AT_INIT.share:.0%} of them clear the margin one way in every matched setting, with ≥ "
-                 f"{AT_INIT.minimum} draws each; a training outcome needs ≥ {TRAINED.minimum} paired seeds per "
-                 "setting, every one clearing the margin. inconclusive: too few units (the line says which way they "
-                 "lean), units split, a premise not met or the effect within the margin, with the command that "
-                 "would settle it.*")
+                 "paired. A quantity at init counts every init draw of every seed; agrees / disagrees when "
+                 f"{AT_INIT.text()}. A training outcome counts every seed; agrees / disagrees when {TRAINED.text()}. "
+                 "inconclusive: too few units (the line says which way they lean), units split, a premise not met or "
+                 "the effect within the margin, with the command that would settle it.*")
 
 
 def finding_text(finding: Finding, width: int = 80) -> Text:

@@ -56,9 +56,11 @@ class Rule:
         return math.ceil(self.share * n_units - 1e-9)
 
     def text(self) -> str:
+        """`every seed clears one margin, ≥ 3 paired seeds in every matched setting`."""
         if self.share >= 1:
-            return f"every unit clears the margin, ≥ {self.minimum} paired {self.unit}s per matched setting"
-        return f"≥ {self.share:.0%} of the units clear the margin, ≥ {self.minimum} {self.unit}s per matched setting"
+            return f"every {self.unit} clears one margin, ≥ {self.minimum} paired {self.unit}s in every matched setting"
+        return (f"≥ {self.share * 100:.0f} % of the {self.unit}s clear one margin, ≥ {self.minimum} {self.unit}s in "
+                f"every matched setting")
 
 
 AT_INIT = Rule("draw", 8, 0.75)  # init quantities swing 2–3× between draws: a verdict rests on many
