@@ -21,6 +21,7 @@ GRAD_NORMS_CSV = "grad_norms.csv"
 INIT_LAYERS_CSV = "init_layers.csv"  # layers.csv's step-0 rows of every init draw
 INIT_GRAD_NORMS_CSV = "init_grad_norms.csv"  # grad_norms.csv's step-0 rows of every init draw
 SUMMARY_JSON = "summary.json"
+PROVENANCE_JSON = "provenance.json"  # what code, on what, from which command line: written once as a run starts
 CHECKPOINT_PT = "checkpoint.pt"
 RUNS_CSV = "runs.csv"  # at a sweep's root: one row per run
 SWEEP_JSON = "sweep.json"  # at a sweep's root: what was swept (written before any run starts)
@@ -140,6 +141,13 @@ SUMMARY_FIELDS = tuple(f.name for f in fields(Summary) if f.name != "extra")
 REPORTED_SUMMARY_FIELDS = ("status", "steps_done", "final_loss", "final_val_loss", "final_val_acc", "wall_s",
                            "n_params", "error", "config_hash")
 REPORTED_NUMERIC = ("steps_done", "final_loss", "final_val_loss", "final_val_acc", "wall_s", "n_params")
+
+# ----------------------------------------------------------------------------- provenance.json
+# Its fields, in file order (also the columns `resbench.load` adds to `runs`). git_commit / git_dirty describe
+# the git repository holding the working directory (null outside one); command is the process's argv (a
+# sweep's run: the argv of the process that launched the sweep).
+PROVENANCE_FIELDS = ("resbench_version", "git_commit", "git_dirty", "cwd", "python_version", "torch_version",
+                     "cuda_version", "device_name", "host", "started_at", "command")
 
 # ----------------------------------------------------------------------------- sweeps
 # The model keys every model has, top-level in the config (`depth=12`, not `model.depth=12`), in table order.

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import checkpoint, loggers, models, probes, records, tasks
+from . import checkpoint, loggers, models, probes, records, runtime, tasks
 from .precision import pick_precision
 from .records import RunRecorder, config_hash, read_json
 from .schema import ACCURACY_COLUMN, LAYER_COLUMNS, METRIC_COLUMNS, SUMMARY_JSON, Status, Summary
@@ -116,7 +116,7 @@ class Trainer:
         self.train_cfg = config["train"]
         self.run_dir = Path(run_dir)
         self.progress = progress or Silent()
-        self.job = job or {}  # facts about where the run executes (slurm_job_id, requeues, ...)
+        self.job = job or {}  # facts about where the run executes (slurm_job_id, requeues, command, ...)
         self.resume = resume  # continue the run in run_dir from its checkpoint (from step 0 if it has none)
         self.checkpoint_path = self.run_dir / checkpoint.CHECKPOINT_PT
         self.signals = checkpoint.DeferredSignals()
@@ -139,7 +139,9 @@ class Trainer:
         state = self.checkpoint_to_continue(hash_)
         metric_columns = METRIC_COLUMNS + ((ACCURACY_COLUMN,) if self.task.spec.accuracy else ())
         self.recorder = RunRecorder(self.run_dir, self.config, metric_columns, LAYER_COLUMNS,
-                                    resume_rows=state["csv_rows"] if state else None, init_draws=True)
+                                    resume_rows=state["csv_rows"] if state else None, init_draws=True,
+                                    provenance=records.provenance(runtime.runtime_facts(self.device),
+                                                                  self.job.get("command")))
         self.listeners = loggers.build(self.config, self.run_dir)  # e.g. TensorBoard (the `logger` key)
         self.summary = Summary(
             n_params=sum(p.numel() for p in self.model.parameters()),
