@@ -19,6 +19,7 @@ CHOICE_REGISTRIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "norm_type": ("models/norms.py", "NORMS", ()),
     "residual": ("models/residuals.py", "RESIDUALS", ()),
     "init": ("models/init.py", "INITS", ("auto",)),
+    "depth_param": ("models/parametrizations.py", "DEPTH_PARAMS", ()),
     "device": ("config.py", "DEVICES", ()),
     "precision": ("precision.py", "PRECISIONS", ()),
     "train.optimizer": ("config.py", "OPTIMIZER_NAMES", ()),

@@ -30,7 +30,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 from . import hydra_adapter
 from .hydra_adapter import COMPOSE_ERRORS, OverrideParseException
 from .loggers import LOGGERS
-from .models import INITS, NORMS, PLACEMENTS
+from .models import DEPTH_PARAMS, INITS, NORMS, PLACEMENTS
 from .precision import PRECISIONS
 from .records import override_key
 from .schema import SHARED_MODEL_KEYS
@@ -66,6 +66,7 @@ Device = _choices("Device", DEVICES)
 PrecisionName = _choices("PrecisionName", PRECISIONS)
 Logger = _choices("Logger", LOGGERS)
 Optimizer = _choices("Optimizer", OPTIMIZER_NAMES)
+DepthParam = _choices("DepthParam", DEPTH_PARAMS)
 
 
 @dataclass
@@ -134,6 +135,9 @@ class Config:
     norm_type: NormType = MISSING
     residual: bool | str = MISSING  # true | false | rezero: YAML reads the first two as bools
     residual_scale: float = MISSING
+    depth_param: DepthParam = MISSING
+    base_depth: int = MISSING
+    branch_multiplier: float = MISSING
     init: Init = MISSING
     width: int = MISSING
     heads: int = MISSING

@@ -18,6 +18,7 @@ HYDRA_OVERRIDES_YAML = f"{HYDRA_DIR}/overrides.yaml"
 METRICS_CSV = "metrics.csv"
 LAYERS_CSV = "layers.csv"
 GRAD_NORMS_CSV = "grad_norms.csv"
+PARAM_GROUPS_CSV = "param_groups.csv"  # the optimizer's settings of every parameter (depth parametrizations)
 SUMMARY_JSON = "summary.json"
 CHECKPOINT_PT = "checkpoint.pt"
 RUNS_CSV = "runs.csv"  # at a sweep's root: one row per run
@@ -45,6 +46,9 @@ STACK = "stack"
 GRAD_NORM_COLUMNS = ("step", "layer", STACK, "param", "grad_norm")
 BLOCK_PROBES = ("grad_norm", "hidden_rms", "act_grad_norm", "update_ratio", "rank_residual")  # per block
 LAYER_COLUMNS = ("step", "layer", STACK, *BLOCK_PROBES)
+# param_groups.csv: one row per parameter tensor (its full name), the optimizer group it is in and that
+# group's peak learning rate (train.lr × lr_scale), Adam ε (empty under SGD) and weight decay.
+PARAM_GROUP_COLUMNS = ("param", "group", "lr_scale", "lr", "eps", "weight_decay")
 # runs.csv: these, one column per swept key between them.
 RUN_KEY_COLUMNS = ("run", "status")
 RUN_RESULT_COLUMNS = ("final_loss", "final_val_loss", "wall_s")
@@ -134,7 +138,9 @@ REPORTED_NUMERIC = ("steps_done", "final_loss", "final_val_loss", "final_val_acc
 
 # ----------------------------------------------------------------------------- sweeps
 # The model keys every model has, top-level in the config (`depth=12`, not `model.depth=12`), in table order.
-SHARED_MODEL_KEYS = ("depth", "norm", "norm_type", "residual", "init", "width", "heads", "residual_scale")
+SHARED_MODEL_KEYS = ("depth", "norm", "norm_type", "residual", "init", "width", "heads", "residual_scale",
+                     "depth_param", "base_depth", "branch_multiplier")
 # The short top-level keys a sweep varies (`resbench sweep depth=6,12 norm=post,pre`), in table order: the
-# shared model keys but the residual branch's scale, a knob of the `residual` variant chosen.
-SWEPT_KEYS = tuple(key for key in SHARED_MODEL_KEYS if key != "residual_scale")
+# shared model keys but the knobs of a variant chosen (the skip's scale, a depth parametrization's base).
+SWEPT_KEYS = tuple(key for key in SHARED_MODEL_KEYS if key not in ("residual_scale", "base_depth",
+                                                                    "branch_multiplier"))

@@ -13,7 +13,7 @@ from typing import Any
 
 from .config import DEVICES, OPTIMIZER_NAMES, ConfigError, check_types  # noqa: F401 - the first two: read here before
 from .loggers import INSTALL_HINT, logger_available
-from .models import RESIDUALS, fits, model_keys
+from .models import RESIDUALS, check_depth_param, fits, model_keys
 from .models.blocks import check_heads
 from .models.init import resolve_init
 from .models.residuals import residual_name
@@ -71,6 +71,8 @@ RANGES: dict[str, Callable[[str, Any], None]] = {
     "heads": _integer(1),
     "residual": _residual,
     "residual_scale": _positive_number,
+    "base_depth": _integer(1),
+    "branch_multiplier": _positive_number,
     "seed": _integer(0, SEED_MAX),
     "log_every": _integer(1),
     "init_batches": _integer(1),
@@ -155,6 +157,7 @@ def validate(config: dict[str, Any]) -> None:
                           "has no other sublayer (use model.ffn_mult >= 1)")
     _check_model_fits_in_memory(model)
     _as_config_error(resolve_init, model["init"], model["norm"])
+    _as_config_error(check_depth_param, model, config["train"]["optimizer"])
     task_name = config["task"]["name"]
     if not fits(model["name"], KINDS[task_name]):
         fitting = [name for name, kind in KINDS.items() if fits(model["name"], kind)]
