@@ -202,12 +202,13 @@ def test_standard_ignores_base_depth(train_cli) -> None:
 UNCOVERED = {
     "no skip": (["depth_param=completep", "residual=false"], "needs residual=true, got residual=false"),
     "rezero": (["depth_param=depth_mup", "residual=rezero"], "needs residual=true, got residual=rezero"),
-    "post-LN": (["depth_param=completep", "norm=post"], "valid norms: pre, sandwich, branch, none"),
+    "post-LN": (["depth_param=completep", "norm=post"], "norm=post is not covered (it renormalizes the stream "
+                "after every block); valid: pre, sandwich, branch, none"),
     "deepnorm": (["depth_param=completep", "norm=deepnorm"], "norm=deepnorm is not covered"),
     "deepnorm's own α": (["branch_multiplier=2", "norm=deepnorm"], "scales the skip with its own α"),
     "a scaled skip": (["depth_param=completep", "residual_scale=2"], "residual_scale=1"),
-    "encoder-decoder": (["depth_param=completep", "model=seq2seq", "task=reverse"], "valid models: transformer, mlp"),
-    "sgd": (["depth_param=completep", "train.optimizer=sgd"], "valid optimizers: adam, adamw"),
+    "encoder-decoder": (["depth_param=completep", "model=seq2seq", "task=reverse"], "valid: transformer, mlp"),
+    "sgd": (["depth_param=completep", "train.optimizer=sgd"], "valid: adam, adamw"),
     "unknown": (["depth_param=cp"], "valid choices: standard, depth_mup, completep"),
     "base depth 0": (["base_depth=0"], "base_depth must be an integer >= 1"),
     "multiplier 0": (["branch_multiplier=0"], "branch_multiplier must be a number > 0"),
