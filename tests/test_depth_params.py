@@ -202,8 +202,8 @@ def test_standard_ignores_base_depth(train_cli) -> None:
 UNCOVERED = {
     "no skip": (["depth_param=completep", "residual=false"], "needs residual=true, got residual=false"),
     "rezero": (["depth_param=depth_mup", "residual=rezero"], "needs residual=true, got residual=rezero"),
-    "post-LN": (["depth_param=completep", "norm=post"], "norm=post is not covered (it renormalizes the stream "
-                "after every block); valid: pre, sandwich, branch, none"),
+    "post-LN": (["depth_param=completep", "norm=post"], "norm=post is not covered (it renormalizes the stream"),
+    "post-LN's valid norms": (["depth_param=completep", "norm=post"], "valid: pre, sandwich, branch, none"),
     "deepnorm": (["depth_param=completep", "norm=deepnorm"], "norm=deepnorm is not covered"),
     "deepnorm's own α": (["branch_multiplier=2", "norm=deepnorm"], "scales the skip with its own α"),
     "a scaled skip": (["depth_param=completep", "residual_scale=2"], "residual_scale=1"),
