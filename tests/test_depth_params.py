@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from test_checkpoint import assert_same_rows, signal_at
 
 from resbench import models, trainer
 from resbench.config import check
@@ -229,3 +230,17 @@ def test_every_covered_placement_trains(train_cli, norm: str) -> None:
     run = train_cli("depth_param=completep", "depth=4", "base_depth=2", f"norm={norm}")
     assert run.exit_code == 0, run.stderr
     assert (run.dir / "param_groups.csv").exists()
+
+
+def test_a_completep_run_resumed_from_a_checkpoint_equals_a_straight_run(train_cli, cli, monkeypatch) -> None:
+    """The blocks' lr and ε come back with the optimizer's state; the scales from the config."""
+    keys = ["depth_param=completep", "depth=4", "base_depth=2", "train.steps=12", "log_every=3",
+            "train.checkpoint_every=null"]
+    straight = train_cli(*keys, name="straight")
+    signal_at(monkeypatch, 7)
+    stopped = train_cli(*keys, name="stopped")
+    assert stopped.exit_code == 130, stopped.stderr
+    monkeypatch.undo()
+    resumed = cli("train", "--quiet", "--resume", str(stopped.dir))
+    assert resumed.exit_code == 0, resumed.stderr
+    assert_same_rows(straight.dir, stopped.dir)
