@@ -280,8 +280,8 @@ def _sequential_colors(labels: list[str]) -> dict[str, object]:
 
 
 def _lr_ticks(axis, lrs: list[float]) -> None:
-    """A log₂ x axis with a tick at every learning rate of the grid, labelled short (6.2e-5); every other
-    one labelled when there are more than 8."""
+    """A log₂ x axis with a tick at every learning rate of the grid, labelled short (6.25e-5, 1e-3); every
+    other one labelled when there are more than 8."""
     axis.set_xscale("log", base=2)
     step = 1 if len(lrs) <= 8 else 2
     axis.set_xticks(lrs, [_short(lr) if i % step == 0 else "" for i, lr in enumerate(lrs)])
@@ -289,9 +289,6 @@ def _lr_ticks(axis, lrs: list[float]) -> None:
 
 
 def _short(value: float) -> str:
-    """6.25e-05 → 6.2e-5, 0.002 → 0.002: a tick label that fits eight to a panel."""
-    text = f"{value:.2g}"
-    if "e" not in text:
-        return text
-    mantissa, exponent = text.split("e")
-    return f"{mantissa}e{int(exponent)}"
+    """6.25e-05 → 6.25e-5, 0.002 → 2e-3: one short form for every tick of a learning-rate grid."""
+    mantissa, exponent = f"{value:.2e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
