@@ -160,9 +160,12 @@ def test_depth_mup_is_judged_on_its_own_and_every_depth_is_shown() -> None:
     assert "at depth 8" in found.value and not [f for f in findings.lr_transfer(ev) if "completep" in f.comparison]
 
 
-def test_left_out_without_standard_runs_or_a_second_depth() -> None:
+def test_left_out_without_standard_runs_or_a_second_depth_or_skips() -> None:
     assert findings.lr_transfer(sweeps({("completep", 2): 0, ("completep", 32): 0})) == []
     assert findings.lr_transfer(sweeps({("standard", 2): 0, ("completep", 2): 0})) == []
+    plain = sweeps({("standard", 2): 0, ("standard", 32): -2.0})
+    plain.runs["residual"] = False
+    assert findings.lr_transfer(plain) == [] and findings.lr_transfer_curves(plain).empty
 
 
 def test_runs_recorded_before_depth_param_existed_are_standard() -> None:

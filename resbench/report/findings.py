@@ -679,7 +679,7 @@ def lr_optima(ev: Evidence) -> pd.DataFrame:
     """The optimal lr of every lr sweep (≥ 3 lrs) of runs with skips: one row per setting, seed, depth_param
     and depth, with its `optimum` (quantities.LrOptimum)."""
     runs = _with_skips(ev.runs)
-    if "train.lr" not in runs or "depth" not in runs:
+    if runs.empty or "train.lr" not in runs or "depth" not in runs:
         return pd.DataFrame()
     params = _depth_params(runs)
     runs = runs.assign(depth_param=params)
