@@ -5,6 +5,7 @@ included, and prints the seconds. Target: ≤ 10 s on 2 cores.
 
     python benchmarks/report_speed.py [--runs 500] [--depth 24] [--steps 200] [--keep DIR]
     python benchmarks/report_speed.py --reuse DIR/sweep [--one-process]   # time again, no synthesis
+    python benchmarks/report_speed.py --smoke                            # 4 small runs: proves it runs
 
 `--one-process` draws every figure in this process (no helper): the one-core baseline.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # report_fixtures
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _smoke import HELP
 from report_fixtures import Knobs, grid, write_sweep
 
 from resbench.report import build_report, render
@@ -51,7 +53,10 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="synthesise here and keep it (default: a temp dir)")
     parser.add_argument("--reuse", type=Path, help="time a report over this existing sweep dir instead")
     parser.add_argument("--one-process", action="store_true", help="draw every figure here, no helper process")
+    parser.add_argument("--smoke", action="store_true", help=HELP)
     args = parser.parse_args()
+    if args.smoke:
+        args.runs, args.depth, args.steps = 4, 2, 3
     if args.one_process:
         render.HELPER_MIN_RUNS = sys.maxsize
     if args.reuse:

@@ -188,10 +188,10 @@ def report(
     try:
         targets = targets or [latest_sweep()]
         if tensorboard:
-            from . import loggers
+            from .registries import INSTALL_HINT, logger_available
 
-            if not loggers.logger_available("tensorboard"):
-                fail(loggers.INSTALL_HINT.replace("logger=tensorboard", "--tensorboard"))
+            if not logger_available("tensorboard"):
+                fail(INSTALL_HINT.replace("logger=tensorboard", "--tensorboard"))
         result = build_report(targets, console=console, out_dir=out)
     except ReportInputError as err:
         fail(str(err))
@@ -202,7 +202,9 @@ def report(
              + (f": {err.filename}" if err.filename else ""))
     console.print(f"report: {escape(str(result.out_dir / 'report.md'))} ({result.n_runs} runs)")
     if tensorboard:
-        written = loggers.export(targets)
+        from .report.tensorboard import export
+
+        written = export(targets)
         console.print(f"tensorboard: {len(written)} run(s) · tensorboard --logdir {escape(str(targets[0]))}",
                       soft_wrap=True)
 

@@ -43,6 +43,7 @@ from .schema import (
     SWEEP_NAME,
     Status,
     Summary,
+    override_key,
     runs_csv_columns,
 )
 
@@ -334,11 +335,6 @@ def layer_rows(layout: ParamLayout, step: int, stats: StepStats) -> list[dict[st
 
 
 # ----------------------------------------------------------------------------- sweeps
-def override_key(override: str) -> str:
-    """`+experiment=x` -> `experiment`: the key of a command-line override, without its +/++/~ prefix."""
-    return override.split("=", 1)[0].lstrip("+~")
-
-
 def read_overrides(run_dir: Path) -> dict[str, str]:
     """A run's command-line overrides (Hydra's .hydra/overrides.yaml, `- depth=6`) as key -> value text;
     {} when absent or unreadable (not YAML, not UTF-8, not a list)."""

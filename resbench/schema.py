@@ -25,6 +25,7 @@ RUNS_CSV = "runs.csv"  # at a sweep's root: one row per run
 SWEEP_JSON = "sweep.json"  # at a sweep's root: what was swept (written before any run starts)
 SWEEP_LOCK = ".resbench.lock"  # at a sweep's root: who holds the sweep dir (pid, host)
 RUNS_CSV_LOCK = f".{RUNS_CSV}.lock"  # at a sweep's root: serialises runs.csv rebuilds across processes
+TB_DIR = "tb"  # in a run dir: TensorBoard event files (logger=tensorboard, `report --tensorboard`)
 REPORT_DIR = "report"  # what `resbench report` writes, inside the dir it reports on
 REPORT_MD = "report.md"
 
@@ -144,3 +145,9 @@ SHARED_MODEL_KEYS = ("depth", "norm", "norm_type", "residual", "init", "width", 
 # shared model keys but the knobs of a variant chosen (the skip's scale, a depth parametrization's base).
 SWEPT_KEYS = tuple(key for key in SHARED_MODEL_KEYS if key not in ("residual_scale", "base_depth",
                                                                     "branch_multiplier"))
+
+
+def override_key(override: str) -> str:
+    """`+experiment=x` -> `experiment`: the key of a command-line override, without its +/++/~ prefix (as
+    Hydra's .hydra/overrides.yaml and a sweep's stored overrides spell them)."""
+    return override.split("=", 1)[0].lstrip("+~")

@@ -69,7 +69,7 @@ def pick_device(device: str) -> torch.device:
 
 
 ADAM_EPS = 1e-8  # torch's default ε, passed as the base ε that a depth parametrization scales per group
-OPTIMIZERS = {
+OPTIMIZERS = {  # keyed by registries.OPTIMIZERS
     "adam": lambda params, t: torch.optim.Adam(params, lr=t["lr"], eps=ADAM_EPS, weight_decay=t["weight_decay"]),
     "adamw": lambda params, t: torch.optim.AdamW(params, lr=t["lr"], eps=ADAM_EPS, weight_decay=t["weight_decay"]),
     "sgd": lambda params, t: torch.optim.SGD(params, lr=t["lr"], weight_decay=t["weight_decay"]),

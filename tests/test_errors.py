@@ -136,9 +136,9 @@ def test_empty_run_dir_never_writes_into_the_working_directory(cli, tiny, tmp_pa
 
 def test_a_launcher_without_any_hydra_plugin_installed_is_one_line(cli, tiny, monkeypatch) -> None:
     """With no plugin at all there is no hydra_plugins namespace, and looking one up raises."""
-    from resbench import sweeps
+    from resbench import registries
 
-    monkeypatch.setitem(sweeps.LAUNCHER_PLUGINS, "joblib",
+    monkeypatch.setitem(registries.LAUNCHER_PLUGINS, "joblib",
                         ("resbench_absent_namespace.hydra_joblib_launcher", "resbench[joblib]"))
     result = cli("sweep", "--dry-run", *tiny, "seed=0,1", "hydra/launcher=joblib")
     assert result.exit_code == 2, result.output

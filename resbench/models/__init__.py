@@ -9,6 +9,7 @@ from typing import Any
 
 from torch import nn
 
+from ..registries import residual_name
 from ..schema import SHARED_MODEL_KEYS
 from ..tasks.base import Task, TaskKind, TaskSpec
 from ..tasks.pairs import TeacherForced
@@ -19,7 +20,7 @@ from .norms import NORMS
 from .parametrizations import DEPTH_PARAMS, ParamGroup, branch_multiplier, init_depth, param_groups
 from .parametrizations import check as check_depth_param
 from .placements import PLACEMENTS
-from .residuals import RESIDUALS, residual_name
+from .residuals import RESIDUALS
 from .seq2seq import Seq2Seq
 from .transformer import Transformer
 

@@ -29,9 +29,8 @@ from typing import Any
 
 from torch import nn
 
+from ..registries import STANDARD_DEPTH_PARAM as STANDARD
 from .placements import PLACEMENTS
-
-STANDARD = "standard"
 
 
 @dataclass(frozen=True)
@@ -44,6 +43,7 @@ class DepthParametrization:
     init_at_base: bool  # block weights drawn as the init scheme draws them at L_base (variance free of L)
 
 
+# Keyed by registries.DEPTH_PARAMS.
 DEPTH_PARAMS: dict[str, DepthParametrization] = {
     # Dey et al. 2025, Table 1, the SP column: nothing depends on depth but what the init scheme does
     "standard": DepthParametrization(branch=0.0, block_lr=0.0, block_eps=0.0, init_at_base=False),

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import pandas as pd
 
+from resbench.registries import STANDARD_DEPTH_PARAM as STANDARD
 from resbench.report import quantities as q
 from resbench.report.aggregate import format_value
 from resbench.report.quantities import Evidence
@@ -140,7 +141,6 @@ CRITICAL_LR = Claim(
 # Depth-wise learning-rate transfer: the shift of the optimal lr from the shallowest to the deepest depth, in
 # octaves. Under a depth parametrization it stays within half an octave; under the standard parametrization it
 # moves by an octave or more (Bordelon et al. 2023; Yang et al. 2023; Dey et al. 2025, Fig. 1 left).
-STANDARD = "standard"  # the depth_param the others are set against
 LR_STAYS = Margin(0.5, 1.0)  # |shift| in octaves under a depth parametrization
 LR_DRIFTS = Margin(1.0, 0.5)  # |shift| in octaves under the standard parametrization
 LR_TRANSFER_QUANTITY = (

@@ -359,6 +359,20 @@ def _block_norms_from_params(grad_norms: pd.DataFrame) -> pd.DataFrame:
 # sweep metadata
 
 
+def read_grad_norms(run_dir: Path) -> pd.DataFrame:
+    """grad_norms.csv of one run (one row per parameter tensor: not part of a RunSet); a row cut off by a
+    killed writer is dropped; `layer` is empty outside blocks."""
+    path = run_dir / GRAD_NORMS_CSV
+    try:
+        frame = pd.read_csv(path, on_bad_lines="skip", dtype={"param": str})
+    except (OSError, pd.errors.EmptyDataError):
+        return pd.DataFrame(columns=GRAD_NORM_COLUMNS)
+    for column in ("step", "grad_norm"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    frame["layer"] = pd.to_numeric(frame["layer"], errors="coerce").astype("Int64")
+    return frame.dropna(subset=["step", "grad_norm"]).astype({"step": "int64"})
+
+
 def read_swept_keys(sweep_dir: Path) -> list[str] | None:
     """Swept keys from sweep.json, else the per-key columns of runs.csv's header; None if neither says."""
     try:
