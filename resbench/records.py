@@ -25,6 +25,7 @@ import yaml
 if TYPE_CHECKING:  # the trainer's types; records itself stays torch-free
     from .probes import ParamLayout, StepStats
 
+from .registries import STANDARD_DEPTH_PARAM
 from .schema import (
     BLOCK_PROBES,
     CONFIG_YAML,
@@ -233,7 +234,8 @@ def last_row(path: Path, tail_bytes: int = 4096) -> dict[str, str] | None:
 NOT_IN_HASH = ("threads", "train.checkpoint_every", "logger")  # how a run executes, is kept or watched, not
 # what it computes
 # Keys added after runs were first recorded: left out at their default, so older runs keep their identity.
-HASH_OMITS_AT_DEFAULT = {"precision": "fp32", "depth_param": "standard", "base_depth": 6, "branch_multiplier": 1.0}
+HASH_OMITS_AT_DEFAULT = {"precision": "fp32", "depth_param": STANDARD_DEPTH_PARAM, "base_depth": 6,
+                         "branch_multiplier": 1.0}
 # Older resbench also held each shared model key under `model.` (the MLP had no heads): the identity is
 # hashed in that layout, so that runs and sweeps recorded then are still known (resume).
 HASHED_MODEL_COPIES = ("depth", "width", "heads", "norm", "norm_type", "residual", "residual_scale", "init")
