@@ -38,13 +38,17 @@ class Results:
     `runs`: one row per run (`run`, `name`, `path`, `status` and the other summary.json fields, and every
     config leaf under its dotted key: `depth`, `train.lr`, `model.name`, …). `metrics`, `layers` and
     `grad_norms`: the run files' rows in long format, each with `run`, `name` and the swept `keys` as
-    columns, so `results.layers.groupby(["norm", "depth", "layer"])` needs no join.
+    columns, so `results.layers.groupby(["norm", "depth", "layer"])` needs no join. `init_draws` and
+    `init_draw_grad_norms`: step 0 of every init draw (init_layers.csv, init_grad_norms.csv), in the same
+    long format with `draw` for `step`; a run without those files has its own step 0 as draw 0.
     """
 
     runs: pd.DataFrame
     metrics: pd.DataFrame
     layers: pd.DataFrame
     grad_norms: pd.DataFrame
+    init_draws: pd.DataFrame
+    init_draw_grad_norms: pd.DataFrame
     keys: list[str] = field(default_factory=list)  # the swept keys (config columns), in table order
 
 
@@ -79,6 +83,8 @@ def load(*dirs: str | Path) -> Results:
         metrics=tidy(run_set.metrics),
         layers=tidy(run_set.layers),
         grad_norms=tidy(pd.concat(grad_norms, ignore_index=True) if grad_norms else pd.DataFrame()),
+        init_draws=tidy(run_set.init_draw_layers),
+        init_draw_grad_norms=tidy(run_set.init_draw_params.astype({"layer": "Int64"})),  # as grad_norms' layer
         keys=keys,
     )
 

@@ -134,6 +134,7 @@ class Config:
     seed: int = MISSING
     log_every: int = MISSING
     init_batches: int = MISSING
+    init_draws: int = MISSING
     device: Device = MISSING
     precision: PrecisionName = MISSING
     logger: Logger = MISSING

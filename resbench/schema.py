@@ -18,8 +18,11 @@ HYDRA_OVERRIDES_YAML = f"{HYDRA_DIR}/overrides.yaml"
 METRICS_CSV = "metrics.csv"
 LAYERS_CSV = "layers.csv"
 GRAD_NORMS_CSV = "grad_norms.csv"
+INIT_LAYERS_CSV = "init_layers.csv"  # layers.csv's step-0 rows of every init draw
+INIT_GRAD_NORMS_CSV = "init_grad_norms.csv"  # grad_norms.csv's step-0 rows of every init draw
 PARAM_GROUPS_CSV = "param_groups.csv"  # the optimizer's settings of every parameter (depth parametrizations)
 SUMMARY_JSON = "summary.json"
+PROVENANCE_JSON = "provenance.json"  # what code, on what, from which command line: written once as a run starts
 CHECKPOINT_PT = "checkpoint.pt"
 RUNS_CSV = "runs.csv"  # at a sweep's root: one row per run
 SWEEP_JSON = "sweep.json"  # at a sweep's root: what was swept (written before any run starts)
@@ -47,6 +50,12 @@ STACK = "stack"
 GRAD_NORM_COLUMNS = ("step", "layer", STACK, "param", "grad_norm")
 BLOCK_PROBES = ("grad_norm", "hidden_rms", "act_grad_norm", "update_ratio", "rank_residual")  # per block
 LAYER_COLUMNS = ("step", "layer", STACK, *BLOCK_PROBES)
+# The init draws: the step-0 rows of `init_draws` initialisations of one run, `draw` 0 being the run's own
+# model (its step-0 rows of layers.csv and grad_norms.csv). No update is taken, so no update_ratio.
+DRAW = "draw"
+INIT_BLOCK_PROBES = tuple(probe for probe in BLOCK_PROBES if probe != "update_ratio")
+INIT_LAYER_COLUMNS = (DRAW, "layer", STACK, *INIT_BLOCK_PROBES)
+INIT_GRAD_NORM_COLUMNS = (DRAW, *GRAD_NORM_COLUMNS[1:])
 # param_groups.csv: one row per parameter tensor (its full name), the optimizer group it is in and that
 # group's peak learning rate (train.lr × lr_scale), Adam ε (empty under SGD) and weight decay.
 PARAM_GROUP_COLUMNS = ("param", "group", "lr_scale", "lr", "eps", "weight_decay")
@@ -136,6 +145,13 @@ SUMMARY_FIELDS = tuple(f.name for f in fields(Summary) if f.name != "extra")
 REPORTED_SUMMARY_FIELDS = ("status", "steps_done", "final_loss", "final_val_loss", "final_val_acc", "wall_s",
                            "n_params", "error", "config_hash")
 REPORTED_NUMERIC = ("steps_done", "final_loss", "final_val_loss", "final_val_acc", "wall_s", "n_params")
+
+# ----------------------------------------------------------------------------- provenance.json
+# Its fields, in file order (also the columns `resbench.load` adds to `runs`). git_commit / git_dirty describe
+# the git repository holding the working directory (null outside one); command is the process's argv (a
+# sweep's run: the argv of the process that launched the sweep).
+PROVENANCE_FIELDS = ("resbench_version", "git_commit", "git_dirty", "cwd", "python_version", "torch_version",
+                     "cuda_version", "device_name", "host", "started_at", "command")
 
 # ----------------------------------------------------------------------------- sweeps
 # The model keys every model has, top-level in the config (`depth=12`, not `model.depth=12`), in table order.

@@ -79,6 +79,7 @@ RANGES: dict[str, Callable[[str, Any], None]] = {
     "seed": _integer(0, SEED_MAX),
     "log_every": _integer(1),
     "init_batches": _integer(1),
+    "init_draws": _integer(1),
     "logger": _logger,
     "threads": _integer(1),
     "model.ffn_mult": _integer(0),  # 0: attention-only Transformer blocks (checked per model below)

@@ -30,6 +30,8 @@ BAD_INPUTS = {
     "lr negative": (["train.lr=-1e-3"], "train.lr"),
     "lr nan": (["train.lr=nan"], "train.lr"),
     "steps negative": (["train.steps=-1"], "train.steps"),
+    "init_draws 0": (["init_draws=0"], "init_draws must be an integer >= 1, got 0"),
+    "init_draws fractional": (["init_draws=2.5"], "init_draws must be an integer"),
     "group replaced": (["train=3"], "train"),
     "heads do not divide width": (["width=15"], "divisible"),
     "task.path missing": (["task.path={tmp}/missing.txt"], "no such file"),

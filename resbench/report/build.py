@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +15,7 @@ from rich.text import Text
 from resbench.report import ReportResult, aggregate, load
 from resbench.report.findings import compute_findings, exponent_curves, lr_transfer_curves
 from resbench.report.markdown import Section, document, findings_lines
+from resbench.report.provenance import code_line, provenance_warnings
 from resbench.report.quantities import Evidence
 from resbench.report.render import Helper, PlotJob, draw_all
 from resbench.report.tables import (
@@ -105,9 +106,8 @@ def _build(dirs: list[Path], found: list[list[Path]], console: Console | None, o
             source,
             side_runs,
             aggregate.group_summary(side_runs, keys),
-            compute_findings(Evidence(side_runs, evidence.config_keys, evidence.metrics, evidence.init_layers,
-                                      evidence.init_params)),
-            run_warnings(side_runs, side_issues),
+            compute_findings(replace(evidence, runs=side_runs)),
+            [*run_warnings(side_runs, side_issues), *provenance_warnings(side_runs)],
         ))
     warnings = [f"{s.name}: {w}" if s.name else w for s in sides for w in s.warnings] + run_set.notes
 
@@ -255,13 +255,17 @@ def report_markdown(sides: list[Side], keys: list[str], tables: list[Table], ima
     grouping = ", ".join(f"`{aggregate.display_key(key)}`" for key in keys) or "nothing (one group)"
     if comparing:
         title = "resbench comparison"
-        header = [f"- **{s.name}**: {', '.join(f'`{d}`' for d in s.dirs)} — {len(s.runs)} runs" for s in sides]
+        header = [f"- **{s.name}**: {', '.join(f'`{d}`' for d in s.dirs)} — {len(s.runs)} runs"
+                  + (f" ({code})" if (code := code_line(s.runs)) else "") for s in sides]
         header += ["", f"Groups by {grouping}; seeds aggregated as mean ± std; Δ = B − A."]
     else:
         title = "resbench report"
         side = sides[0]
         sources = ", ".join(f"`{d}`" for d in side.dirs)
         header = [f"{len(side.runs)} runs from {sources}, {len(side.summary)} groups by {grouping}; seeds as mean ± std."]
+        code = code_line(side.runs)
+        if code:
+            header += ["", f"Code: {code}."]
 
     sections = {name: Section(name) for name in SECTIONS}
     for table in tables:
@@ -288,5 +292,9 @@ def print_report(console: Console, sides: list[Side], tables: list[Table], warni
             console.print(finding_text(finding))
     for table in tables:
         console.print(to_rich(table))
+    for side in sides:
+        code = code_line(side.runs)
+        if code:
+            console.print(Text(f"code{' ' + side.name if side.name else ''}: {code}", style="dim"))
     for warning in warnings:
         console.print(Text("warning: " + warning, style="yellow"))
