@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.text import Text
 
 from resbench.report import ReportResult, aggregate, load
-from resbench.report.findings import compute_findings, exponent_curves
+from resbench.report.findings import compute_findings, exponent_curves, lr_transfer_curves
 from resbench.report.markdown import Section, document, findings_lines
 from resbench.report.provenance import code_line, provenance_warnings
 from resbench.report.quantities import Evidence
@@ -47,6 +47,8 @@ PLOTS = {  # every PNG a report may write, in report.md's order
     "loss_curves.png": PlotFile("Loss curves", TRAINING),
     "final_loss_vs_depth.png": PlotFile("Final train loss vs depth", TRAINING),
     "grad_exponent.png": PlotFile("Last block's W2 gradient at init vs depth, fitted and theory lines", GRADIENTS),
+    "lr_transfer.png": PlotFile("Final train loss vs learning rate per depth, one panel per depth "
+                                "parametrization, the optimum starred", TRAINING),
     "hidden_rms.png": PlotFile("Hidden-state RMS per block", PROBES_SECTION),
     "rank_residual.png": PlotFile("Rank residual per block", PROBES_SECTION),
 }
@@ -248,6 +250,9 @@ def plot_jobs(runs: pd.DataFrame, run_set: load.RunSet, keys: list[str], target:
         add("grad_exponent.png", "line_figure", exponent_curves(evidence), x_label="depth L (blocks)",
             y_label="last block's ‖∇W₂‖ at init", log_y=True, log_x=True, x_at_values=True, ncols=2,
             title="Last block's FFN W₂ gradient at init vs depth: fit and Xiong et al.'s theory (log-log)")
+    if evidence is not None and not comparing_sides(runs):
+        add("lr_transfer.png", "lr_transfer_figure", lr_transfer_curves(evidence),
+            title="Final train loss vs learning rate, per depth: does the optimum stay put? (★ the optimum)")
     for probe, (file_name, title, y_label) in PROBE_PLOTS.items():
         if has[probe]:
             add(file_name, "line_figure", _panels({f"at {moment}": aggregate.block_curve(run_set.at[moment], runs, probe)
