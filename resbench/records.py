@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # the trainer's types; records itself stays torch-free
     from .probes import ParamLayout, StepStats
 
 from . import __version__
+from .registries import STANDARD_DEPTH_PARAM
 from .schema import (
     BLOCK_PROBES,
     CONFIG_YAML,
@@ -48,6 +49,8 @@ from .schema import (
     INIT_LAYERS_CSV,
     LAYERS_CSV,
     METRICS_CSV,
+    PARAM_GROUP_COLUMNS,
+    PARAM_GROUPS_CSV,
     PROVENANCE_FIELDS,
     PROVENANCE_JSON,
     RUN_RESULT_COLUMNS,
@@ -364,7 +367,8 @@ def last_row(path: Path, tail_bytes: int = 4096) -> dict[str, str] | None:
 NOT_IN_HASH = ("threads", "train.checkpoint_every", "logger")  # how a run executes, is kept or watched, not
 # what it computes
 # Keys added after runs were first recorded: left out at their default, so older runs keep their identity.
-HASH_OMITS_AT_DEFAULT = {"precision": "fp32", "init_draws": 8}
+HASH_OMITS_AT_DEFAULT = {"precision": "fp32", "init_draws": 8, "depth_param": STANDARD_DEPTH_PARAM,
+                         "base_depth": 6, "branch_multiplier": 1.0}
 # Older resbench also held each shared model key under `model.` (the MLP had no heads): the identity is
 # hashed in that layout, so that runs and sweeps recorded then are still known (resume).
 HASHED_MODEL_COPIES = ("depth", "width", "heads", "norm", "norm_type", "residual", "residual_scale", "init")
@@ -458,6 +462,14 @@ class RunRecorder:
 
     def write_summary(self, summary: Summary) -> None:
         write_json(self.run_dir / SUMMARY_JSON, summary.to_dict())
+
+    def write_param_groups(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """param_groups.csv, whole, replaced atomically: what the optimizer applies to each parameter."""
+        text = io.StringIO()
+        writer = csv.writer(text)
+        writer.writerow(PARAM_GROUP_COLUMNS)
+        writer.writerows([_cell(row.get(column)) for column in PARAM_GROUP_COLUMNS] for row in rows)
+        write_atomic(self.run_dir / PARAM_GROUPS_CSV, text.getvalue())
 
     def log(self, metrics_row: Mapping[str, Any] | None, grad_rows: Sequence[Mapping[str, Any]] = (),
             layer_rows: Sequence[Mapping[str, Any]] = (), flush: bool = True) -> None:

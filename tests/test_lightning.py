@@ -7,13 +7,12 @@ import copy
 import json
 import warnings
 
+import lightning.pytorch as pl  # the test extra installs it
 import pandas as pd
 import pytest
 import torch
 from test_watch import GPT, batches, direct_measures, loss_of
 from test_watch_patterns import accumulated_measures, assert_matches, read
-
-import lightning.pytorch as pl  # the test extra installs it
 
 from resbench.integrations.lightning import ResbenchCallback
 

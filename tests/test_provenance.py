@@ -5,11 +5,9 @@ resbench.load and named in the report."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
-import pytest
 import torch
 from test_watch import GPT, batches, loss_of
 

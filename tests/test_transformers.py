@@ -11,7 +11,6 @@ import math
 import pandas as pd
 import pytest
 import torch
-
 import transformers  # the test extra installs it
 
 from resbench.integrations.transformers import ResbenchCallback, find_blocks

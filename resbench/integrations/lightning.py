@@ -27,7 +27,7 @@ from resbench.schema import Status
 from resbench.watching import Watch, scale_of
 
 pl = require("lightning.pytorch", "lightning", "resbench.integrations.lightning")
-from lightning.pytorch.utilities.exceptions import SIGTERMException  # noqa: E402 - once `require` named the extra
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 LIGHTNING_PREFIX = "resbench/"  # the per-block scalars' names in Lightning's logger: resbench/grad_norm/block_03
 
