@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from resbench import config, loggers, models, precision, registries, trainer
+from resbench import config, loggers, models, precision, registries, tasks, trainer, validate
 from resbench.models.placements import NORM_SLOTS
 
 TABLES = {  # what the code behind each name is → the registry's names
@@ -16,6 +16,8 @@ TABLES = {  # what the code behind each name is → the registry's names
     "models.INITS": (models.INITS, registries.INITS),
     "models.DEPTH_PARAMS": (models.DEPTH_PARAMS, registries.DEPTH_PARAMS),
     "trainer.OPTIMIZERS": (trainer.OPTIMIZERS, registries.OPTIMIZERS),
+    "validate.OPTIMIZER_STATES": (validate.OPTIMIZER_STATES, registries.OPTIMIZERS),
+    "tasks.FOOTPRINTS": (tasks.FOOTPRINTS, tasks.TASKS),
     "precision.PRECISIONS": (precision.PRECISIONS, registries.PRECISIONS),
     "loggers.LOGGERS": (loggers.LOGGERS, registries.LOGGERS),
     "config.Placement": (config.Placement.__members__, registries.PLACEMENTS),
