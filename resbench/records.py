@@ -236,9 +236,11 @@ def pid_alive(pid: Any) -> bool:
     return True
 
 
-def remove_stale_temporaries(directory: Path) -> None:
+def remove_stale_temporaries(directory: Path, of: str | None = None) -> None:
     """Remove the temporary files and folders (TEMPORARY) in `directory` that a process now gone left
-    behind (a kill -9 mid-write); those of a live process, this one's included, are its own business."""
+    behind (a kill -9 mid-write); those of a live process, this one's included, are its own business.
+    `of`: only those of that name (a dir this process does not hold, whose other writers may run on other
+    machines, where their pid means nothing here)."""
     try:
         entries = list(os.scandir(directory))
     except OSError:
@@ -246,6 +248,8 @@ def remove_stale_temporaries(directory: Path) -> None:
     for entry in entries:
         match = TEMPORARY.match(entry.name)
         if match is None or int(match["pid"]) == os.getpid() or pid_alive(match["pid"]):
+            continue
+        if of is not None and not entry.name.startswith(f".{of}."):
             continue
         try:
             if entry.is_dir(follow_symlinks=False):
@@ -281,7 +285,7 @@ def replaced_dir(target: Path) -> Iterator[Path]:
     its files are called."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(target.parent)
+    remove_stale_temporaries(target.parent, of=target.name)
     fresh = temporary(target)
     shutil.rmtree(fresh, ignore_errors=True)
     fresh.mkdir()
