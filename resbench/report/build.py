@@ -30,7 +30,16 @@ from resbench.report.tables import (
     report_tables,
     to_rich,
 )
-from resbench.report.verdict import AGREES, AT_INIT, DISAGREES, NO_SEED, TRAINED, Finding, duplicate_configs, seed_of
+from resbench.report.verdict import (
+    AGREES,
+    AT_INIT,
+    DISAGREES,
+    NO_SEED,
+    TRAINED,
+    Finding,
+    duplicate_configs,
+    seed_of,
+)
 from resbench.schema import REPORT_DIR, REPORT_MD, Status
 
 SUMMARY_CSV = "summary.csv"
