@@ -26,6 +26,7 @@ SWEEP_LOCK = ".resbench.lock"  # at a sweep's root: who holds the sweep dir (pid
 RUNS_CSV_LOCK = f".{RUNS_CSV}.lock"  # at a sweep's root: serialises runs.csv rebuilds across processes
 REPORT_DIR = "report"  # what `resbench report` writes, inside the dir it reports on
 REPORT_MD = "report.md"
+REPORT_HTML = "report.html"  # beside report.md: the same findings, interactive figures
 
 RESULTS_ROOT = "results"
 TRAIN_DIR = "train"  # results/train/<timestamp>/: one `resbench train`
