@@ -12,6 +12,7 @@ import pandas as pd
 from rich.console import Console
 from rich.text import Text
 
+from resbench.console import Wrapped
 from resbench.report import ReportResult, aggregate, html, load
 from resbench.report.findings import compute_findings, exponent_curves
 from resbench.report.markdown import Section, document, findings_lines
@@ -320,8 +321,8 @@ def print_report(console: Console, sides: list[Side], tables: list[Table], warni
         if side.findings:
             console.print(Text(f"Findings{' ' + side.name if side.name else ''}", style="bold"))
         for finding in side.findings:
-            console.print(finding_text(finding))
+            console.print(Wrapped(finding_text(finding), indent=4))
     for table in tables:
         console.print(to_rich(table))
     for warning in warnings:
-        console.print(Text("warning: " + warning, style="yellow"))
+        console.print(Wrapped(Text("warning: " + warning, style="yellow"), indent=2))

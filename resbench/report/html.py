@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from resbench.report.markdown import findings_lines
-from resbench.report.plots import COINCIDE_RTOL, coinciding, heatmap_edges, use_log_scale
+from resbench.report.plots import COINCIDE_RTOL, coinciding, heatmap_edges, name_list, use_log_scale
 from resbench.report.render import PlotJob
 from resbench.report.tables import Table, to_markdown
 from resbench.report.verdict import Finding
@@ -117,7 +117,7 @@ def _grid(titles: list[str], ncols: int, row_height: int, share_y: bool = False,
         layout[_axis(index, "y")]["tickformat"] = "~g"
     layout.update(height=nrows * row_height + CHROME_HEIGHT + extra_height, template=TEMPLATE,
                   font={"family": FONT, "size": 12}, hovermode="closest",
-                  margin={"t": 40 if any(titles) else 10, "r": 20, "l": 60, "b": 50},
+                  margin={"t": 40, "r": 20, "l": 60, "b": 50},  # the top: room for the mode bar over the legend
                   legend={"title": {"text": "click to hide / show"}, "groupclick": "togglegroup"})
     return layout
 
@@ -232,7 +232,7 @@ def line_chart(job: PlotJob) -> Chart:
     for panel, lines in drawn.items():
         for members in coinciding(lines):
             where = f" in {panel}" if panel else ""
-            notes.append(f"{', '.join(members)} coincide{where} (within {COINCIDE_RTOL:.1%})"
+            notes.append(f"{name_list(members)} coincide{where} (within {COINCIDE_RTOL:.1%})"
                          + (f": {reasons[panel]}" if panel in reasons else "") + ".")
     layout["showlegend"] = len(legend - {""}) > 0
     return Chart(job.path.stem, options["title"], {"data": data, "layout": layout}, " ".join(notes), ncols)
@@ -381,7 +381,7 @@ def _coinciding_at_init(names: list[tuple[str, str, str]], lines: dict, reason: 
     for panel, line, side in names:
         blocks, values = lines[panel, line, side]
         panels.setdefault(panel, {})[_legend_name(line, side)] = pd.Series(values[0], index=blocks, dtype=float)
-    found = [f"{', '.join(members)}" + (f" in {panel}" if panel else "")
+    found = [name_list(members) + (f" in {panel}" if panel else "")
              for panel, by_name in panels.items() for members in coinciding(by_name)]
     if not found:
         return ""

@@ -42,11 +42,15 @@ def _figure(n_panels: int, ncols: int, panel_size: tuple[float, float], **share:
     return figure, axes[:n_panels]
 
 
-def _save(figure, path: Path) -> Path:
-    """Lay the figure out once, then draw it once: `savefig` under a layout engine lays out twice (a draw
-    to measure, then the real one), and layout is most of a figure's time."""
+def lay_out(figure) -> None:
+    """Place everything once, for good: `savefig` under a layout engine would lay out twice (a draw to
+    measure, then the real one), and layout is most of a figure's time."""
     figure.get_layout_engine().execute(figure)
     figure.set_layout_engine(None)  # the positions just computed stay; None (not "none"): no measuring draw
+
+
+def _save(figure, path: Path) -> Path:
+    lay_out(figure)
     figure.savefig(path)
     return path
 
@@ -148,8 +152,10 @@ def coinciding(lines: dict[str, pd.Series]) -> list[list[str]]:
     return [members for members in sets.values() if len(members) > 1]
 
 
-def _and(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+def name_list(names: list[str]) -> str:
+    """`a, b and c`; `a; b and c` when a name holds a comma itself (`depth=6,norm=pre`)."""
+    comma = "; " if any("," in name for name in names) else ", "
+    return names[0] if len(names) == 1 else comma.join(names[:-1]) + " and " + names[-1]
 
 
 def _note(axis, text: str) -> None:
@@ -158,9 +164,18 @@ def _note(axis, text: str) -> None:
                   textcoords="offset points", ha="center", va="top", fontsize=8, style="italic")
 
 
-def line_figure(
+def line_figure(curves: pd.DataFrame, path: Path, **options: object) -> Path:
+    """`draw_lines` into a PNG at `path`."""
+    return _save(draw_lines(curves, **options), path)
+
+
+def heatmap_figure(grid: pd.DataFrame, path: Path, *, title: str) -> Path:
+    """`draw_heatmaps` into a PNG at `path`."""
+    return _save(draw_heatmaps(grid, title=title), path)
+
+
+def draw_lines(
     curves: pd.DataFrame,
-    path: Path,
     *,
     title: str,
     x_label: str,
@@ -173,8 +188,8 @@ def line_figure(
     share_y: bool = True,
     y_from_zero: bool = False,
     coincide_reasons: dict[str, str] | None = None,
-) -> Path:
-    """One line per (line, side) in each panel; colour = line, dashes = side B of a comparison.
+):
+    """A Figure of one line per (line, side) in each panel; colour = line, dashes = side B of a comparison.
 
     `curves` columns: panel, line, side, x, y (and y_err with `error_bars`: a bar of ± y_err where it is
     known); panels keep their order. `log_x` puts x on a log axis (with `x_at_values`), so power laws read
@@ -189,19 +204,7 @@ def line_figure(
     log_y = use_log_scale(curves["y"]) if log_y is None else log_y
     handles: dict[str, object] = {}
     for axis, panel in zip(axes, panels):
-        drawn_lines: dict[str, pd.Series] = {}
-        for (line, side), rows in curves[curves["panel"].eq(panel)].groupby(["line", "side"], sort=False):
-            rows = rows.sort_values("x")
-            name = f"{line} ({side})" if side else line
-            style = {"color": colors[line], "linestyle": SIDE_STYLES.get(side, ":"), "markersize": 3}
-            if error_bars and rows["y_err"].notna().any():
-                drawn = axis.errorbar(rows["x"], rows["y"], yerr=rows["y_err"].fillna(0), marker="o", capsize=3,
-                                      **style)
-            else:
-                (drawn,) = axis.plot(rows["x"], rows["y"], marker="o" if len(rows) <= 40 else None, linewidth=1.4,
-                                     **style)
-            handles.setdefault(name, drawn)
-            drawn_lines[name] = pd.Series(rows["y"].to_numpy(), index=rows["x"].to_numpy())
+        drawn_lines = _panel_lines(axis, curves[curves["panel"].eq(panel)], colors, error_bars, handles)
         if panel:
             axis.set_title(_wrap(panel, 60), fontsize=10)
         axis.grid(alpha=0.3)
@@ -211,10 +214,11 @@ def line_figure(
         _few_ticks(axis, log_y, curves["y"] if share_y else curves.loc[curves["panel"].eq(panel), "y"])
         if y_from_zero:  # up to the highest point or error bar, plus the headroom autoscaling would leave
             shown = curves if share_y else curves[curves["panel"].eq(panel)]
-            axis.set_ylim(0, (shown["y"] + shown.get("y_err", 0).fillna(0)).max() * (1 + 2 * axis.margins()[1]))
+            top = shown["y"] + (shown["y_err"].fillna(0) if "y_err" in shown else 0)
+            axis.set_ylim(0, top.max() * (1 + 2 * axis.margins()[1]))
         for members in coinciding(drawn_lines):
             reason = (coincide_reasons or {}).get(panel)
-            _note(axis, f"{_and(members)} coincide" + (f" ({reason})" if reason else ""))
+            _note(axis, f"{name_list(members)} coincide" + (f" ({reason})" if reason else ""))
     if x_at_values:  # depths: a tick at each one, on a log2 axis when they span a factor 4 or more (or log_x)
         ticks = sorted(curves["x"].unique())
         if (log_x and ticks[0] > 0) or ticks[-1] >= 4 * ticks[0] > 0:
@@ -223,7 +227,26 @@ def line_figure(
         axes[0].minorticks_off()
     _title(figure, title)
     _legend(figure, axes, handles, inside)
-    return _save(figure, path)
+    return figure
+
+
+def _panel_lines(axis, curves: pd.DataFrame, colors: dict[str, object], error_bars: bool,
+                 handles: dict[str, object]) -> dict[str, pd.Series]:
+    """Draw one panel's lines (with ± y_err bars where known, under `error_bars`); add each new name's
+    handle to `handles`; return each line's y by x, as drawn."""
+    drawn: dict[str, pd.Series] = {}
+    for (line, side), rows in curves.groupby(["line", "side"], sort=False):
+        rows = rows.sort_values("x")
+        name = f"{line} ({side})" if side else line
+        style = {"color": colors[line], "linestyle": SIDE_STYLES.get(side, ":"), "markersize": 3}
+        if error_bars and rows["y_err"].notna().any():
+            handle = axis.errorbar(rows["x"], rows["y"], yerr=rows["y_err"].fillna(0), marker="o", capsize=3, **style)
+        else:
+            (handle,) = axis.plot(rows["x"], rows["y"], marker="o" if len(rows) <= 40 else None, linewidth=1.4,
+                                  **style)
+        handles.setdefault(name, handle)
+        drawn[name] = pd.Series(rows["y"].to_numpy(), index=rows["x"].to_numpy())
+    return drawn
 
 
 def _edges(centres: np.ndarray) -> np.ndarray:
@@ -266,8 +289,8 @@ def _colour_bar(figure, image, axes, label: str) -> None:
     bar.ax.yaxis.set_minor_formatter(NullFormatter())
 
 
-def heatmap_figure(grid: pd.DataFrame, path: Path, *, title: str) -> Path:
-    """Layer × step heatmap of the gradient norm, one small multiple per group, log colour scales.
+def draw_heatmaps(grid: pd.DataFrame, *, title: str):
+    """A Figure of layer × step heatmaps of the gradient norm, one small multiple per group, log colour scales.
 
     `grid` columns: side, group, layer, step, grad_norm. Each panel spans its own blocks and steps (a
     shallow stack fills its panel). The init column (step 0) has a colour scale of its own, in other
@@ -315,4 +338,4 @@ def heatmap_figure(grid: pd.DataFrame, path: Path, *, title: str) -> Path:
     for part, image in images.items():
         _colour_bar(figure, image, axes, labels[part])
     _title(figure, title)
-    return _save(figure, path)
+    return figure

@@ -91,7 +91,8 @@ def summary_table(summary: pd.DataFrame) -> Table:
         "Runs per group",
         ["group", "runs", "status"] + [heading for _, heading in losses],
         rows,
-        "Losses: mean ± std over seeds, leaving out runs that diverged or failed.",
+        ("Losses: mean ± std over seeds" if summary["n_runs"].max() > 1 else "Losses: one run per group")
+        + ", leaving out runs that diverged or failed.",
         [False, True, False] + [True] * len(losses),
         section=SUMMARY,
     ), summary)
