@@ -3,6 +3,7 @@
     python benchmarks/checkpoint_cost.py                        # default model: depth 6, width 64, seq_len 32
     python benchmarks/checkpoint_cost.py depth=24 --every 50    # any config overrides, another interval
     python benchmarks/checkpoint_cost.py device=cuda precision=bf16
+    python benchmarks/checkpoint_cost.py --smoke                # seconds: proves it runs
 
 Both runs go on in this process side by side: the one with checkpoints in the main thread, the one
 without in a second thread, taking turns every `--turn` steps (a baton: only one computes at a time),
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _smoke import HELP, TINY_MODEL
 
 from resbench import checkpoint, models, trainer
 from resbench.config import check
@@ -99,7 +101,10 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=100, help="checkpoint_every, steps per block (default 100)")
     parser.add_argument("--repeats", type=int, default=4, help="timed block pairs (default 4)")
     parser.add_argument("--turn", type=int, default=5, help="steps per turn of each run (default 5)")
+    parser.add_argument("--smoke", action="store_true", help=HELP)
     args = parser.parse_args()
+    if args.smoke:
+        args.overrides, args.every, args.repeats, args.turn = [*TINY_MODEL, *args.overrides], 4, 1, 2
 
     steps = (args.repeats + 1) * args.every + 2  # + warm-up block, step 0 and the last step
     config = check([*args.overrides, f"train.steps={steps}", f"train.eval_every={steps + 1}"])

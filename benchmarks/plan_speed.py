@@ -5,6 +5,7 @@ the same configs and run names (checked). Target: well under 1 s per 1,000 runs.
 
     python benchmarks/plan_speed.py             # N=200
     python benchmarks/plan_speed.py --runs 1000
+    python benchmarks/plan_speed.py --smoke     # 4 runs: proves it runs
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from __future__ import annotations
 import argparse
 import time
 
+from _smoke import HELP
 from omegaconf import DictConfig, OmegaConf
 
+from resbench import config
 from resbench.hydra_adapter import JobConfigs, compose_multirun, hydra_instance
 
 
@@ -26,8 +29,12 @@ def plain(cfg: DictConfig) -> tuple[str, dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--smoke", action="store_true", help=HELP)
     args = parser.parse_args()
+    if args.smoke:
+        args.runs = 4
     jobs = [[f"seed={seed}", "threads=1"] for seed in range(args.runs)]
+    config.register()  # the typed config's schemas, which conf/'s files extend, into Hydra's ConfigStore
     with hydra_instance() as hydra:
         base = compose_multirun(hydra, ["seed=range(2)", "threads=1"])
         start = time.perf_counter()

@@ -2,6 +2,7 @@
 
     python benchmarks/probe_overhead.py                      # the default model (chars, depth 6, width 64)
     python benchmarks/probe_overhead.py depth=12 norm=post --reps 7 --device cuda
+    python benchmarks/probe_overhead.py --smoke               # seconds: proves it runs
 
 Every variant trains the same model from the same initial weights on the same batches, in one process;
 repetitions are interleaved (the order rotates each round) and each variant's median steps/s is reported
@@ -29,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from _smoke import HELP, TINY_MODEL
 
 from resbench import models, trainer
 from resbench.config import compose, to_plain
@@ -83,8 +85,7 @@ def time_resbench(config: dict, log_every: int, window: int, workdir: Path) -> l
     clock = StepClock(device)
     one_run = fresh_trainer(config, workdir, ClockProgress(clock))
     start = time.perf_counter()
-    one_run.summary["status"] = one_run.loop(start)
-    one_run.finish(one_run.summary["status"], start)
+    one_run.finish(one_run.loop(start), start)
     return clock.step_times(window)
 
 
@@ -160,7 +161,7 @@ def lightning_timer() -> Callable[[dict, int, Path], list[float]] | None:
     return time_lightning
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*", help="resbench config overrides (depth=12 norm=post ...)")
     parser.add_argument("--window", type=int, default=100, help="timed steps per repetition (multiple of 10)")
@@ -170,11 +171,19 @@ def main() -> None:
     parser.add_argument("--clock", choices=list(CLOCKS), default="wall",
                         help="wall time, or this process's CPU time (steadier on a busy machine, with --threads 1)")
     parser.add_argument("--no-lightning", action="store_true", help="skip Lightning even when installed")
+    parser.add_argument("--smoke", action="store_true", help=HELP)
     args = parser.parse_args()
-    global clock_now
-    clock_now = CLOCKS[args.clock]
+    if args.smoke:
+        args.overrides, args.window, args.reps, args.threads = [*TINY_MODEL, *args.overrides], 10, 1, 1
     if args.window % 10:
         parser.error("--window must be a multiple of 10")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    global clock_now
+    clock_now = CLOCKS[args.clock]
     if args.threads:
         torch.set_num_threads(args.threads)
     steps = WARMUP + args.window + 2  # the last step (with its validation) stays out of the window

@@ -1,10 +1,11 @@
 """How long `build_report` takes over a big sweep: 500 runs × 24 blocks × 200 logged steps.
 
-Synthesises the sweep in a temporary dir (not timed), then times one `build_report` call, plots
-included, and prints the seconds. Target: ≤ 10 s on 2 cores.
+Synthesises the sweep (each run with 8 init draws, as runs write them by default) in a temporary dir (not
+timed), then times one `build_report` call, plots included, and prints the seconds. Target: ≤ 10 s on 2 cores.
 
     python benchmarks/report_speed.py [--runs 500] [--depth 24] [--steps 200] [--keep DIR]
     python benchmarks/report_speed.py --reuse DIR/sweep [--one-process]   # time again, no synthesis
+    python benchmarks/report_speed.py --smoke                            # 4 small runs: proves it runs
 
 `--one-process` draws every figure in this process (no helper): the one-core baseline.
 """
@@ -21,11 +22,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # report_fixtures
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _smoke import HELP
 from report_fixtures import Knobs, grid, write_sweep
 
 from resbench.report import build_report, render
 
 LOG_EVERY = 10
+INIT_DRAWS = 8  # the config's default
 
 
 def synthesise(sweep_dir: Path, n_runs: int, depth: int, logged_steps: int) -> int:
@@ -38,8 +41,10 @@ def synthesise(sweep_dir: Path, n_runs: int, depth: int, logged_steps: int) -> i
         for seed in range(seeds)
         for setting in settings
     ][:n_runs]
-    # The report never opens grad_norms.csv when layers.csv has grad norms; step-0 rows keep the dir small.
-    write_sweep(sweep_dir, runs, swept_keys=["norm", "residual", "train.warmup"], knobs=Knobs(grad_norms="init"))
+    # The report reads grad_norms.csv's step 0 only (when layers.csv has grad norms): those rows keep the dir small.
+    # Each run has the default 8 init draws, as a run of today writes them.
+    write_sweep(sweep_dir, runs, swept_keys=["norm", "residual", "train.warmup"],
+                knobs=Knobs(grad_norms="init", draws=INIT_DRAWS))
     return len(settings)
 
 
@@ -51,7 +56,10 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="synthesise here and keep it (default: a temp dir)")
     parser.add_argument("--reuse", type=Path, help="time a report over this existing sweep dir instead")
     parser.add_argument("--one-process", action="store_true", help="draw every figure here, no helper process")
+    parser.add_argument("--smoke", action="store_true", help=HELP)
     args = parser.parse_args()
+    if args.smoke:
+        args.runs, args.depth, args.steps = 4, 2, 3
     if args.one_process:
         render.HELPER_MIN_RUNS = sys.maxsize
     if args.reuse:

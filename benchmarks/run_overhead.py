@@ -14,6 +14,7 @@
 directory and imported from there), then on this checkout: before / after, back to back in one script.
 
     python benchmarks/run_overhead.py --before d480e66
+    python benchmarks/run_overhead.py --smoke --before HEAD   # one of each: proves it runs (no network)
 
 Every timing is wall clock: on a busy machine, compare numbers taken back to back, never across hours.
 """
@@ -29,6 +30,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _smoke import HELP
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -66,7 +69,8 @@ def measure(args: argparse.Namespace, root: Path, label: str) -> None:
     fresh = [fresh_process(["train", *STEPS0, f"hydra.run.dir={root / f'fresh{rep}'}"]) for rep in range(args.reps)]
     print(f"{label}resbench train train.steps=0 (fresh process): median {statistics.median(fresh):.2f} s "
           f"(min {min(fresh):.2f}, {args.reps} runs)", flush=True)
-    for number, launcher in enumerate([[]] if args.sweep_args else [[], ["hydra/launcher=basic"]]):
+    # --smoke: one sweep of one run, which the default launcher runs in-process as hydra/launcher=basic would
+    for number, launcher in enumerate([[]] if args.sweep_args or args.smoke else [[], ["hydra/launcher=basic"]]):
         extra = [*args.sweep_args, *launcher]
         sweep = fresh_process(["sweep", f"seed=range({args.sweep_runs})", "train.steps=1", "threads=1",
                                *extra, f"hydra.sweep.dir={root / f'sweep{number}'}"])
@@ -93,7 +97,10 @@ def main() -> None:
     parser.add_argument("--sweep-runs", type=int, default=20, help="one-step runs in 3. (default 20)")
     parser.add_argument("--sweep-args", nargs="*", default=[], help="extra sweep overrides, e.g. hydra/launcher=basic")
     parser.add_argument("--before", metavar="REV", help="first measure resbench at this git revision")
+    parser.add_argument("--smoke", action="store_true", help=HELP)
     args, argv = parser.parse_args(), [a for a in sys.argv[1:]]
+    if args.smoke:
+        args.reps, args.sweep_runs = 1, 1
     with tempfile.TemporaryDirectory(prefix="resbench-bench-") as tmp:
         root = Path(tmp)
         if args.before:

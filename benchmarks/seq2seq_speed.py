@@ -2,6 +2,7 @@
 
     python benchmarks/seq2seq_speed.py                    # depth 6 (+ 6 decoder blocks) vs 12 blocks, reverse
     python benchmarks/seq2seq_speed.py depth=12 norm=post # any config overrides (both models get them)
+    python benchmarks/seq2seq_speed.py --smoke            # seconds: proves it runs
 
 Both models train in this process, interleaved block by block on the same task (teacher-forced pairs for
 model=seq2seq, the plain pairs for model=transformer with depth + decoder depth blocks), Adam, nothing
@@ -18,6 +19,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from _smoke import HELP, TINY_MODEL
 
 from resbench import models, tasks, trainer
 from resbench.config import check
@@ -56,7 +58,10 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. depth=12 norm=post")
     parser.add_argument("--block", type=int, default=20, help="steps per block (default 20)")
     parser.add_argument("--repeats", type=int, default=6, help="timed block pairs (default 6)")
+    parser.add_argument("--smoke", action="store_true", help=HELP)
     args = parser.parse_args()
+    if args.smoke:
+        args.overrides, args.block, args.repeats = [*TINY_MODEL, *args.overrides], 2, 1
 
     seq2seq = check(["model=seq2seq", "task=reverse", *args.overrides])
     model = models.model_keys(seq2seq)

@@ -4,6 +4,7 @@
     python benchmarks/train_overhead.py depth=12 --block 20   # any config overrides
     python benchmarks/train_overhead.py --log-every 1         # every step only (default: 1, then 10)
     python benchmarks/train_overhead.py logger=tensorboard    # with TensorBoard event files written too
+    python benchmarks/train_overhead.py --smoke               # seconds: proves it runs
 
 Both run in this process, interleaved: the Trainer (each --log-every, every file written to a temp dir)
 calls its Progress after each step, and every `--block` trainer steps that callback runs `--block`
@@ -23,6 +24,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from _smoke import HELP, TINY_MODEL
 
 from resbench import loggers, models, tasks, trainer
 from resbench.config import check
@@ -167,7 +169,10 @@ def main() -> None:
                              "the default interval)")
     parser.add_argument("--clock", choices=list(CLOCKS), default="wall",
                         help="wall time (default) or this process's CPU time (steadier on a busy machine)")
+    parser.add_argument("--smoke", action="store_true", help=HELP)
     args = parser.parse_args()
+    if args.smoke:
+        args.overrides, args.block, args.repeats = [*TINY_MODEL, *args.overrides], 2, 1
     global clock_now
     clock_now = CLOCKS[args.clock]
     for log_every in args.log_every:

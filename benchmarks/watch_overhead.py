@@ -2,6 +2,7 @@
 
     python benchmarks/watch_overhead.py                    # depth 6, width 64, seq 32, batch 32 (examples/)
     python benchmarks/watch_overhead.py --depth 12 --block 20
+    python benchmarks/watch_overhead.py --smoke           # seconds: proves it runs
 
 Three copies of the same model (same initial weights, same batches, AdamW) run in this process, in
 interleaved blocks of `--block` steps: the bare loop (forward, backward, step, zero_grad), the loop with
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 
 import torch
+from _smoke import HELP
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
@@ -55,7 +57,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--clock", choices=list(CLOCKS), default="wall",
                         help="wall time (default) or this process's CPU time (steadier on a busy machine)")
+    parser.add_argument("--smoke", action="store_true", help=HELP)
     args = parser.parse_args()
+    if args.smoke:
+        args.depth, args.block, args.repeats = 1, 2, 1
     global clock_now
     clock_now = CLOCKS[args.clock]
     torch.set_num_threads(args.threads)

@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from resbench.schema import GRAD_NORM_COLUMNS, GRAD_NORMS_CSV, RESULTS_ROOT, TIMESTAMP_FORMAT, TRAIN_DIR
+from resbench.schema import RESULTS_ROOT, TIMESTAMP_FORMAT, TRAIN_DIR
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,13 +38,17 @@ class Results:
     `runs`: one row per run (`run`, `name`, `path`, `status` and the other summary.json fields, and every
     config leaf under its dotted key: `depth`, `train.lr`, `model.name`, …). `metrics`, `layers` and
     `grad_norms`: the run files' rows in long format, each with `run`, `name` and the swept `keys` as
-    columns, so `results.layers.groupby(["norm", "depth", "layer"])` needs no join.
+    columns, so `results.layers.groupby(["norm", "depth", "layer"])` needs no join. `init_draws` and
+    `init_draw_grad_norms`: step 0 of every init draw (init_layers.csv, init_grad_norms.csv), in the same
+    long format with `draw` for `step`; a run without those files has its own step 0 as draw 0.
     """
 
     runs: pd.DataFrame
     metrics: pd.DataFrame
     layers: pd.DataFrame
     grad_norms: pd.DataFrame
+    init_draws: pd.DataFrame
+    init_draw_grad_norms: pd.DataFrame
     keys: list[str] = field(default_factory=list)  # the swept keys (config columns), in table order
 
 
@@ -71,30 +75,18 @@ def load(*dirs: str | Path) -> Results:
         front = labels.merge(frame, on="run", how="inner", validate="one_to_many")
         return front.reset_index(drop=True)
 
-    grad_norms = [_read_grad_norms(Path(path)).assign(run=run) for run, path in zip(runs["run"], runs["path"])]
+    grad_norms = [report_load.read_grad_norms(Path(path)).assign(run=run)
+                  for run, path in zip(runs["run"], runs["path"])]
     grad_norms = [frame for frame in grad_norms if not frame.empty]
     return Results(
         runs=runs.reset_index(drop=True),
         metrics=tidy(run_set.metrics),
         layers=tidy(run_set.layers),
         grad_norms=tidy(pd.concat(grad_norms, ignore_index=True) if grad_norms else pd.DataFrame()),
+        init_draws=tidy(run_set.init_draw_layers),
+        init_draw_grad_norms=tidy(run_set.init_draw_params.astype({"layer": "Int64"})),  # as grad_norms' layer
         keys=keys,
     )
-
-
-def _read_grad_norms(run_dir: Path) -> pd.DataFrame:
-    """grad_norms.csv of one run; a row cut off by a killed writer is dropped; `layer` empty outside blocks."""
-    import pandas as pd
-
-    path = run_dir / GRAD_NORMS_CSV
-    try:
-        frame = pd.read_csv(path, on_bad_lines="skip", dtype={"param": str})
-    except (OSError, pd.errors.EmptyDataError):
-        return pd.DataFrame(columns=GRAD_NORM_COLUMNS)
-    for column in ("step", "grad_norm"):
-        frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    frame["layer"] = pd.to_numeric(frame["layer"], errors="coerce").astype("Int64")
-    return frame.dropna(subset=["step", "grad_norm"]).astype({"step": "int64"})
 
 
 def compose(overrides: Sequence[str] = ()) -> Config:
@@ -109,12 +101,12 @@ def compose(overrides: Sequence[str] = ()) -> Config:
 
 def _config(overrides_or_config: Sequence[str] | Config | None) -> Config:
     """A resolved config from overrides (composed) or from a config dict (validated as given)."""
-    from resbench.validate import validate
+    from resbench.config import check_config
 
     if overrides_or_config is None:
         return compose()
     if isinstance(overrides_or_config, dict):
-        validate(overrides_or_config)
+        check_config(overrides_or_config)
         return overrides_or_config
     if isinstance(overrides_or_config, str):
         raise TypeError("overrides must be a list of strings, e.g. ['depth=12', 'norm=post']")

@@ -175,7 +175,6 @@ def report(
 ) -> None:
     """Tables, PNG plots, summary.csv and report.md (with computed findings) for sweeps or runs."""
     from rich.markup import escape
-
     from rich.text import Text
 
     from .console import Wrapped
@@ -191,10 +190,10 @@ def report(
     try:
         targets = targets or [latest_sweep()]
         if tensorboard:
-            from . import loggers
+            from .registries import INSTALL_HINT, logger_available
 
-            if not loggers.logger_available("tensorboard"):
-                fail(loggers.INSTALL_HINT.replace("logger=tensorboard", "--tensorboard"))
+            if not logger_available("tensorboard"):
+                fail(INSTALL_HINT.replace("logger=tensorboard", "--tensorboard"))
         result = build_report(targets, console=console, out_dir=out)
     except ReportInputError as err:
         fail(str(err))
@@ -210,7 +209,9 @@ def report(
     for label, path in where:
         console.print(Wrapped(Text(f"{label:<13}{path}")))
     if tensorboard:
-        written = loggers.export(targets)
+        from .report.tensorboard import export
+
+        written = export(targets)
         console.print(Wrapped(f"tensorboard: {len(written)} run(s) · tensorboard --logdir {escape(str(targets[0]))}"))
 
 

@@ -2,45 +2,31 @@
 
 `resbench sweep norm=<TAB>` offers `post pre sandwich none deepnorm`. Completion runs at every TAB, so it
 never imports torch or Hydra: keys come from the YAML files in `resbench.conf`, and choice values from
-the registries themselves (`PLACEMENTS`, `NORMS`, …), read from their source files as literals. The
-registries stay the one place a choice is spelled.
+resbench/registries.py, the one place a choice is spelled, which imports neither.
 """
 
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
 from typing import Any
 
-PACKAGE = Path(__file__).resolve().parent
-# key → (source file in the package, registry name, values the config allows besides the registry's)
-CHOICE_REGISTRIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "norm": ("models/placements.py", "PLACEMENTS", ()),
-    "norm_type": ("models/norms.py", "NORMS", ()),
-    "residual": ("models/residuals.py", "RESIDUALS", ()),
-    "init": ("models/init.py", "INITS", ("auto",)),
-    "device": ("config.py", "DEVICES", ()),
-    "precision": ("precision.py", "PRECISIONS", ()),
-    "train.optimizer": ("config.py", "OPTIMIZER_NAMES", ()),
-    "logger": ("loggers.py", "LOGGERS", ()),
-    "hydra/launcher": ("sweeps.py", "LAUNCHER_PLUGINS", ("basic",)),
+from . import registries
+
+# key → (the registry's names, values the config allows besides them)
+CHOICE_REGISTRIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "norm": (registries.PLACEMENTS, ()),
+    "norm_type": (registries.NORM_TYPES, ()),
+    "residual": (registries.RESIDUALS, ()),
+    "init": (registries.INITS, (registries.AUTO_INIT,)),
+    "device": (registries.DEVICES, ()),
+    "precision": (registries.PRECISIONS, ()),
+    "train.optimizer": (registries.OPTIMIZERS, ()),
+    "logger": (registries.LOGGERS, ()),
+    "hydra/launcher": (tuple(registries.LAUNCHER_PLUGINS), (registries.BASIC_LAUNCHER,)),
 }
 GROUPS = {"model": "model", "task": "task", "+experiment": "experiment"}  # override key → conf/ folder
 GLOBAL_PACKAGE = "@package _global_"  # a group file whose keys sit at the root of the config
 NOT_KEYS = ("defaults", "hydra")  # top-level entries of config.yaml that are no override keys
-
-
-def registry_names(path: Path, name: str) -> list[str]:
-    """The string keys of the dict (or items of the tuple/list) assigned to `name` at the top of `path`."""
-    import ast
-
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
-        if any(isinstance(t, ast.Name) and t.id == name for t in targets) and node.value is not None:
-            items = node.value.keys if isinstance(node.value, ast.Dict) else getattr(node.value, "elts", [])
-            return [item.value for item in items if isinstance(item, ast.Constant) and isinstance(item.value, str)]
-    raise LookupError(f"{name} is not a literal at the top of {path}")
 
 
 def _flatten(node: Any, prefix: str = "") -> list[str]:
@@ -95,8 +81,8 @@ def choices(key: str) -> list[str]:
         return group_options()[key]
     if key not in CHOICE_REGISTRIES:
         return []
-    source, name, extra = CHOICE_REGISTRIES[key]
-    return [*extra, *registry_names(PACKAGE / source, name)]
+    names, extra = CHOICE_REGISTRIES[key]
+    return [*extra, *names]
 
 
 def complete_override(args: list[str], incomplete: str) -> list[str]:

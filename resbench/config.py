@@ -1,9 +1,10 @@
 """The typed config: dataclass schemas that Hydra's ConfigStore holds and conf/'s YAML files extend.
 
-OmegaConf itself refuses an unknown key, a value of the wrong type and a choice outside its registry, both
-while Hydra composes (`depth=abc`) and when a config dict is checked as given (`check_types`). The schemas
-carry types only: every default is in conf/ (the user-visible file), so each value is spelled once.
-Ranges and rules across keys are validate.py's.
+OmegaConf itself refuses an unknown key, a value of the wrong type and a choice outside its registry's names
+(resbench/registries.py), both while Hydra composes (`depth=abc`) and when a config dict is checked as given
+(`check_types`). The schemas carry types only: every default is in conf/ (the user-visible file), so each
+value is spelled once. Ranges and rules across keys are validate.py's, applied after the types
+(`check_config`).
 
 The model keys shared by all models (depth, width, norm, …) are top-level keys; the `model` group holds
 only what is its own (name, ffn_mult, decoder_depth). `model.depth=…`, the spelling of older resbench, is
@@ -27,31 +28,20 @@ from typing import TYPE_CHECKING, Any, Union
 from omegaconf import MISSING, DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from . import hydra_adapter
+from . import hydra_adapter, registries
 from .hydra_adapter import COMPOSE_ERRORS, OverrideParseException
-from .loggers import LOGGERS
-from .models import INITS, NORMS, PLACEMENTS
-from .precision import PRECISIONS
-from .records import override_key
-from .schema import SHARED_MODEL_KEYS
+from .schema import SHARED_MODEL_KEYS, override_key
 from .tasks import TaskError
 from .tasks import build as build_task
+from .validate import ConfigError, validate
 
 if TYPE_CHECKING:
     from .hydra_adapter import Override
     from .tasks import Task
 
 
-class ConfigError(ValueError):
-    """Bad input in a config value: the message is the one line the user sees."""
-
-
 class BadInput(ValueError):
     """Bad user input; the message is one line. The CLI exits 2 and nothing has been written."""
-
-
-DEVICES = ("auto", "cpu", "cuda")
-OPTIMIZER_NAMES = ("adam", "adamw", "sgd")
 
 
 def _choices(name: str, names: typing.Iterable[str]) -> type[enum.Enum]:
@@ -59,13 +49,13 @@ def _choices(name: str, names: typing.Iterable[str]) -> type[enum.Enum]:
     return enum.Enum(name, {choice: choice for choice in names}, module=__name__)
 
 
-Placement = _choices("Placement", PLACEMENTS)
-NormType = _choices("NormType", NORMS)
-Init = _choices("Init", ["auto", *INITS])
-Device = _choices("Device", DEVICES)
-PrecisionName = _choices("PrecisionName", PRECISIONS)
-Logger = _choices("Logger", LOGGERS)
-Optimizer = _choices("Optimizer", OPTIMIZER_NAMES)
+Placement = _choices("Placement", registries.PLACEMENTS)
+NormType = _choices("NormType", registries.NORM_TYPES)
+Init = _choices("Init", [registries.AUTO_INIT, *registries.INITS])
+Device = _choices("Device", registries.DEVICES)
+PrecisionName = _choices("PrecisionName", registries.PRECISIONS)
+Logger = _choices("Logger", registries.LOGGERS)
+Optimizer = _choices("Optimizer", registries.OPTIMIZERS)
 
 
 @dataclass
@@ -140,6 +130,7 @@ class Config:
     seed: int = MISSING
     log_every: int = MISSING
     init_batches: int = MISSING
+    init_draws: int = MISSING
     device: Device = MISSING
     precision: PrecisionName = MISSING
     logger: Logger = MISSING
@@ -155,6 +146,7 @@ MODEL_SCHEMAS: dict[str, type[ModelConfig]] = {
 TASK_SCHEMAS: dict[str, type[TaskConfig]] = {
     "chars": CharsConfig, "digits": DigitsConfig, "mnist": MnistConfig, "mnist1d": TaskConfig,
     "reverse": TokensConfig, "sort": TokensConfig}
+CONFIG_GROUPS = ("model", "task", "experiment")  # the groups of conf/: an option is chosen by name (model=mlp)
 SCHEMA_GROUP = "schema"  # not a group users choose from: conf/ files extend its nodes
 ROOT_SCHEMA = "config_schema"
 
@@ -225,6 +217,13 @@ def check_types(config: dict[str, Any]) -> None:
         raise ConfigError(explain_schema_error(err) or str(err).splitlines()[0]) from None
     if missing:
         raise ConfigError(f"{missing[0]} is missing: give it a value ({missing[0]}=VALUE)")
+
+
+def check_config(config: dict[str, Any]) -> None:
+    """Raise ConfigError (one line) for the first key, type or choice the typed config refuses, then for the
+    first value out of its range or against a rule across keys (validate.py's)."""
+    check_types(config)
+    validate(config)
 
 
 def to_plain(cfg: Any) -> dict[str, Any]:
@@ -301,12 +300,10 @@ def checked(cfg: DictConfig) -> tuple[dict[str, Any], Task]:
 def validated(cfg: DictConfig, label: str = "") -> dict[str, Any]:
     """The composed `cfg` resolved to plain data and validated; BadInput names the run by `label` (its
     swept values) when given."""
-    from .validate import validate  # validate.py reads this module's schemas
-
     prefix = f"{label}: " if label else ""
     try:
         config = to_plain(cfg)
-        validate(config)
+        check_config(config)
     except ConfigError as err:
         raise BadInput(f"{prefix}{err}") from None
     except OmegaConfBaseException as err:
@@ -407,7 +404,7 @@ def _valid_keys(key: str, overrides: list[str] = ()) -> list[str]:
     hydra/launcher=joblib, ...; lists are left out)."""
     parent = key.rsplit(".", 1)[0] if "." in key else None
     groups = [o for o in overrides if "=" in o and not re.search(r"[,(]", o.split("=", 1)[1])
-              and ("/" in override_key(o) or override_key(o) in ("model", "task", "experiment"))]
+              and ("/" in override_key(o) or override_key(o) in CONFIG_GROUPS)]
     with_hydra = key.startswith("hydra.")
     try:
         base = hydra_adapter.compose(groups, with_hydra=with_hydra)

@@ -34,7 +34,7 @@ class Precision:
         return torch.amp.GradScaler(device.type, enabled=self.scaled)
 
 
-PRECISIONS = {
+PRECISIONS = {  # keyed by registries.PRECISIONS
     "fp32": Precision("fp32", None),
     "bf16": Precision("bf16", torch.bfloat16, runs_on=_bf16_runs_on),
     "fp16": Precision("fp16", torch.float16, scaled=True),

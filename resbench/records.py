@@ -28,9 +28,15 @@ if TYPE_CHECKING:  # the trainer's types; records itself stays torch-free
 from .schema import (
     BLOCK_PROBES,
     CONFIG_YAML,
+    DRAW,
     GRAD_NORM_COLUMNS,
     GRAD_NORMS_CSV,
     HYDRA_OVERRIDES_YAML,
+    INIT_BLOCK_PROBES,
+    INIT_GRAD_NORM_COLUMNS,
+    INIT_GRAD_NORMS_CSV,
+    INIT_LAYER_COLUMNS,
+    INIT_LAYERS_CSV,
     LAYERS_CSV,
     METRICS_CSV,
     RUN_RESULT_COLUMNS,
@@ -41,6 +47,7 @@ from .schema import (
     SWEEP_NAME,
     Status,
     Summary,
+    override_key,
     runs_csv_columns,
 )
 
@@ -230,7 +237,7 @@ def last_row(path: Path, tail_bytes: int = 4096) -> dict[str, str] | None:
 NOT_IN_HASH = ("threads", "train.checkpoint_every", "logger")  # how a run executes, is kept or watched, not
 # what it computes
 # Keys added after runs were first recorded: left out at their default, so older runs keep their identity.
-HASH_OMITS_AT_DEFAULT = {"precision": "fp32"}
+HASH_OMITS_AT_DEFAULT = {"precision": "fp32", "init_draws": 8}
 # Older resbench also held each shared model key under `model.` (the MLP had no heads): the identity is
 # hashed in that layout, so that runs and sweeps recorded then are still known (resume).
 HASHED_MODEL_COPIES = ("depth", "width", "heads", "norm", "norm_type", "residual", "residual_scale", "init")
@@ -262,8 +269,10 @@ class RunRecorder:
     """Opens a run's files, appends rows as the run goes and closes them with a summary."""
 
     def __init__(self, run_dir: Path, config: dict[str, Any], metric_columns: Sequence[str],
-                 layer_columns: Sequence[str], resume_rows: dict[str, int] | None = None):
-        """`resume_rows`: continue the files of a run, each after the rows its checkpoint counted."""
+                 layer_columns: Sequence[str], resume_rows: dict[str, int] | None = None, init_draws: bool = False):
+        """`resume_rows`: continue the files of a run, each after the rows its checkpoint counted.
+        `init_draws`: also write init_layers.csv and init_grad_norms.csv (`log_init_draws`, at step 0); a
+        continued run has them whole already (its checkpoint came after step 0) and leaves them as they are."""
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(self.run_dir / CONFIG_YAML, yaml.safe_dump(config, sort_keys=False))
@@ -271,10 +280,14 @@ class RunRecorder:
         self.files = {name: CsvWriter(self.run_dir / name, columns, None if resume_rows is None
                                       else resume_rows[name]) for name, columns in files.items()}
         self.metrics, self.grad_norms, self.layers = self.files.values()
-        self._files = tuple(self.files.values())
+        draws = {INIT_LAYERS_CSV: INIT_LAYER_COLUMNS, INIT_GRAD_NORMS_CSV: INIT_GRAD_NORM_COLUMNS}
+        self.draw_files = ({name: CsvWriter(self.run_dir / name, columns) for name, columns in draws.items()}
+                           if init_draws and resume_rows is None else {})
+        self._files = (*self.files.values(), *self.draw_files.values())
 
     def positions(self) -> dict[str, int]:
-        """Rows in each CSV, synced to disk: where the files stand at a checkpoint."""
+        """Rows in each CSV, synced to disk: where the files stand at a checkpoint (the init draws' files,
+        written whole at step 0, are synced too, but a continued run never appends to them)."""
         for f in self._files:
             f.sync()
         return {name: f.rows for name, f in self.files.items()}
@@ -292,6 +305,13 @@ class RunRecorder:
         if flush:
             for f in self._files:
                 f.flush()
+
+    def log_init_draws(self, layer_rows: Sequence[Mapping[str, Any]], grad_rows: Sequence[Mapping[str, Any]]) -> None:
+        """Write every init draw's rows at once, in one flush per file."""
+        self.draw_files[INIT_LAYERS_CSV].write_rows(layer_rows)
+        self.draw_files[INIT_GRAD_NORMS_CSV].write_rows(grad_rows)
+        for f in self.draw_files.values():
+            f.flush()
 
     def close(self, summary: Summary) -> None:
         """Close the CSVs and write the final summary; a second Ctrl-C waits until both are done. A
@@ -312,9 +332,7 @@ class RunRecorder:
 
 def grad_norm_rows(layout: ParamLayout, step: int, stats: StepStats) -> list[dict[str, Any]]:
     """grad_norms.csv's rows of one logged step: one per parameter tensor."""
-    return [{"step": step, "layer": layer, "stack": stack, "param": name, "grad_norm": norm}
-            for layer, stack, name, norm in zip(layout.layers, layout.stacks, layout.names,
-                                                stats.param_grad_norms)]
+    return _param_rows(layout, stats, {"step": step})
 
 
 def layer_rows(layout: ParamLayout, step: int, stats: StepStats) -> list[dict[str, Any]]:
@@ -323,12 +341,26 @@ def layer_rows(layout: ParamLayout, step: int, stats: StepStats) -> list[dict[st
             for layer, stack, values in zip(layout.block_layers, layout.block_stacks, stats.block_rows())]
 
 
+def init_draw_grad_norm_rows(layout: ParamLayout, draw: int, stats: StepStats) -> list[dict[str, Any]]:
+    """init_grad_norms.csv's rows of one init draw: one per parameter tensor."""
+    return _param_rows(layout, stats, {DRAW: draw})
+
+
+def init_draw_layer_rows(layout: ParamLayout, draw: int, stats: StepStats) -> list[dict[str, Any]]:
+    """init_layers.csv's rows of one init draw: one per block, each probe measured at init under its name."""
+    probes = [stats.blocks[name] for name in INIT_BLOCK_PROBES]
+    return [{DRAW: draw, "layer": layer, "stack": stack, **dict(zip(INIT_BLOCK_PROBES, values))}
+            for layer, stack, *values in zip(layout.block_layers, layout.block_stacks, *probes)]
+
+
+def _param_rows(layout: ParamLayout, stats: StepStats, position: dict[str, int]) -> list[dict[str, Any]]:
+    """One row per parameter tensor: `position` (its step or draw), layer, stack, param, grad_norm."""
+    return [{**position, "layer": layer, "stack": stack, "param": name, "grad_norm": norm}
+            for layer, stack, name, norm in zip(layout.layers, layout.stacks, layout.names,
+                                                stats.param_grad_norms)]
+
+
 # ----------------------------------------------------------------------------- sweeps
-def override_key(override: str) -> str:
-    """`+experiment=x` -> `experiment`: the key of a command-line override, without its +/++/~ prefix."""
-    return override.split("=", 1)[0].lstrip("+~")
-
-
 def read_overrides(run_dir: Path) -> dict[str, str]:
     """A run's command-line overrides (Hydra's .hydra/overrides.yaml, `- depth=6`) as key -> value text;
     {} when absent or unreadable (not YAML, not UTF-8, not a list)."""

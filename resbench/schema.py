@@ -18,12 +18,15 @@ HYDRA_OVERRIDES_YAML = f"{HYDRA_DIR}/overrides.yaml"
 METRICS_CSV = "metrics.csv"
 LAYERS_CSV = "layers.csv"
 GRAD_NORMS_CSV = "grad_norms.csv"
+INIT_LAYERS_CSV = "init_layers.csv"  # layers.csv's step-0 rows of every init draw
+INIT_GRAD_NORMS_CSV = "init_grad_norms.csv"  # grad_norms.csv's step-0 rows of every init draw
 SUMMARY_JSON = "summary.json"
 CHECKPOINT_PT = "checkpoint.pt"
 RUNS_CSV = "runs.csv"  # at a sweep's root: one row per run
 SWEEP_JSON = "sweep.json"  # at a sweep's root: what was swept (written before any run starts)
 SWEEP_LOCK = ".resbench.lock"  # at a sweep's root: who holds the sweep dir (pid, host)
 RUNS_CSV_LOCK = f".{RUNS_CSV}.lock"  # at a sweep's root: serialises runs.csv rebuilds across processes
+TB_DIR = "tb"  # in a run dir: TensorBoard event files (logger=tensorboard, `report --tensorboard`)
 REPORT_DIR = "report"  # what `resbench report` writes, inside the dir it reports on
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"  # beside report.md: the same findings, interactive figures
@@ -46,6 +49,12 @@ STACK = "stack"
 GRAD_NORM_COLUMNS = ("step", "layer", STACK, "param", "grad_norm")
 BLOCK_PROBES = ("grad_norm", "hidden_rms", "act_grad_norm", "update_ratio", "rank_residual")  # per block
 LAYER_COLUMNS = ("step", "layer", STACK, *BLOCK_PROBES)
+# The init draws: the step-0 rows of `init_draws` initialisations of one run, `draw` 0 being the run's own
+# model (its step-0 rows of layers.csv and grad_norms.csv). No update is taken, so no update_ratio.
+DRAW = "draw"
+INIT_BLOCK_PROBES = tuple(probe for probe in BLOCK_PROBES if probe != "update_ratio")
+INIT_LAYER_COLUMNS = (DRAW, "layer", STACK, *INIT_BLOCK_PROBES)
+INIT_GRAD_NORM_COLUMNS = (DRAW, *GRAD_NORM_COLUMNS[1:])
 # runs.csv: these, one column per swept key between them.
 RUN_KEY_COLUMNS = ("run", "status")
 RUN_RESULT_COLUMNS = ("final_loss", "final_val_loss", "wall_s")
@@ -139,3 +148,9 @@ SHARED_MODEL_KEYS = ("depth", "norm", "norm_type", "residual", "init", "width", 
 # The short top-level keys a sweep varies (`resbench sweep depth=6,12 norm=post,pre`), in table order: the
 # shared model keys but the residual branch's scale, a knob of the `residual` variant chosen.
 SWEPT_KEYS = tuple(key for key in SHARED_MODEL_KEYS if key != "residual_scale")
+
+
+def override_key(override: str) -> str:
+    """`+experiment=x` -> `experiment`: the key of a command-line override, without its +/++/~ prefix (as
+    Hydra's .hydra/overrides.yaml and a sweep's stored overrides spell them)."""
+    return override.split("=", 1)[0].lstrip("+~")

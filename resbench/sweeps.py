@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from . import hydra_adapter, loggers, records, schema, sweep_watch
+from . import hydra_adapter, records, schema, sweep_watch
 from .config import (
     COMPOSE_ERRORS,
+    CONFIG_GROUPS,
     BadInput,
     built_task,
     check_writable,
@@ -35,9 +36,9 @@ from .config import (
     without_key,
 )
 from .jobs import TaskRaised, train_task
-from .schema import DONE, Status
+from .registries import BASIC_LAUNCHER, LAUNCHER_PLUGINS
+from .schema import DONE, TB_DIR, Status, override_key
 from .sweep_watch import is_done, pid_alive, usable_cores
-from .validate import CONFIG_GROUPS
 
 if TYPE_CHECKING:
     from .hydra_adapter import Override
@@ -47,12 +48,6 @@ DEFAULT_LAUNCHER = "joblib"  # a sweep that names no launcher runs two or more r
 # A SLURM job that is preempted, timed out or requeued ends its run `interrupted` and runs again later,
 # continuing from its checkpoint: on this launcher an interrupted run has ended only once the sweep has.
 REQUEUEING_LAUNCHERS = ("submitit_slurm",)
-# Launchers of the optional extras: the plugin module and the extra that installs it.
-LAUNCHER_PLUGINS = {
-    "joblib": ("hydra_plugins.hydra_joblib_launcher", "resbench[joblib]"),
-    "submitit_local": ("hydra_plugins.hydra_submitit_launcher", "resbench[slurm]"),
-    "submitit_slurm": ("hydra_plugins.hydra_submitit_launcher", "resbench[slurm]"),
-}
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -219,7 +214,7 @@ def _resumable(override: Override) -> bool:
         return False
     value = override.value()
     if key == "hydra/launcher":
-        return value in ("basic", *LAUNCHER_PLUGINS)
+        return value in (BASIC_LAUNCHER, *LAUNCHER_PLUGINS)
     if key in RESUMABLE_HYDRA_KEYS:  # a plain value: no interpolation, no nested config
         return isinstance(value, (str, int, float)) and "${" not in str(value)
     if key in CONFIG_GROUPS:
@@ -247,7 +242,7 @@ def plan_sweep(overrides: list[str], resume: bool = False, resume_dir: Path | No
         sweep_dir = given_dir or SWEEPS_ROOT / datetime.now().strftime(schema.TIMESTAMP_FORMAT)
     _check_launcher_installed(overrides)
     if given_override(overrides, "hydra/launcher") is None and any(
-            records.override_key(o).startswith("hydra.launcher.") for o in overrides):
+            override_key(o).startswith("hydra.launcher.") for o in overrides):
         overrides = [*overrides, f"hydra/launcher={DEFAULT_LAUNCHER}"]  # its settings name the default
     try:
         with hydra_adapter.hydra_instance() as hydra:
@@ -344,7 +339,7 @@ def _planned_runs(job_configs: hydra_adapter.JobConfigs, jobs: list[list[str]], 
     for index, job in enumerate(jobs):
         job_cfg = job_configs.compose(list(job))
         name = str(job_cfg.hydra.sweep.subdir)
-        job_values = {records.override_key(o): o.split("=", 1)[1] for o in job}
+        job_values = {override_key(o): o.split("=", 1)[1] for o in job}
         swept = {key: job_values[key] for key in swept_keys}
         label = " ".join(f"{key}={value}" for key, value in swept.items())
         config = _checked_job_config(job_cfg, label, checked_tasks)
@@ -370,7 +365,7 @@ def _launcher_for(base: DictConfig, overrides: list[str], runs: list[PlannedRun]
     runs' `threads` (default_workers); one run, or one core, stays in-process."""
     launcher_cfg = OmegaConf.to_container(base.hydra.launcher, resolve=True)
     n_to_run = sum(not run.done_before for run in runs)
-    if launcher == "basic" and given_override(overrides, "hydra/launcher") is None:
+    if launcher == BASIC_LAUNCHER and given_override(overrides, "hydra/launcher") is None:
         workers = default_workers(n_to_run, max((run.threads or 1 for run in runs), default=1))
         if workers > 1:
             launcher, launcher_cfg = DEFAULT_LAUNCHER, {"n_jobs": workers}
@@ -453,10 +448,12 @@ def _wind_down(plan: SweepPlan, watcher: sweep_watch.Watcher, display: Any) -> s
 
 def _write_hparams(plan: SweepPlan) -> None:
     """The HParams sessions of the runs that logged to TensorBoard (only the sweep knows its swept keys)."""
-    if not any((run.dir / loggers.TB_DIR).is_dir() for run in plan.runs):
+    if not any((run.dir / TB_DIR).is_dir() for run in plan.runs):
         return
+    from .report.tensorboard import write_sweep_hparams  # it reads the runs with pandas: only when needed
+
     try:
-        loggers.write_sweep_hparams(plan.sweep_dir)
+        write_sweep_hparams(plan.sweep_dir)
     except (OSError, ValueError):  # a run unreadable now: `resbench report DIR --tensorboard` writes them later
         pass
 

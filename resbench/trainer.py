@@ -21,6 +21,7 @@ from .schema import ACCURACY_COLUMN, LAYER_COLUMNS, METRIC_COLUMNS, SUMMARY_JSON
 
 FINAL_LOSS_WINDOW = 10  # final_loss is the mean training loss of the last 10 steps
 INIT_BATCHES_STREAM = 1  # SeedSequence key of the init_batches data stream (training data: the seed itself)
+INIT_DRAWS_STREAM = 2  # SeedSequence key of the init draws' weights (the run's own weights: the seed itself)
 # Summary fields a checkpoint carries over to the run that continues it.
 CARRIED_SUMMARY = ("steps_done", "final_loss", "final_val_loss", "final_val_acc", "init_grad_ratio")
 
@@ -68,7 +69,7 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-OPTIMIZERS = {
+OPTIMIZERS = {  # keyed by registries.OPTIMIZERS
     "adam": lambda params, t: torch.optim.Adam(params, lr=t["lr"], weight_decay=t["weight_decay"]),
     "adamw": lambda params, t: torch.optim.AdamW(params, lr=t["lr"], weight_decay=t["weight_decay"]),
     "sgd": lambda params, t: torch.optim.SGD(params, lr=t["lr"], weight_decay=t["weight_decay"]),
@@ -138,7 +139,7 @@ class Trainer:
         state = self.checkpoint_to_continue(hash_)
         metric_columns = METRIC_COLUMNS + ((ACCURACY_COLUMN,) if self.task.spec.accuracy else ())
         self.recorder = RunRecorder(self.run_dir, self.config, metric_columns, LAYER_COLUMNS,
-                                    resume_rows=state["csv_rows"] if state else None)
+                                    resume_rows=state["csv_rows"] if state else None, init_draws=True)
         self.listeners = loggers.build(self.config, self.run_dir)  # e.g. TensorBoard (the `logger` key)
         self.summary = Summary(
             n_params=sum(p.numel() for p in self.model.parameters()),
@@ -204,6 +205,8 @@ class Trainer:
         for step in range(self.start_step, max(steps, 1)):  # steps=0 still measures the gradient at init
             lr = self.train_cfg["lr"] * warmup_factor(step, self.train_cfg["warmup"])
             x, y = (t.to(self.device) for t in self.task.batch(self.data_generator, batch_size))
+            # Step 0 is measured over init_batches batches: this one, then the others from their own stream.
+            batches = [(x, y), *self.extra_init_batches()] if step == 0 else [(x, y)]
             logged = is_logged(step, steps, self.config["log_every"])
             with probes.capture(self.model, active=logged) as blocks:  # block hooks on logged steps only
                 with self.precision.autocast(self.device):
@@ -212,9 +215,9 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()
                 self.scaler.unscale_(self.optimizer)  # fp16: every norm below is of the true fp32 gradient
-                # Norms of the unclipped gradient, on the device, before clipping or the update touch it.
-                param_grad_norms = probes.grad_norms(self.logged_gradient(step)) if logged else None
                 loss_scale = self.scaler.get_scale() if logged and self.precision.scaled else 1.0
+                # Norms of the unclipped gradient, on the device, before clipping or the update touch it.
+                param_grad_norms = probes.grad_norms(self.logged_gradient(batches[1:], loss_scale)) if logged else None
             loss_value = loss.item()
             recent_losses.append(loss_value)
             # A gradient's finiteness is known only after the step's one host copy, which follows the update.
@@ -229,16 +232,13 @@ class Trainer:
             diverged = not math.isfinite(loss_value) or bad_gradient
             if update_taken and not diverged:
                 self.summary.steps_done = step + 1
-            val_loss = val_acc = None
-            if not diverged and is_evaluated(step, steps, self.train_cfg["eval_every"]):
-                with self.precision.autocast(self.device):
-                    val_loss, val_acc = evaluate(self.model, self.val_batches, self.device)
-                self.summary.final_val_loss = val_loss
-                if self.task.spec.accuracy:
-                    self.summary.final_val_acc = val_acc
+            evaluated = not diverged and is_evaluated(step, steps, self.train_cfg["eval_every"])
+            val_loss, val_acc = self.validate() if evaluated else (None, None)
             # A metrics row every step (steps-to-a-loss-target needs them); flushed on the steps that matter.
             flush = stats is not None or val_loss is not None or diverged  # the step that diverged is kept
             self.record(step, loss_value, val_loss, val_acc, lr, stats, start, flush)
+            if step == 0:
+                self.measure_init_draws(stats, batches, loss_scale)
             finite = [v for v in recent_losses if math.isfinite(v)]
             self.summary.final_loss = sum(finite) / len(finite) if finite else None
             elapsed = time.perf_counter() - start
@@ -247,6 +247,15 @@ class Trainer:
                 return Status.DIVERGED
             self.step_boundary(step + 1, max(steps, 1), start)
         return Status.COMPLETED
+
+    def validate(self) -> tuple[float, float]:
+        """Validation loss and accuracy of the model as it stands, kept in the summary."""
+        with self.precision.autocast(self.device):
+            val_loss, val_acc = evaluate(self.model, self.val_batches, self.device)
+        self.summary.final_val_loss = val_loss
+        if self.task.spec.accuracy:
+            self.summary.final_val_acc = val_acc
+        return val_loss, val_acc
 
     def step_boundary(self, next_step: int, total: int, start: float) -> None:
         """Between two steps: stop here if a signal came (with a checkpoint, unless the run is done),
@@ -300,32 +309,76 @@ class Trainer:
         self.scaler.step(self.optimizer)  # fp16: skipped when the scaled gradient overflowed
         self.scaler.update()
 
-    def logged_gradient(self, step: int) -> list[torch.Tensor]:
-        """The gradient a logged step reports: its own, or at step 0 the mean over `init_batches` batches.
+    def extra_init_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Step 0's other `init_batches` − 1 batches, from their own generator: the training data order and the
+        first update (step 0's own batch) stay those of init_batches=1."""
+        return [tuple(t.to(self.device) for t in self.task.batch(self.init_generator, self.train_cfg["batch_size"]))
+                for _ in range(self.config["init_batches"] - 1)]
 
-        The extra batches come from their own generator and their gradients go into a separate sum, so
-        the training data order and the first update (step 0's own batch) are those of init_batches=1.
-        """
+    def logged_gradient(self, extra_batches: list[tuple[torch.Tensor, torch.Tensor]],
+                        loss_scale: float = 1.0) -> list[torch.Tensor]:
+        """The gradient a logged step reports: its own, or at step 0 the mean over it and `extra_batches`,
+        whose gradients go into a separate sum (the update uses step 0's own batch alone)."""
         grads = self.layout.grads()
-        extra = self.config["init_batches"] - 1 if step == 0 else 0
-        if extra == 0:
+        if not extra_batches:
             return grads
-        total = torch._foreach_mul(grads, 1.0)
-        for _ in range(extra):
-            x, y = (t.to(self.device) for t in self.task.batch(self.init_generator, self.train_cfg["batch_size"]))
+        total = self.add_gradients(torch._foreach_mul(grads, 1.0), self.model, self.layout.params, extra_batches,
+                                   loss_scale)
+        return torch._foreach_div(total, float(len(extra_batches) + 1))
+
+    def add_gradients(self, total: list[torch.Tensor] | None, model: torch.nn.Module, params: list[torch.Tensor],
+                      batches: list[tuple[torch.Tensor, torch.Tensor]], loss_scale: float) -> list[torch.Tensor]:
+        """`total` (None: nothing yet) plus the gradient of `model`'s loss on each of `batches`. fp16: each loss is
+        scaled by `loss_scale` for its backward, as step 0's own was, and its gradient unscaled."""
+        for x, y in batches:
             with self.precision.autocast(self.device):
-                loss = cross_entropy(self.model(x), y)
-            torch._foreach_add_(total, torch.autograd.grad(loss, self.layout.params, allow_unused=True,
-                                                           materialize_grads=True))
-        return torch._foreach_div(total, float(extra + 1))
+                loss = cross_entropy(model(x), y)
+            grads = list(torch.autograd.grad(loss * loss_scale, params, allow_unused=True, materialize_grads=True))
+            if loss_scale != 1.0:
+                torch._foreach_div_(grads, loss_scale)
+            if total is None:
+                total = grads
+            else:
+                torch._foreach_add_(total, grads)
+        return total
+
+    def measure_init_draws(self, stats: probes.StepStats, batches: list[tuple[torch.Tensor, torch.Tensor]],
+                           loss_scale: float) -> None:
+        """Step 0's rows of `init_draws` initialisations, written at once. Draw 0 is the run's own model (its
+        step-0 `stats`); each further draw is the same model built from a seed of its own, measured on step 0's
+        batches as the run's model was, then freed."""
+        layer_rows = records.init_draw_layer_rows(self.layout, 0, stats)
+        grad_rows = records.init_draw_grad_norm_rows(self.layout, 0, stats)
+        for draw in range(1, self.config["init_draws"]):
+            model = self.draw_model(draw)
+            layout = probes.ParamLayout(model)
+            draw_stats = self.init_stats(model, layout, batches, loss_scale)
+            layer_rows += records.init_draw_layer_rows(layout, draw, draw_stats)
+            grad_rows += records.init_draw_grad_norm_rows(layout, draw, draw_stats)
+            del model, layout  # before the next draw is built
+        self.recorder.log_init_draws(layer_rows, grad_rows)
+
+    def draw_model(self, draw: int) -> torch.nn.Module:
+        """Init draw `draw`'s model, its weights drawn from torch's CPU generator seeded by `init_draw_seed`.
+        The generator's state is put back afterwards: the run's own random streams never see the draws."""
+        with torch.random.fork_rng(devices=[]):
+            torch.random.default_generator.manual_seed(init_draw_seed(self.config["seed"], draw))
+            return models.build(models.model_keys(self.config), self.task.spec).to(self.device)
+
+    def init_stats(self, model: torch.nn.Module, layout: probes.ParamLayout,
+                   batches: list[tuple[torch.Tensor, torch.Tensor]], loss_scale: float) -> probes.StepStats:
+        """What step 0 measures, for `model` at init: norms of the gradient averaged over `batches`, and the
+        block probes' means over the same batches."""
+        with probes.capture(model) as blocks:
+            total = self.add_gradients(None, model, layout.params, batches, loss_scale)
+        mean = torch._foreach_div(total, float(len(batches))) if len(batches) > 1 else total
+        return probes.step_stats(layout, probes.grad_norms(mean), unscaled(blocks.values(), loss_scale))
 
     def measure(self, step: int, param_grad_norms: torch.Tensor, blocks: probes.BlockCapture,
                 update: probes.UpdateTracker, loss_scale: float = 1.0) -> probes.StepStats:
         """The logged step's probes, brought to the host in one copy; keeps the end-of-run profile.
         `loss_scale`: fp16's scale of this step's loss, which the activation gradients still carry."""
-        values = blocks.values()
-        if loss_scale != 1.0 and "act_grad_norm" in values:
-            values["act_grad_norm"] = values["act_grad_norm"] / loss_scale
+        values = unscaled(blocks.values(), loss_scale)
         stats = probes.step_stats(self.layout, param_grad_norms, {**values, "update_ratio": update.ratio})
         if step == 0:
             self.profile.init = stats.block_grad_norms
@@ -360,6 +413,19 @@ def _ratio(block_norms: list[float]) -> float | None:
     if not block_norms or block_norms[0] == 0 or not math.isfinite(block_norms[0]):
         return None
     return block_norms[-1] / block_norms[0]
+
+
+def unscaled(block_values: dict[str, torch.Tensor], loss_scale: float) -> dict[str, torch.Tensor]:
+    """The block probes with fp16's `loss_scale` taken out of the activation gradients, which carry it."""
+    if loss_scale == 1.0 or "act_grad_norm" not in block_values:
+        return block_values
+    return {**block_values, "act_grad_norm": block_values["act_grad_norm"] / loss_scale}
+
+
+def init_draw_seed(seed: int, draw: int) -> int:
+    """Seed of init draw `draw`'s weights (draw ≥ 1; draw 0 is the run's own model): a stream of its own per
+    draw, apart from every seed's training data and weights."""
+    return int(np.random.SeedSequence([seed, INIT_DRAWS_STREAM, draw]).generate_state(1)[0])
 
 
 def init_batches_seed(seed: int) -> int:

@@ -1,7 +1,8 @@
 """Checks a composed config before anything runs: every problem is one line naming the valid choices.
 
-Keys, types and choices are the typed config's (resbench/config.py, checked first); what is here are the
-ranges of values and the rules across keys, each in this one place.
+Keys, types and choices are the typed config's (resbench/config.py, which checks them first and then calls
+`validate`); what is here are the ranges of values and the rules across keys, each in this one place, as a
+function of the plain config dict alone.
 """
 
 from __future__ import annotations
@@ -11,17 +12,19 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from .config import DEVICES, OPTIMIZER_NAMES, ConfigError, check_types  # noqa: F401 - the first two: read here before
-from .loggers import INSTALL_HINT, logger_available
-from .models import RESIDUALS, fits, model_keys
+from .models import fits, model_keys
 from .models.blocks import check_heads
 from .models.init import resolve_init
-from .models.residuals import residual_name
+from .registries import INSTALL_HINT, RESIDUALS, logger_available, residual_name
 from .tasks import KINDS
 
 ATTENTION_MODELS = ("transformer", "seq2seq")  # models whose width is split across heads
 INT64_MAX = 2**63 - 1  # torch sizes and counts are int64
 SEED_MAX = 2**64 - 1  # torch.manual_seed takes an unsigned 64-bit seed
+
+
+class ConfigError(ValueError):
+    """Bad input in a config value: the message is the one line the user sees."""
 
 
 def _integer(minimum: int, maximum: int = INT64_MAX) -> Callable[[str, Any], None]:
@@ -74,6 +77,7 @@ RANGES: dict[str, Callable[[str, Any], None]] = {
     "seed": _integer(0, SEED_MAX),
     "log_every": _integer(1),
     "init_batches": _integer(1),
+    "init_draws": _integer(1),
     "logger": _logger,
     "threads": _integer(1),
     "model.ffn_mult": _integer(0),  # 0: attention-only Transformer blocks (checked per model below)
@@ -93,10 +97,6 @@ RANGES: dict[str, Callable[[str, Any], None]] = {
     "train.eval_every": _integer(1),
     "train.checkpoint_every": _integer(1),
 }
-
-
-# Config groups of conf/: chosen by name (model=mlp).
-CONFIG_GROUPS = ("model", "task", "experiment")
 
 
 def _leaves(node: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -141,9 +141,8 @@ def _check_model_fits_in_memory(model: dict[str, Any]) -> None:
 
 
 def validate(config: dict[str, Any]) -> None:
-    """Raise ConfigError for the first key, type or choice the typed config refuses, then for the first
-    value out of its range or against a rule across keys."""
-    check_types(config)
+    """Raise ConfigError for the first value out of its range or against a rule across keys, in a config
+    whose keys, types and choices are already checked (config.check_config checks both)."""
     for key, value in _leaves(config):
         if key in RANGES and value is not None:
             RANGES[key](key, value)

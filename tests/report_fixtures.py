@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from resbench.schema import INIT_GRAD_NORM_COLUMNS, INIT_GRAD_NORMS_CSV, INIT_LAYER_COLUMNS, INIT_LAYERS_CSV
+
 DEFAULT_CONFIG = {
     "depth": 4,
     "norm": "pre",
@@ -46,8 +48,10 @@ BLOCK_PARAMS = {  # param names inside one block, per model
 OUTSIDE_PARAMS = ("embed.weight", "head.weight")
 # Per-run settings carried in a run's dict, not config keys: the status, the final loss, and shapes of the
 # synthetic numbers (last/first gradient ratio at init, factor on every gradient norm, rank kept per block,
-# variance each pre-LN block adds to the stream, how fast the loss falls).
-RESERVED = ("_status", "_final_loss", "_init_ratio", "_scale", "_rank_decay", "_rms_per_block", "_speed")
+# variance each pre-LN block adds to the stream, how fast the loss falls), and its init draws (`_draws`: a
+# count, or one dict of those shapes per draw, the first shaping the run itself: draw 0 is its step 0).
+RESERVED = ("_status", "_final_loss", "_init_ratio", "_scale", "_rank_decay", "_rms_per_block", "_speed", "_draws")
+DRAW_SPREAD = 0.02  # `_draws=N`: draw d's gradient norms are the run's × (1 + 0.02·d)
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ class Knobs:
     probes: bool = True  # write hidden_rms, act_grad_norm, update_ratio, rank_residual
     val_acc: bool = False  # write val_acc in metrics.csv and summary.json
     grad_norms: str = "full"  # grad_norms.csv rows: "full", "init" (step 0 only) or "none"
+    draws: int = 0  # init draws per run, in init_layers.csv and init_grad_norms.csv (0: no such files, as older runs)
 
 
 def make_config(**overrides: object) -> dict:
@@ -191,26 +196,16 @@ def write_run(
         metrics["val_acc"] = np.where(evaluated, 1 - loss / math.log(10), np.nan)
     _csv(metrics, run_dir / "metrics.csv")
 
-    profiles = _profiles(config, knobs, steps, total, {k: v for k, v in overrides.items() if k in RESERVED})
-    layers = pd.DataFrame({"step": np.repeat(steps, depth), "layer": np.tile(np.arange(depth), len(steps))})
-    for column in ("grad_norm",) + (("hidden_rms", "act_grad_norm", "update_ratio", "rank_residual")
-                                    if knobs.probes else ()):
-        layers[column] = profiles[column].ravel()
-    _csv(layers, run_dir / "layers.csv")
-
+    shape = {k: v for k, v in overrides.items() if k in RESERVED}
+    draws = draw_shapes(shape, knobs)
+    shape.update(draws[0] if draws else {})
+    profiles = _profiles(config, knobs, steps, total, shape)
+    _csv(_layer_rows("step", steps, profiles, depth, knobs), run_dir / "layers.csv")
     if knobs.grad_norms != "none":
-        params = BLOCK_PARAMS[config["model"]["name"]]
         logged = steps if knobs.grad_norms == "full" else steps[:1]
-        share = profiles["grad_norm"][: len(logged)] / math.sqrt(len(params))  # (S', L): √Σ share² = block norm
-        block_rows = pd.DataFrame({
-            "step": np.repeat(logged, depth * len(params)),
-            "layer": np.tile(np.repeat(np.arange(depth), len(params)), len(logged)),
-            "param": np.tile(params, depth * len(logged)),
-            "grad_norm": np.repeat(share.ravel(), len(params)),
-        })
-        outside = pd.DataFrame({"step": np.repeat(logged, len(OUTSIDE_PARAMS)), "layer": np.nan,
-                                "param": np.tile(OUTSIDE_PARAMS, len(logged)), "grad_norm": 0.1})
-        _csv(pd.concat([outside, block_rows]).sort_values("step", kind="stable"), run_dir / "grad_norms.csv")
+        _csv(_param_rows("step", logged, profiles["grad_norm"][: len(logged)], config), run_dir / "grad_norms.csv")
+    if draws:
+        write_draws(run_dir, config, knobs, [{**shape, **draw} for draw in draws])
 
     if status != "running":
         finite = loss[np.isfinite(loss)]
@@ -229,6 +224,52 @@ def write_run(
             summary["final_val_acc"] = float(1 - finite[-1] / math.log(10))
         (run_dir / "summary.json").write_text(json.dumps(summary))
     return run_dir
+
+
+def _layer_rows(position: str, at: np.ndarray, profiles: dict[str, np.ndarray], depth: int,
+                knobs: Knobs) -> pd.DataFrame:
+    """layers.csv's rows (`position` "step") or an init draw's (`position` "draw"), blocks at each of `at`."""
+    layers = pd.DataFrame({position: np.repeat(at, depth), "layer": np.tile(np.arange(depth), len(at))})
+    for column in ("grad_norm",) + (("hidden_rms", "act_grad_norm", "update_ratio", "rank_residual")
+                                    if knobs.probes else ()):
+        layers[column] = profiles[column].ravel()
+    return layers
+
+
+def _param_rows(position: str, at: np.ndarray, block_norms: np.ndarray, config: dict) -> pd.DataFrame:
+    """grad_norms.csv's rows at each of `at`: the parameters outside the blocks, then the blocks', each block
+    norm of `block_norms` (len(at), L) shared equally by its parameters."""
+    params, depth = BLOCK_PARAMS[config["model"]["name"]], config["depth"]
+    share = block_norms / math.sqrt(len(params))  # √Σ share² = block norm
+    block_rows = pd.DataFrame({
+        position: np.repeat(at, depth * len(params)),
+        "layer": np.tile(np.repeat(np.arange(depth), len(params)), len(at)),
+        "param": np.tile(params, depth * len(at)),
+        "grad_norm": np.repeat(share.ravel(), len(params)),
+    })
+    outside = pd.DataFrame({position: np.repeat(at, len(OUTSIDE_PARAMS)), "layer": np.nan,
+                            "param": np.tile(OUTSIDE_PARAMS, len(at)), "grad_norm": 0.1})
+    return pd.concat([outside, block_rows]).sort_values(position, kind="stable")
+
+
+def draw_shapes(shape: dict, knobs: Knobs) -> list[dict]:
+    """Each init draw's shape (RESERVED settings), draw 0 first; [] when the run has no draws."""
+    draws = shape.get("_draws", knobs.draws)
+    if not isinstance(draws, int):
+        return [dict(draw) for draw in draws]
+    scale = shape.get("_scale", 1.0)
+    return [{"_scale": scale * (1 + DRAW_SPREAD * draw)} for draw in range(draws)]
+
+
+def write_draws(run_dir: Path, config: dict, knobs: Knobs, shapes: list[dict]) -> None:
+    """init_layers.csv and init_grad_norms.csv: each draw's step 0, in the columns of the run-dir contract."""
+    layers, params = [], []
+    for draw, shape in enumerate(shapes):
+        profiles = _profiles(config, knobs, np.zeros(1, dtype=int), config["train"]["steps"], shape)
+        layers.append(_layer_rows("draw", np.array([draw]), profiles, config["depth"], knobs))
+        params.append(_param_rows("draw", np.array([draw]), profiles["grad_norm"], config))
+    _csv(pd.concat(layers).assign(stack="").reindex(columns=INIT_LAYER_COLUMNS), run_dir / INIT_LAYERS_CSV)
+    _csv(pd.concat(params).assign(stack="").reindex(columns=INIT_GRAD_NORM_COLUMNS), run_dir / INIT_GRAD_NORMS_CSV)
 
 
 def run_name(overrides: dict, keys: list[str]) -> str:

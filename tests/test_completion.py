@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from resbench import loggers, sweeps, validate
+from resbench import loggers, registries, trainer
 from resbench.completion import CHOICE_REGISTRIES, choices, override_keys
 from resbench.config import check
 from resbench.models import INITS, NORMS, PLACEMENTS, RESIDUALS
@@ -28,9 +28,9 @@ def resbench(*args: str, **env: str) -> str:
 
 def test_choice_values_are_the_registries_names():
     imported = {"norm": list(PLACEMENTS), "norm_type": list(NORMS), "residual": list(RESIDUALS),
-                "init": ["auto", *INITS], "device": list(validate.DEVICES), "precision": list(PRECISIONS),
-                "train.optimizer": list(validate.OPTIMIZER_NAMES), "logger": list(loggers.LOGGERS),
-                "hydra/launcher": ["basic", *sweeps.LAUNCHER_PLUGINS]}
+                "init": ["auto", *INITS], "device": ["auto", "cpu", "cuda"], "precision": list(PRECISIONS),
+                "train.optimizer": list(trainer.OPTIMIZERS), "logger": list(loggers.LOGGERS),
+                "hydra/launcher": ["basic", *registries.LAUNCHER_PLUGINS]}
     assert set(imported) == set(CHOICE_REGISTRIES)
     for key, names in imported.items():
         assert choices(key) == names, key

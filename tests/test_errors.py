@@ -30,6 +30,8 @@ BAD_INPUTS = {
     "lr negative": (["train.lr=-1e-3"], "train.lr"),
     "lr nan": (["train.lr=nan"], "train.lr"),
     "steps negative": (["train.steps=-1"], "train.steps"),
+    "init_draws 0": (["init_draws=0"], "init_draws must be an integer >= 1, got 0"),
+    "init_draws fractional": (["init_draws=2.5"], "init_draws must be an integer"),
     "group replaced": (["train=3"], "train"),
     "heads do not divide width": (["width=15"], "divisible"),
     "task.path missing": (["task.path={tmp}/missing.txt"], "no such file"),
@@ -136,9 +138,9 @@ def test_empty_run_dir_never_writes_into_the_working_directory(cli, tiny, tmp_pa
 
 def test_a_launcher_without_any_hydra_plugin_installed_is_one_line(cli, tiny, monkeypatch) -> None:
     """With no plugin at all there is no hydra_plugins namespace, and looking one up raises."""
-    from resbench import sweeps
+    from resbench import registries
 
-    monkeypatch.setitem(sweeps.LAUNCHER_PLUGINS, "joblib",
+    monkeypatch.setitem(registries.LAUNCHER_PLUGINS, "joblib",
                         ("resbench_absent_namespace.hydra_joblib_launcher", "resbench[joblib]"))
     result = cli("sweep", "--dry-run", *tiny, "seed=0,1", "hydra/launcher=joblib")
     assert result.exit_code == 2, result.output

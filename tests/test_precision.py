@@ -51,6 +51,20 @@ def test_fp16_logs_the_unscaled_gradient(train_cli, fp32_run) -> None:
         assert at_init[0] == pytest.approx(at_init[1], rel=0.02), name
 
 
+def test_fp16_unscales_every_step_0_batch_and_every_init_draw(train_cli) -> None:
+    """Under init_batches=3 every one of step 0's batches (not only the first) and every init draw is measured
+    with the scaled loss and unscaled: the rows match fp32's (a pass left scaled would be ~65536x, one
+    divided once too often ~1/65536x of its share)."""
+    runs = [train_cli(*SHORT, "init_batches=3", "init_draws=3", f"precision={name}", name=name)
+            for name in ("fp32", "fp16")]
+    assert all(run.exit_code == 0 for run in runs), [run.stderr for run in runs]
+    for name, columns in (("layers.csv", ["grad_norm", "act_grad_norm"]),
+                          ("init_layers.csv", ["grad_norm", "act_grad_norm"]), ("init_grad_norms.csv", ["grad_norm"])):
+        frames = [pd.read_csv(run.dir / name) for run in runs]
+        at_init = [frame.query("step == 0") if "step" in frame else frame for frame in frames]
+        assert at_init[1][columns].to_numpy() == pytest.approx(at_init[0][columns].to_numpy(), rel=0.02), name
+
+
 def test_an_unknown_precision_is_bad_input(train_cli) -> None:
     run = train_cli("precision=fp8")
     assert run.exit_code == 2 and "valid choices: fp32, bf16, fp16" in run.stderr, run.stderr

@@ -10,12 +10,12 @@ import torch
 from torch import nn
 
 from resbench import models
-from resbench.config import check
+from resbench.config import check, check_config
 from resbench.models.init import resolve_init
 from resbench.models.norms import DyT, ScaleNorm, make_norm
 from resbench.models.placements import deepnorm_alpha, deepnorm_beta
 from resbench.tasks import TaskSpec
-from resbench.validate import ConfigError, validate
+from resbench.validate import ConfigError
 
 BATCH, TOKENS, FEATURES, WIDTH, HEADS = 4, 5, 3, 8, 2
 SEQUENCE = TaskSpec(n_outputs=6, seq_len=TOKENS, vocab_size=6, causal=False, per_token=True, accuracy=True)
@@ -32,7 +32,7 @@ def model_cfg(name: str, norm: str = "pre", norm_type: str = "layernorm", residu
 
 
 def mlp_config(**keys: object) -> dict:
-    """A whole resolved config (model=mlp task=digits) with `keys` set at the root, as validate reads it."""
+    """A whole resolved config (model=mlp task=digits) with `keys` set at the root, as config.check_config reads it."""
     return {**check(["model=mlp", "task=digits"]), **keys}
 
 
@@ -280,7 +280,7 @@ def test_contradictory_init_and_norm_are_refused(init: str, norm: str) -> None:
     with pytest.raises(ValueError, match="contradicts"):
         models.build(model_cfg("mlp", norm, init=init), ROWS)
     with pytest.raises(ConfigError, match=f"init={init} contradicts norm={norm}"):
-        validate(mlp_config(norm=norm, init=init))
+        check_config(mlp_config(norm=norm, init=init))
 
 
 # ---- the other inits --------------------------------------------------------------------------------------
@@ -323,7 +323,7 @@ def test_unknown_names_list_the_valid_choices(key: str, bad: str) -> None:
     with pytest.raises(ValueError, match="valid choices: "):
         models.build(config, ROWS)
     with pytest.raises(ConfigError, match=f"^{key}: bad choice .*; valid choices: "):
-        validate(mlp_config(**{key: bad}))
+        check_config(mlp_config(**{key: bad}))
 
 
 def test_attention_refuses_width_not_divisible_by_heads() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from torch import nn
 
+from ..registries import residual_name
 from ..schema import SHARED_MODEL_KEYS
 from ..tasks.base import Task, TaskKind, TaskSpec
 from ..tasks.pairs import TeacherForced
@@ -17,7 +18,7 @@ from .init import INITS, resolve_init
 from .mlp import MLP
 from .norms import NORMS
 from .placements import PLACEMENTS
-from .residuals import RESIDUALS, residual_name
+from .residuals import RESIDUALS
 from .seq2seq import Seq2Seq
 from .transformer import Transformer
 

@@ -8,9 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..registries import residual_name
 from .norms import make_norm
 from .placements import NORM_SLOTS, PLACEMENTS, deepnorm_alpha
-from .residuals import RESIDUALS, residual_name
+from .residuals import RESIDUALS
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..registries import AUTO_INIT
 from .placements import deepnorm_beta
 
 
@@ -63,6 +64,7 @@ def deepnorm(model: nn.Module, depth: int) -> None:
             nn.init.xavier_normal_(linear.weight)
 
 
+# Keyed by registries.INITS.
 INITS: dict[str, Callable[[nn.Module, int], None]] = {
     "pytorch": pytorch_default,
     "xavier": xavier,
@@ -76,7 +78,7 @@ def resolve_init(init: str, norm: str) -> str:
 
     DeepNorm's skip scale and its init belong together: any other pairing is refused.
     """
-    if init == "auto":
+    if init == AUTO_INIT:
         return "deepnorm" if norm == "deepnorm" else "pytorch"
     if (init == "deepnorm") != (norm == "deepnorm"):
         raise ValueError(

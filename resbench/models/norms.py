@@ -1,4 +1,5 @@
-"""Normalization layers, by name. A new norm is one entry in NORMS (and one README row)."""
+"""Normalization layers, by name. A new norm is one entry in NORMS, its name in registries.NORM_TYPES, and one
+README row."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ class DyT(nn.Module):
         return self.weight * torch.tanh(self.alpha * x) + self.bias
 
 
+# Keyed by registries.NORM_TYPES.
 NORMS: dict[str, type[nn.Module]] = {
     "layernorm": nn.LayerNorm,  # (x − μ)/√(σ² + ε)·γ + β   (Ba et al. 2016)
     "rmsnorm": nn.RMSNorm,  # x / rms(x) · g             (Zhang & Sennrich 2019)

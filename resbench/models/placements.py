@@ -42,7 +42,7 @@ def branch(x, f, norm, norm_out, skip):
     return skip(x, norm_out(f(x)))
 
 
-# deepnorm is post-LN whose skip is scaled by α = (2L)^¼ (set in the block's Skip).
+# Keyed by registries.PLACEMENTS. deepnorm is post-LN whose skip is scaled by α = (2L)^¼ (set in the block's Skip).
 PLACEMENTS: dict[str, Placement] = {
     "post": post,
     "pre": pre,

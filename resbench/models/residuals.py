@@ -39,9 +39,5 @@ class ReZero(nn.Module):
         return x * self.scale + self.alpha * y
 
 
+# Keyed by registries.RESIDUALS (the `residual` config key reads `true`/`false` through registries.residual_name).
 RESIDUALS: dict[str, type[nn.Module]] = {"true": Skip, "false": NoSkip, "rezero": ReZero}
-
-
-def residual_name(value: object) -> str:
-    """YAML gives `residual: true` as a bool and `rezero` as a string; name them alike."""
-    return str(value).lower()

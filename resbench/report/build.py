@@ -105,8 +105,7 @@ def _build(dirs: list[Path], found: list[list[Path]], console: Console | None, o
             source,
             side_runs,
             aggregate.group_summary(side_runs, keys),
-            compute_findings(Evidence(side_runs, evidence.config_keys, evidence.metrics, evidence.init_layers,
-                                      evidence.init_params)),
+            compute_findings(replace(evidence, runs=side_runs)),
             run_warnings(side_runs, side_issues),
         ))
     warnings = [f"{s.name}: {w}" if s.name else w for s in sides for w in s.warnings] + run_set.notes

@@ -25,10 +25,15 @@ from resbench.report import ReportInputError
 from resbench.schema import (
     ACCURACY_COLUMN,
     CONFIG_YAML,
+    DRAW,
     GRAD_NORM_COLUMNS,
     GRAD_NORMS_CSV,
     HYDRA_CONFIG_YAML,
     HYDRA_DIR,
+    INIT_GRAD_NORM_COLUMNS,
+    INIT_GRAD_NORMS_CSV,
+    INIT_LAYER_COLUMNS,
+    INIT_LAYERS_CSV,
     LAYER_COLUMNS,
     LAYERS_CSV,
     METRIC_COLUMNS,
@@ -52,6 +57,11 @@ MAX_SEARCH_DEPTH = 3  # sweep/<subdir>/... : Hydra's sweep.subdir may hold a sla
 METRICS_COLUMNS = (*METRIC_COLUMNS, ACCURACY_COLUMN)
 LAYERS_COLUMNS = tuple(column for column in LAYER_COLUMNS if column != STACK)
 GRAD_NORMS_NUMERIC = tuple(column for column in GRAD_NORM_COLUMNS if column not in (STACK, "param"))
+INIT_LAYERS_NUMERIC = tuple(column for column in INIT_LAYER_COLUMNS if column != STACK)
+INIT_GRAD_NORMS_NUMERIC = tuple(column for column in INIT_GRAD_NORM_COLUMNS if column not in (STACK, "param"))
+# The init draws' frames, each run's rows by draw: the files' columns after `run`.
+INIT_DRAW_LAYERS = ("run", *INIT_LAYER_COLUMNS)
+INIT_DRAW_PARAMS = ("run", *INIT_GRAD_NORM_COLUMNS)
 # Summary fields are floats in the frame even when JSON holds null.
 SUMMARY_NUMERIC = REPORTED_NUMERIC
 SUMMARY_FIELDS = {name: np.nan if name in SUMMARY_NUMERIC else None for name in REPORTED_SUMMARY_FIELDS}
@@ -70,6 +80,10 @@ class RunSet:
     swept_keys: list[str] | None  # from sweep.json / runs.csv; None when no dir said
     issues: dict[int, list[str]] = field(default_factory=dict)  # run → what was unreadable
     notes: list[str] = field(default_factory=list)  # sweep-level remarks (runs.csv lagging, …)
+    # Step 0 of every init draw (init_layers.csv, init_grad_norms.csv); a run without them has its own step-0
+    # rows as draw 0. Layers: INIT_DRAW_LAYERS; parameters: INIT_DRAW_PARAMS, `layer` NaN outside the blocks.
+    init_draw_layers: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=INIT_DRAW_LAYERS))
+    init_draw_params: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=INIT_DRAW_PARAMS))
 
     @cached_property
     def at(self) -> dict[str, pd.DataFrame]:
@@ -277,8 +291,10 @@ def _parse_one(part: _CsvPart, numeric: tuple[str, ...], issues: list[str]) -> p
     return frame.loc[~junk].assign(run=part.run)
 
 
-def _parse_parts(parts: list[_CsvPart], numeric: tuple[str, ...], issues: dict[int, list[str]]) -> pd.DataFrame:
-    """All parts of one file kind → one frame with a `run` column; a bad file falls back to its own parse."""
+def _parse_parts(parts: list[_CsvPart], numeric: tuple[str, ...], issues: dict[int, list[str]],
+                 key: str = "step") -> pd.DataFrame:
+    """All parts of one file kind → one frame with a `run` column and whole numbers in `key` (the row's step, or
+    its init draw); a bad file falls back to its own parse."""
     by_header: dict[bytes, list[_CsvPart]] = defaultdict(list)
     for part in parts:
         by_header[part.header].append(part)
@@ -295,20 +311,19 @@ def _parse_parts(parts: list[_CsvPart], numeric: tuple[str, ...], issues: dict[i
             continue
         frame["run"] = np.repeat(np.array([part.run for part in group], dtype=np.int32), counts)
         frames.append(frame)
-    frames = [frame for frame in frames if len(frame) and "step" in frame]
+    frames = [frame for frame in frames if len(frame) and key in frame]
     if not frames:
-        return pd.DataFrame({"run": pd.Series(dtype=np.int32), "step": pd.Series(dtype=np.int64)})
+        return pd.DataFrame({"run": pd.Series(dtype=np.int32), key: pd.Series(dtype=np.int64)})
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    frame = frame.dropna(subset=["step"])
-    frame = _without_impossible(frame, parts[0].name, frame["step"], 0, STEP_MAX, issues)
-    return frame.assign(step=frame["step"].astype(np.int64), run=frame["run"].astype(np.int32))
+    frame = frame.dropna(subset=[key])
+    frame = _without_impossible(frame, parts[0].name, frame[key], 0, STEP_MAX, issues)
+    return frame.assign(**{key: frame[key].astype(np.int64)}, run=frame["run"].astype(np.int32))
 
 
 def with_stack(frame: pd.DataFrame) -> pd.DataFrame:
     """`stack` as text, "" where a row has none (single-stack models, runs from before the column)."""
-    if STACK not in frame:
+    if STACK not in frame or frame[STACK].isna().all():  # read as floats (all NaN) when every cell is empty
         return frame.assign(**{STACK: pd.Series("", index=frame.index, dtype=object)})
-    # read as floats (all NaN) when every cell is empty
     return frame.assign(**{STACK: np.where(frame[STACK].isna(), "", frame[STACK].astype(str)).astype(object)})
 
 
@@ -331,11 +346,15 @@ def _without_impossible(frame: pd.DataFrame, name: str, values: pd.Series, low: 
 def _checked_layers(runs: pd.DataFrame, layers: pd.DataFrame, issues: dict[int, list[str]]) -> pd.DataFrame:
     """layers.csv with its stack column, block norms filled in from grad_norms where missing, and rows whose
     block id is at or past its stack's depth (damage) left out."""
-    layers = with_stack(_fill_block_norms(runs, with_stack(layers), issues))
-    if "layer" in layers and "depth" in runs:
-        depth = layers["run"].map(_stack_depth_limit(runs)).fillna(np.inf)
-        layers = _without_impossible(layers, LAYERS_CSV, layers["layer"], 0, depth - 1, issues)
-    return layers
+    return _within_depth(runs, with_stack(_fill_block_norms(runs, with_stack(layers), issues)), LAYERS_CSV, issues)
+
+
+def _within_depth(runs: pd.DataFrame, layers: pd.DataFrame, name: str, issues: dict[int, list[str]]) -> pd.DataFrame:
+    """`layers` (rows of file `name`) without the rows whose block id is at or past its stack's depth (damage)."""
+    if "layer" not in layers or "depth" not in runs:
+        return layers
+    depth = layers["run"].map(_stack_depth_limit(runs)).fillna(np.inf)
+    return _without_impossible(layers, name, layers["layer"], 0, depth - 1, issues)
 
 
 def _stack_depth_limit(runs: pd.DataFrame) -> pd.Series:
@@ -357,6 +376,20 @@ def _block_norms_from_params(grad_norms: pd.DataFrame) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------------------------
 # sweep metadata
+
+
+def read_grad_norms(run_dir: Path) -> pd.DataFrame:
+    """grad_norms.csv of one run (one row per parameter tensor: not part of a RunSet); a row cut off by a
+    killed writer is dropped; `layer` is empty outside blocks."""
+    path = run_dir / GRAD_NORMS_CSV
+    try:
+        frame = pd.read_csv(path, on_bad_lines="skip", dtype={"param": str})
+    except (OSError, pd.errors.EmptyDataError):
+        return pd.DataFrame(columns=GRAD_NORM_COLUMNS)
+    for column in ("step", "grad_norm"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    frame["layer"] = pd.to_numeric(frame["layer"], errors="coerce").astype("Int64")
+    return frame.dropna(subset=["step", "grad_norm"]).astype({"step": "int64"})
 
 
 def read_swept_keys(sweep_dir: Path) -> list[str] | None:
@@ -425,13 +458,7 @@ def load(dirs: list[Path], found: list[list[Path]] | None = None) -> RunSet:
             record.update(summary)
             record.update({key: value for key, value in config.items() if key not in record})
             records.append(record)
-            running = summary["status"] == Status.RUNNING  # its last line may be mid-write: no note
-            for kind in (METRICS_CSV, LAYERS_CSV):
-                part = _split_csv(run, run_dir / kind, issues[run], quiet_truncation=running)
-                if part is not None:
-                    parts[kind].append(part)
-                elif summary["status"] == Status.COMPLETED:
-                    issues[run].append(f"{kind} missing")
+            _split_run_csvs(run, run_dir, summary["status"], parts, issues[run])
         if run_dirs != [source]:
             note = runs_csv_lag(source, names)
             if note:
@@ -446,6 +473,8 @@ def load(dirs: list[Path], found: list[list[Path]] | None = None) -> RunSet:
         layers = layers.dropna(subset=["layer"])
         layers = layers.assign(layer=layers["layer"].astype(np.int64))
     layers = _checked_layers(runs, layers, issues)
+    draw_layers = init_draw_layers(runs, parts[INIT_LAYERS_CSV], layers, issues)
+    draw_params = init_draw_params(runs, parts[INIT_GRAD_NORMS_CSV], issues)
     runs = _fill_final_losses(runs, metrics)
     keys = [key for key in config_keys if key in runs.columns and key not in SUMMARY_FIELDS]
     return RunSet(
@@ -456,7 +485,88 @@ def load(dirs: list[Path], found: list[list[Path]] | None = None) -> RunSet:
         swept_keys=list(swept) if any_swept else None,
         issues={run: found_issues for run, found_issues in issues.items() if found_issues},
         notes=notes,
+        init_draw_layers=draw_layers,
+        init_draw_params=draw_params,
     )
+
+
+def _split_run_csvs(run: int, run_dir: Path, status: str, parts: dict[str, list[_CsvPart]],
+                    issues: list[str]) -> None:
+    """A run's CSVs, split for the pooled parse. The init draws' files are new: older runs (and
+    resbench.watch runs) have none, which is no issue."""
+    running = status == Status.RUNNING  # its last line may be mid-write: no note
+    for kind in (METRICS_CSV, LAYERS_CSV, INIT_LAYERS_CSV, INIT_GRAD_NORMS_CSV):
+        part = _split_csv(run, run_dir / kind, issues, quiet_truncation=running)
+        if part is not None:
+            parts[kind].append(part)
+        elif status == Status.COMPLETED and kind in (METRICS_CSV, LAYERS_CSV):
+            issues.append(f"{kind} missing")
+
+
+# ---------------------------------------------------------------------------------------------
+# init draws
+
+
+def init_draw_layers(runs: pd.DataFrame, parts: list[_CsvPart], layers: pd.DataFrame,
+                     issues: dict[int, list[str]]) -> pd.DataFrame:
+    """init_layers.csv of every run (INIT_DRAW_LAYERS); a run without usable rows has its step-0 rows of
+    layers.csv as draw 0."""
+    draws = with_stack(_parse_parts(parts, INIT_LAYERS_NUMERIC, issues, key=DRAW))
+    draws = _within_depth(runs, draws.dropna(subset=["layer"]) if "layer" in draws else draws.iloc[:0],
+                          INIT_LAYERS_CSV, issues)
+    _note_stand_ins(runs, parts, set(draws["run"]), LAYERS_CSV, issues)
+    step_zero = layers.loc[layers["step"].eq(0) & ~layers["run"].isin(draws["run"])] if "layer" in layers else None
+    if step_zero is not None and len(step_zero):
+        draws = pd.concat([draws, step_zero.drop(columns="step").assign(**{DRAW: 0})], ignore_index=True)
+    return _draw_frame(draws, INIT_DRAW_LAYERS).astype({"layer": np.int64})
+
+
+def init_draw_params(runs: pd.DataFrame, parts: list[_CsvPart], issues: dict[int, list[str]]) -> pd.DataFrame:
+    """init_grad_norms.csv of every run (INIT_DRAW_PARAMS); a run without usable rows has its step-0 rows of
+    grad_norms.csv as draw 0."""
+    draws = _parse_parts(parts, INIT_GRAD_NORMS_NUMERIC, issues, key=DRAW)
+    if not {"layer", "param", "grad_norm"} <= set(draws.columns):
+        draws = draws.iloc[:0]
+    _note_stand_ins(runs, parts, set(draws["run"]), GRAD_NORMS_CSV, issues)
+    have = set(draws["run"])
+    stand_ins = [part for run, path in zip(runs["run"], runs["path"]) if run not in have
+                 and (part := _step_zero_part(run, Path(path) / GRAD_NORMS_CSV)) is not None]
+    step_zero = _parse_parts(stand_ins, GRAD_NORMS_NUMERIC, issues)
+    if {"layer", "param", "grad_norm"} <= set(step_zero.columns):
+        draws = pd.concat([draws, step_zero.rename(columns={"step": DRAW})], ignore_index=True)
+    return _draw_frame(with_stack(draws), INIT_DRAW_PARAMS)
+
+
+def _draw_frame(rows: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """`rows` with exactly `columns` (NaN where a run's file had none), by run and draw in file order."""
+    frame = rows.reindex(columns=list(columns)).sort_values(["run", DRAW], kind="stable", ignore_index=True)
+    numeric = [column for column in columns if column not in (STACK, "param")]
+    return frame.astype({column: np.float64 for column in numeric} | {"run": np.int32, DRAW: np.int64})
+
+
+def _note_stand_ins(runs: pd.DataFrame, parts: list[_CsvPart], read: set[int], stand_in: str,
+                    issues: dict[int, list[str]]) -> None:
+    """An issue for each run whose init draws' file is there but gave no rows (damaged, or cut short while
+    step 0 was measured): its own step 0 stands in."""
+    status = dict(zip(runs["run"], runs["status"]))
+    for part in parts:
+        if part.run not in read and status.get(part.run) != Status.RUNNING:
+            issues[part.run].append(f"{part.name} gave no rows: draw 0 is {stand_in}'s step 0")
+
+
+def _step_zero_part(run: int, path: Path) -> _CsvPart | None:
+    """grad_norms.csv's header and its step-0 rows (the file is written step by step: they come first)."""
+    lines = []
+    try:
+        with open(path, "rb") as handle:
+            header = handle.readline().rstrip(b"\r\n")
+            for line in handle:
+                if not line.startswith(b"0,") or not line.endswith(b"\n"):
+                    break
+                lines.append(line)
+    except OSError:
+        return None
+    return _CsvPart(run, path.name, header, b"".join(lines), len(lines)) if lines else None
 
 
 def _fill_block_norms(runs: pd.DataFrame, layers: pd.DataFrame, issues: dict[int, list[str]]) -> pd.DataFrame:
@@ -497,12 +607,14 @@ def _fill_final_losses(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFram
 
 def concat(run_sets: dict[str, RunSet]) -> RunSet:
     """Run sets side by side ({"A": …, "B": …}) as one, runs renumbered and tagged in `runs.side`."""
-    runs, metrics, layers, issues, notes = [], [], [], {}, []
+    runs, metrics, layers, draw_layers, draw_params, issues, notes = [], [], [], [], [], {}, []
     offset = 0
     for side, run_set in run_sets.items():
         runs.append(run_set.runs.assign(run=run_set.runs["run"] + offset, side=side))
         metrics.append(run_set.metrics.assign(run=run_set.metrics["run"] + offset))
         layers.append(run_set.layers.assign(run=run_set.layers["run"] + offset))
+        draw_layers.append(run_set.init_draw_layers.assign(run=run_set.init_draw_layers["run"] + offset))
+        draw_params.append(run_set.init_draw_params.assign(run=run_set.init_draw_params["run"] + offset))
         issues.update({run + offset: found for run, found in run_set.issues.items()})
         notes += run_set.notes
         offset += len(run_set.runs)
@@ -516,4 +628,6 @@ def concat(run_sets: dict[str, RunSet]) -> RunSet:
         swept_keys=list(dict.fromkeys(key for keys in swept for key in keys)) if swept else None,
         issues=issues,
         notes=notes,
+        init_draw_layers=pd.concat(draw_layers, ignore_index=True),
+        init_draw_params=pd.concat(draw_params, ignore_index=True),
     )

@@ -9,16 +9,14 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from resbench.report.load import RunSet
-from resbench.schema import GRAD_NORMS_CSV, Status
+from resbench.report.load import INIT_DRAW_LAYERS, INIT_DRAW_PARAMS, RunSet
+from resbench.schema import Status
 
 SMOOTHING_STEPS = 10  # trailing mean over this many steps (as the summary's final_loss)
 NO_PROGRESS = 0.05  # a smoothed loss that ends within 5 % of the step-0 loss: the run did not train
@@ -33,51 +31,29 @@ class Evidence:
     config_keys: list[str]
     metrics: pd.DataFrame = field(default_factory=pd.DataFrame)  # run, step, loss, …
     init_layers: pd.DataFrame = field(default_factory=pd.DataFrame)  # layers.csv rows at step 0
-    init_params: pd.DataFrame = field(default_factory=pd.DataFrame)  # grad_norms.csv rows at step 0
+    init_params: pd.DataFrame = field(default_factory=pd.DataFrame)  # grad_norms.csv rows at step 0 (blocks)
+    # Step 0 of every init draw of every run (draw 0: the run's own step 0, which stands in for the draws of a
+    # run without them): per block, and per block parameter.
+    init_draw_layers: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=INIT_DRAW_LAYERS))
+    init_draw_params: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=INIT_DRAW_PARAMS))
 
     @classmethod
     def of(cls, run_set: RunSet, runs: pd.DataFrame) -> Evidence:
+        params = block_params(run_set.init_draw_params)
+        step_zero = params.loc[params["draw"].eq(0)].dropna(subset=["grad_norm"])
         return cls(runs, list(run_set.config_keys), run_set.metrics, run_set.at["init"],
-                   read_init_param_norms(runs))
+                   step_zero[["run", "layer", "param", "grad_norm"]].reset_index(drop=True),
+                   run_set.init_draw_layers, params)
 
 
 # ---------------------------------------------------------------------------------------------
 # per-parameter gradients at init
 
 
-def _step_zero_lines(path: Path) -> bytes:
-    """grad_norms.csv's header and its step-0 rows (the file is written step by step: they come first)."""
-    lines = []
-    try:
-        with open(path, "rb") as handle:
-            lines.append(handle.readline())
-            for line in handle:
-                if not line.startswith(b"0,"):
-                    break
-                if line.endswith(b"\n"):
-                    lines.append(line)
-    except OSError:
-        return b""
-    return b"".join(lines)
-
-
-def read_init_param_norms(runs: pd.DataFrame) -> pd.DataFrame:
-    """Step-0 rows of every run's grad_norms.csv: run, layer, param, grad_norm (block parameters only)."""
-    frames = []
-    for run, path in zip(runs["run"], runs["path"]):
-        data = _step_zero_lines(Path(path) / GRAD_NORMS_CSV)
-        if data.count(b"\n") < 2:
-            continue
-        try:
-            frame = pd.read_csv(io.BytesIO(data))
-        except (ValueError, pd.errors.ParserError):
-            continue
-        if {"layer", "param", "grad_norm"} <= set(frame.columns):
-            frame = frame.assign(grad_norm=pd.to_numeric(frame["grad_norm"], errors="coerce"), run=run)
-            frames.append(frame.dropna(subset=["layer", "grad_norm"])[["run", "layer", "param", "grad_norm"]])
-    if not frames:
-        return pd.DataFrame(columns=["run", "layer", "param", "grad_norm"])
-    return pd.concat(frames, ignore_index=True)
+def block_params(draw_params: pd.DataFrame) -> pd.DataFrame:
+    """The rows of parameters inside the blocks (INIT_DRAW_PARAMS), `layer` as an integer."""
+    rows = draw_params.dropna(subset=["layer"])
+    return rows.astype({"layer": np.int64}).reset_index(drop=True)
 
 
 def param_by_block(init_params: pd.DataFrame, param: str = W2) -> pd.DataFrame:
