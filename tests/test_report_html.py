@@ -248,3 +248,13 @@ def test_in_chromium_a_narrow_window_draws_every_figure_within_it(browser, repor
     page.screenshot(path=tmp_path / "report-narrow.png", full_page=True)
     assert errors == []
     print(f"screenshot: {tmp_path / 'report-narrow.png'}")
+
+
+def test_coinciding_lines_are_named_once_with_every_panel_and_counted_past_a_few():
+    same = pd.Series([1.0, 2.0, 3.0])
+    panels = {"train": {"a": same, "b": same, "c": same * 2}, "validation": {"a": same, "b": same}}
+    note = html.coinciding_note(panels, {"train": "why", "validation": "why"})
+    assert note.startswith("a and b coincide (within 0.1%) in train, validation: why.")
+    many = {f"panel {i}": {f"x{i}": same, f"y{i}": same} for i in range(5)}
+    assert f"{5 - html.MAX_NOTES} more sets of lines coincide." in html.coinciding_note(many)
+    assert html.coinciding_note({"": {"a": same, "b": same * 2}}) == ""

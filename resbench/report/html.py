@@ -17,6 +17,7 @@ import functools
 import html
 import json
 import math
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,7 +210,7 @@ def line_chart(job: PlotJob) -> Chart:
             layout[_axis(index, "x")].update(tickvals=rounded(ticks), ticktext=[f"{tick:g}" for tick in ticks])
     _label_axes(layout, len(panels), ncols, options["x_label"], options["y_label"])
     colours = _colours(list(dict.fromkeys(curves["line"].astype(str))))
-    data, notes, legend = [], [], set()
+    data, legend = [], set()
     groups = curves.groupby([curves["panel"].astype(str), curves["line"].astype(str), curves["side"].astype(str)],
                             sort=False)
     drawn: dict[str, dict[str, pd.Series]] = {}
@@ -228,14 +229,9 @@ def line_chart(job: PlotJob) -> Chart:
         legend.add(name)
         data.append(trace)
         drawn.setdefault(panel, {})[name] = pd.Series(rows["y"].to_numpy(), index=rows["x"].to_numpy())
-    reasons = options.get("coincide_reasons") or {}
-    for panel, lines in drawn.items():
-        for members in coinciding(lines):
-            where = f" in {panel}" if panel else ""
-            notes.append(f"{name_list(members)} coincide{where} (within {COINCIDE_RTOL:.1%})"
-                         + (f": {reasons[panel]}" if panel in reasons else "") + ".")
+    note = coinciding_note(drawn, options.get("coincide_reasons"))
     layout["showlegend"] = len(legend - {""}) > 0
-    return Chart(job.path.stem, options["title"], {"data": data, "layout": layout}, " ".join(notes), ncols)
+    return Chart(job.path.stem, options["title"], {"data": data, "layout": layout}, note, ncols)
 
 
 def heatmap_chart(job: PlotJob) -> Chart:
@@ -244,7 +240,9 @@ def heatmap_chart(job: PlotJob) -> Chart:
     grid = job.data
     panels = list(dict.fromkeys(zip(grid["side"].astype(str), grid["group"].astype(str))))
     ncols = min(MAX_COLUMNS + 1, len(panels))
-    layout = _grid([f"{side}: {group}" if side else group for side, group in panels], ncols, HEATMAP_ROW_HEIGHT)
+    titles = [f"{side}: {group}" if side else group for side, group in panels]
+    layout = _grid(["<br>".join(textwrap.wrap(title.replace(",", ", "), 32)) for title in titles], ncols,
+                   HEATMAP_ROW_HEIGHT)
     _label_axes(layout, len(panels), ncols, "step", "block index")
     steps = evenly(sorted(grid["step"].unique()), MAX_HEATMAP_STEPS)
     grid = grid[grid["step"].isin(steps)]
@@ -294,8 +292,8 @@ def _heatmap_traces(table: pd.DataFrame, index: int, group: str, layout: dict) -
 
 def _colour_ticks(low: float, high: float) -> list[float]:
     """About five round numbers between 10**low and 10**high: decades over a wide span, 1-2-5 steps over a
-    few decades, evenly spaced round numbers within one."""
-    if high - low > 1:
+    few decades, evenly spaced round numbers within half a decade."""
+    if high - low > 0.5:
         steps = (1, 2, 5) if high - low <= 2 else (1,)
         ticks = [10.0 ** decade * step for decade in range(math.floor(low), math.ceil(high) + 1) for step in steps]
     else:
@@ -376,16 +374,34 @@ def _profile_chart(rows: pd.DataFrame, quantity: str, title: str, y_label: str, 
 
 
 def _coinciding_at_init(names: list[tuple[str, str, str]], lines: dict, reason: str) -> str:
-    """A sentence naming the lines (blocks and step-by-step values, first step init) that coincide at init."""
+    """The note on the lines (blocks and step-by-step values, the first step init) that coincide at init."""
     panels: dict[str, dict[str, pd.Series]] = {}
     for panel, line, side in names:
         blocks, values = lines[panel, line, side]
         panels.setdefault(panel, {})[_legend_name(line, side)] = pd.Series(values[0], index=blocks, dtype=float)
-    found = [name_list(members) + (f" in {panel}" if panel else "")
-             for panel, by_name in panels.items() for members in coinciding(by_name)]
-    if not found:
-        return ""
-    return f" At init (step 0) these coincide: {'; '.join(found)}" + (f" ({reason})." if reason else ".")
+    note = coinciding_note(panels, dict.fromkeys(panels, reason) if reason else None)
+    return f" At init (step 0): {note}" if note else ""
+
+
+MAX_NOTES = 3  # sets of coinciding lines named under a figure; more are counted
+
+
+def coinciding_note(panels: dict[str, dict[str, pd.Series]], reasons: dict[str, str] | None = None) -> str:
+    """Sentences naming the lines that coincide (panel → name → y by x), a set of names once with every panel
+    it coincides in, and why when `reasons` (by panel) says; after MAX_NOTES sets, how many more."""
+    where: dict[tuple[str, ...], list[str]] = {}
+    for panel, lines in panels.items():
+        for members in coinciding(lines):
+            where.setdefault(tuple(members), []).append(panel)
+    sentences = []
+    for members, found in where.items():
+        why = {(reasons or {}).get(panel, "") for panel in found}
+        sentences.append(f"{name_list(list(members))} coincide (within {COINCIDE_RTOL:.1%})"
+                         + (f" in {', '.join(found)}" if any(found) else "")
+                         + (f": {why.pop()}" if len(why) == 1 and "" not in why else "") + ".")
+    if len(sentences) > MAX_NOTES:
+        sentences = sentences[:MAX_NOTES] + [f"{len(sentences) - MAX_NOTES} more sets of lines coincide."]
+    return " ".join(sentences + ["Hide a line in the legend to see those under it."]) if sentences else ""
 
 
 def _slider(steps: list) -> dict:
