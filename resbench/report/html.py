@@ -199,11 +199,12 @@ def line_chart(job: PlotJob) -> Chart:
     ncols = min(options.get("ncols") or MAX_COLUMNS, MAX_COLUMNS, len(panels))
     share_y = options.get("share_y", True)
     layout = _grid(panels, ncols, PANEL_HEIGHT, share_y=share_y)
-    log_y = use_log_scale(curves["y"]) if options.get("log_y") is None else options["log_y"]
+    log_y = {panel: use_log_scale(panel_y if not share_y else curves["y"]) if options.get("log_y") is None
+             else options["log_y"] for panel, panel_y in curves.groupby(curves["panel"].astype(str), sort=False)["y"]}
     ticks = sorted(curves["x"].unique()) if options.get("x_at_values") else None
     log_x = bool(ticks) and ticks[0] > 0 and (options.get("log_x") or ticks[-1] >= 4 * ticks[0])
     for index in range(len(panels)):
-        layout[_axis(index, "y")].update(type="log" if log_y else "linear", rangemode="tozero"
+        layout[_axis(index, "y")].update(type="log" if log_y[panels[index]] else "linear", rangemode="tozero"
                                          if options.get("y_from_zero") else "normal")
         layout[_axis(index, "x")].update(type="log" if log_x else "linear", **({"matches": "x"} if index else {}))
         if ticks:

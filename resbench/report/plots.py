@@ -107,8 +107,8 @@ def _plain(value: float, _position: object = None) -> str:
 def _few_ticks(axis, log_y: bool, y: pd.Series) -> None:
     """Fewer tick objects (each costs milliseconds to build, and a report draws hundreds), all labelled.
 
-    A log axis spanning two decades or less gets 1-2-5 ticks in plain numbers (0.2, 0.5, 1): with
-    powers of ten alone it would show one label or none.
+    A log axis spanning two decades or less gets 1-2-5 ticks in plain numbers (0.2, 0.5, 1), or every digit
+    within half a decade: with powers of ten alone it would show one label or none.
     """
     from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, NullLocator
 
@@ -119,8 +119,8 @@ def _few_ticks(axis, log_y: bool, y: pd.Series) -> None:
     axis.set_yscale("log")
     positive = y[np.isfinite(y) & (y > 0)]
     decades = math.log10(positive.max() / positive.min()) if len(positive) else 0.0
-    if decades <= 2:
-        axis.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0), numticks=12))
+    if decades <= 2:  # 1-2-5 ticks; every digit within half a decade, where 1-2-5 could leave one tick or none
+        axis.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if decades > 0.5 else range(1, 10), numticks=12))
         axis.yaxis.set_minor_locator(NullLocator())
     else:
         axis.yaxis.set_major_locator(LogLocator(numticks=7))
@@ -202,7 +202,8 @@ def draw_lines(
     inside = len(panels) == 1 and len(names) <= 4
     figure, axes = _figure(len(panels), min(ncols or 3, len(panels)), PANEL_SIZE, sharex=True, sharey=share_y)
     colors = _colors(list(lines["line"].drop_duplicates()))
-    log_y = use_log_scale(curves["y"]) if log_y is None else log_y
+    scale = {panel: (log_y if log_y is not None else use_log_scale(panel_y if not share_y else curves["y"]))
+             for panel, panel_y in curves.groupby("panel", sort=False, observed=True)["y"]}  # log or not, per panel
     handles: dict[str, object] = {}
     for axis, panel in zip(axes, panels):
         drawn_lines = _panel_lines(axis, curves[curves["panel"].eq(panel)], colors, error_bars, handles)
@@ -212,7 +213,7 @@ def draw_lines(
         axis.tick_params(labelbottom=True, labelleft=True, labelsize=8)
         axis.set_xlabel(x_label, fontsize=9)
         axis.set_ylabel(y_label, fontsize=9)
-        _few_ticks(axis, log_y, curves["y"] if share_y else curves.loc[curves["panel"].eq(panel), "y"])
+        _few_ticks(axis, scale[panel], curves["y"] if share_y else curves.loc[curves["panel"].eq(panel), "y"])
         if y_from_zero:  # up to the highest point or error bar, plus the headroom autoscaling would leave
             shown = curves if share_y else curves[curves["panel"].eq(panel)]
             top = shown["y"] + (shown["y_err"].fillna(0) if "y_err" in shown else 0)
