@@ -163,3 +163,15 @@ def test_titles_say_mean_and_std_only_over_several_seeds(tmp_path):
     assert titles["two"]["loss_curves.png"] == "Loss curves (mean over seeds)"
     by_depth = plot_jobs_of(two, tmp_path)["final_loss_vs_depth.png"]
     assert by_depth.data["y_err"].notna().all() and by_depth.options["error_bars"]
+
+
+def test_a_panel_of_its_own_range_picks_its_own_scale_and_labels_it():
+    """seq2seq's loss_curves.png: training fell 30-fold (log axis), and the validation panel, 0.08–0.12,
+    got the log axis too, with one tick label."""
+    data = pd.concat([curve({"a": [3.0, 1.0, 0.1]}, "train loss", x=[0, 20, 39]),
+                      curve({"a": [0.083], "b": [0.124], "c": [0.079]}, "validation loss", x=[39])])
+    figure, _ = laid_out(plots.draw_lines(data, title="t", x_label="step", y_label="loss", ncols=2, share_y=False))
+    train, validation = figure.axes[:2]
+    assert train.get_yscale() == "log" and validation.get_yscale() == "linear"
+    low, high = validation.get_ylim()
+    assert sum(low <= tick <= high for tick in validation.get_yticks()) >= 3
