@@ -107,7 +107,7 @@ def main() -> None:
             w.step(loss, optimizer)
             if step % 50 == 0:
                 print(f"step {step} loss {loss.item():.3f}")
-    print(f"{w.summary['status']} · final loss {w.summary['final_loss']:.3f} · run dir {args.run_dir}")
+    print(f"{w.summary.status} · final loss {w.summary.final_loss:.3f} · run dir {args.run_dir}")
     print(f"next: resbench report {args.run_dir}")
 
 

@@ -18,6 +18,7 @@ CHOICE_REGISTRIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "norm_type": (registries.NORM_TYPES, ()),
     "residual": (registries.RESIDUALS, ()),
     "init": (registries.INITS, (registries.AUTO_INIT,)),
+    "depth_param": (registries.DEPTH_PARAMS, ()),
     "device": (registries.DEVICES, ()),
     "precision": (registries.PRECISIONS, ()),
     "train.optimizer": (registries.OPTIMIZERS, ()),

@@ -56,6 +56,7 @@ Device = _choices("Device", registries.DEVICES)
 PrecisionName = _choices("PrecisionName", registries.PRECISIONS)
 Logger = _choices("Logger", registries.LOGGERS)
 Optimizer = _choices("Optimizer", registries.OPTIMIZERS)
+DepthParam = _choices("DepthParam", registries.DEPTH_PARAMS)
 
 
 @dataclass
@@ -124,6 +125,9 @@ class Config:
     norm_type: NormType = MISSING
     residual: bool | str = MISSING  # true | false | rezero: YAML reads the first two as bools
     residual_scale: float = MISSING
+    depth_param: DepthParam = MISSING
+    base_depth: int = MISSING
+    branch_multiplier: float = MISSING
     init: Init = MISSING
     width: int = MISSING
     heads: int = MISSING

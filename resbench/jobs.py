@@ -52,30 +52,32 @@ class TaskRaised:
 
 
 def train_task(cfg: DictConfig, progress: trainer.Progress | None = None, launching_pid: int | None = None,
-               resume: bool = False, task: Task | None = None) -> dict[str, Any] | TaskRaised:
+               resume: bool = False, task: Task | None = None,
+               command: list[str] | None = None) -> dict[str, Any] | TaskRaised:
     """Hydra's task function: one run in Hydra's job dir. Module-level so launchers can pickle it.
     progress: whoever watches runs in this process (never bound for a launcher's worker). launching_pid:
     the process that launched the sweep (a job in any other runs in a worker). resume (`train --resume`):
-    continue the run in that dir from its checkpoint. task: the run's task, already built by the check."""
+    continue the run in that dir from its checkpoint. task: the run's task, already built by the check.
+    command: the command line that launched the sweep (a worker's own argv is the launcher's)."""
     run_dir, sweep_dir = hydra_adapter.running_job()
     config = to_plain(cfg)
     try:
         if sweep_dir is None:
             set_threads(config, in_sweep=False)
             return recorded_run(config, run_dir, progress, resume=resume, task=task)
-        return sweep_job(config, run_dir, sweep_dir, progress, launching_pid)
+        return sweep_job(config, run_dir, sweep_dir, progress, launching_pid, command)
     except Exception as err:  # noqa: BLE001 - handed to the caller, see TaskRaised
         return TaskRaised(err)
 
 
 def recorded_run(config: dict[str, Any], run_dir: Path, progress: trainer.Progress | None = None,
-                 resume: bool = False, task: Task | None = None) -> dict[str, Any]:
+                 resume: bool = False, task: Task | None = None, command: list[str] | None = None) -> dict[str, Any]:
     """trainer.run, with every way it can end recorded in summary.json once the run dir exists: an
     exception the trainer could not record itself (e.g. while building a model too large to allocate)
     ends the run `failed` with its error; an interrupt before the trainer's own handling ends it
     `interrupted` (then re-raised), never left `running`."""
     try:
-        return trainer.run(config, run_dir, progress=progress, job=job_facts(), resume=resume, task=task)
+        return trainer.run(config, run_dir, progress=progress, job=job_facts(command), resume=resume, task=task)
     except KeyboardInterrupt:
         record_end(config, run_dir, schema.Status.INTERRUPTED)
         raise
@@ -91,7 +93,7 @@ def recorded_run(config: dict[str, Any], run_dir: Path, progress: trainer.Progre
 
 
 def sweep_job(config: dict[str, Any], run_dir: Path, sweep_dir: Path, progress: trainer.Progress | None = None,
-              launching_pid: int | None = None) -> dict[str, Any]:
+              launching_pid: int | None = None, command: list[str] | None = None) -> dict[str, Any]:
     """One run of a sweep, in whatever process the launcher chose. A run that already ended completed or
     diverged with this very config is skipped (resume) without touching its files; any exception is
     recorded as a failed run so the sweep goes on; runs.csv is rebuilt as the run ends."""
@@ -108,7 +110,7 @@ def sweep_job(config: dict[str, Any], run_dir: Path, sweep_dir: Path, progress: 
     resume = bool(previous) and previous.get("config_hash") == config_hash
     set_threads(config, in_sweep=True)
     try:
-        return recorded_run(config, run_dir, progress, resume=resume)
+        return recorded_run(config, run_dir, progress, resume=resume, command=command)
     finally:
         try:
             records.write_runs_csv(sweep_dir)
@@ -141,9 +143,10 @@ def record_end(config: dict[str, Any], run_dir: Path, status: str, error: str | 
     return summary.to_dict()
 
 
-def job_facts() -> dict[str, Any]:
-    """Where this job executes: the SLURM job id (as submitit names it) when there is one."""
-    return {"slurm_job_id": slurm.job_id(), "requeues": slurm.requeues()}
+def job_facts(command: list[str] | None = None) -> dict[str, Any]:
+    """Where this job executes: the SLURM job id (as submitit names it) when there is one; the command line
+    that started it (None: this process's own)."""
+    return {"slurm_job_id": slurm.job_id(), "requeues": slurm.requeues(), "command": command}
 
 
 def set_threads(config: dict[str, Any], in_sweep: bool) -> None:

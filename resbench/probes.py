@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -27,6 +27,18 @@ from .schema import BLOCK_PROBES  # the per-block columns of layers.csv after st
 def grad_norms(grads: list[torch.Tensor]) -> torch.Tensor:
     """L2 norm of every gradient tensor, in one batched kernel: (P,)."""
     return torch.stack(torch._foreach_norm(grads))
+
+
+def param_grad_norms(params: list[torch.Tensor]) -> torch.Tensor:
+    """L2 norm of each parameter's gradient, 0 where it has none (frozen, or unused by the forward): (P,).
+    Only the gradients that exist are read (no zero tensors made for a frozen model's parameters)."""
+    present = [i for i, param in enumerate(params) if param.grad is not None]
+    if len(present) == len(params):
+        return grad_norms([param.grad for param in params])
+    norms = torch.zeros(len(params), device=params[0].device)
+    if present:
+        norms[present] = grad_norms([params[i].grad for i in present]).to(norms.dtype)
+    return norms
 
 
 def group_norms(norms: torch.Tensor, group: torch.Tensor, n_groups: int) -> torch.Tensor:
@@ -168,6 +180,18 @@ class ParamLayout:
     def grads(self) -> list[torch.Tensor]:
         return [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
 
+    def frozen(self) -> list[bool]:
+        """Which parameters take no gradient (requires_grad=False) now: their gradient norms are not measured."""
+        return [not param.requires_grad for param in self.params]
+
+    def frozen_blocks(self, frozen: Sequence[bool]) -> set[int]:
+        """The blocks (index across stacks) that hold parameters, every one of them in `frozen`."""
+        held: dict[int, bool] = {}
+        for block, is_frozen in zip(self._blocks_of, frozen):
+            if block is not None:
+                held[block] = held.get(block, True) and is_frozen
+        return {block for block, all_frozen in held.items() if all_frozen}
+
 
 # ---- hooks: only on logged steps ---------------------------------------------------------------------
 
@@ -178,78 +202,163 @@ def _starts(sizes: list[int]) -> list[int]:
 
 
 class BlockCapture:
-    """Block outputs and their gradients over one or more forward/backward passes, reduced on the device.
+    """Block outputs and their gradients over the passes of a step (a forward, then its backward), each pass
+    reduced on the device as its backward ends to hidden_rms, act_grad_norm and rank_residual per block.
 
-    A pass is complete when every block's output gradient has arrived; it is then reduced to one
-    (3, n_blocks) tensor of hidden_rms, act_grad_norm, rank_residual, and the stored tensors are freed.
+    What a pass measures: hidden_rms and rank_residual of every block that ran forward with gradients on, and
+    act_grad_norm of those whose output got a gradient (frozen blocks below every trainable parameter get
+    none: their act_grad_norm stays unmeasured). What the hooks leave out, so that each block counts once:
+    - a forward without gradients (an evaluation under torch.no_grad; the first run of a reentrant activation
+      checkpoint, whose recomputation during the backward is measured instead);
+    - a block's forward run again during the backward (non-reentrant activation checkpointing recomputes
+      it; the output of the pass's own forward is held already);
+    - a block output replaced by a later forward before any backward reached it (one forward per backward:
+      with several, the last counts).
+    A pass ends when the autograd engine finishes the backward that reached the model's output or a block's
+    (an engine callback, as DDP's reducer uses); `on_backward_end` is then called, after the reduction.
     """
 
-    def __init__(self, n_blocks: int, stack_sizes: list[int] | None = None):
+    def __init__(self, n_blocks: int, stack_sizes: list[int] | None = None,
+                 on_backward_end: Callable[[], None] | None = None):
         self.n_blocks = n_blocks
         # Blocks of one stack share a shape and are reduced together (an encoder's and a decoder's may differ).
         self.stack_sizes = stack_sizes or [n_blocks]
+        self.on_backward_end = on_backward_end
+        self.forwards = 0  # block forwards measured (none at all on a logged step: the hooks did not run)
         self._outputs: list[torch.Tensor | None] = [None] * n_blocks
         self._grads: list[torch.Tensor | None] = [None] * n_blocks
-        self._received = 0
-        self._sum: torch.Tensor | None = None
-        self._passes = 0
+        self._ending = False  # the end-of-backward callback is queued
+        self._sum: torch.Tensor | None = None  # (3, n_blocks) over the passes
+        self._counts = [[0] * n_blocks for _ in range(3)]  # passes that measured each probe of each block
         self._examples_are_tokens = False
 
     def forward_hook(self, index: int):
         def hook(module: nn.Module, args, output: torch.Tensor | tuple) -> None:
             if isinstance(output, tuple):  # blocks that also return caches or attention weights: the stream first
                 output = output[0]
+            if not torch.is_grad_enabled() or not isinstance(output, torch.Tensor):
+                return
+            if _in_backward():
+                if self._outputs[index] is not None:
+                    return  # recomputed by non-reentrant checkpointing
+                self._end_after_backward()  # recomputed by a reentrant checkpoint: this pass's backward is on
             if output.dim() == 2:  # an MLP's (B, C): each example one token
                 self._examples_are_tokens = True
-            self._outputs[index] = output.detach()
+            kept = self._outputs[index] = output.detach()
+            self.forwards += 1
             if output.requires_grad:
-                output.register_hook(lambda grad: self._on_grad(index, grad))
+                output.register_hook(lambda grad: self._on_grad(index, kept, grad))
         return hook
 
-    def _on_grad(self, index: int, grad: torch.Tensor) -> None:
-        self._grads[index] = grad
-        self._received += 1
-        if self._received == self.n_blocks:
-            self._reduce_pass()
+    def model_hook(self, module: nn.Module, args, output: object) -> None:
+        """On the model itself: a backward from its output ends a pass even when no block gets a gradient."""
+        if not torch.is_grad_enabled() or _in_backward():
+            return
+        for tensor in _tensors(output):
+            if tensor.requires_grad:
+                tensor.register_hook(lambda grad: self._end_after_backward())
+
+    def _on_grad(self, index: int, output: torch.Tensor, grad: torch.Tensor) -> None:
+        if self._outputs[index] is output:  # else a forward replaced this output since
+            self._grads[index] = grad
+            self._end_after_backward()
+
+    def _end_after_backward(self) -> None:
+        if not self._ending:
+            self._ending = True
+            torch.autograd.Variable._execution_engine.queue_callback(self._backward_ended)
+
+    def _backward_ended(self) -> None:
+        self._ending = False
+        self._reduce_pass()
+        if self.on_backward_end is not None:
+            self.on_backward_end()
 
     @torch.no_grad()
     def _reduce_pass(self) -> None:
-        per_stack = []
-        for start, size in zip(_starts(self.stack_sizes), self.stack_sizes):
-            outputs = torch.stack(self._outputs[start : start + size]).float()  # (L, B, T, C) or (L, B, C)
-            grads = torch.stack(self._grads[start : start + size]).float()  # fp32 also under autocast
-            if self._examples_are_tokens:
-                outputs, grads = outputs[:, :, None], grads[:, :, None]  # (L, B, 1, C)
-            # For the MLP the rank is over the batch: one "sequence" whose tokens are the examples.
-            tokens = outputs.transpose(-3, -2) if self._examples_are_tokens else outputs
-            per_stack.append(torch.stack([hidden_rms(outputs), act_grad_norm(grads), rank_residual(tokens)]))
+        held = [output for output in self._outputs if output is not None]
+        if not held:
+            return
+        per_stack = [self._stack_values(start, size, held[0].device)
+                     for start, size in zip(_starts(self.stack_sizes), self.stack_sizes)]
         values = torch.cat(per_stack, dim=1)  # (3, L over all stacks)
         self._sum = values if self._sum is None else self._sum + values
-        self._passes += 1
+        for i, (output, grad) in enumerate(zip(self._outputs, self._grads)):
+            for probe, measured in enumerate((output is not None, grad is not None, output is not None)):
+                self._counts[probe][i] += measured
         self._outputs = [None] * self.n_blocks
         self._grads = [None] * self.n_blocks
-        self._received = 0
 
-    def values(self) -> dict[str, torch.Tensor]:
-        """Per-block probes averaged over the captured passes, on the device: name → (n_blocks,)."""
+    def _stack_values(self, start: int, size: int, device: torch.device) -> torch.Tensor:
+        """(3, size): hidden_rms, act_grad_norm, rank_residual of one stack's blocks; 0 where not measured."""
+        outputs, grads = self._outputs[start : start + size], self._grads[start : start + size]
+        with_output = [i for i, output in enumerate(outputs) if output is not None]
+        with_grad = [i for i, grad in enumerate(grads) if grad is not None]
+        hidden = self._stacked([outputs[i] for i in with_output])  # (L', B, T, C); (L', B, 1, C) for an MLP
+        grad = self._stacked([grads[i] for i in with_grad])  # fp32 also under autocast
+        # For the MLP the rank is over the batch: one "sequence" whose tokens are the examples.
+        tokens = hidden.transpose(-3, -2) if self._examples_are_tokens and hidden is not None else hidden
+        if len(with_grad) == size:  # every block measured (no frozen bottom): no scatter needed
+            return torch.stack([hidden_rms(hidden), act_grad_norm(grad), rank_residual(tokens)])
+        values = torch.zeros(3, size, device=device)
+        if with_output:
+            values[0, with_output] = hidden_rms(hidden)
+            values[2, with_output] = rank_residual(tokens)
+        if with_grad:
+            values[1, with_grad] = act_grad_norm(grad)
+        return values
+
+    def _stacked(self, tensors: list[torch.Tensor]) -> torch.Tensor | None:
+        if not tensors:
+            return None
+        stacked = torch.stack(tensors).float()
+        return stacked[:, :, None] if self._examples_are_tokens else stacked
+
+    def values(self, accumulated: bool = False) -> dict[str, torch.Tensor]:
+        """Per-block probes over the passes, on the device: name → (n_blocks,), NaN where no pass measured it.
+
+        hidden_rms and rank_residual are means over the passes; act_grad_norm is their mean too, or with
+        `accumulated` their sum: under gradient accumulation each pass backpropagates its share of the step's
+        loss, and the gradient the step applies is the sum of the passes'. A pass whose backward never came
+        (no gradient reached the model) counts when it is the only one.
+        """
+        if self._sum is None:
+            self._reduce_pass()
         if self._sum is None:
             return {}
-        mean = self._sum / self._passes
+        counts = torch.tensor(self._counts, dtype=self._sum.dtype, device=self._sum.device)  # (3, n_blocks)
+        mean = self._sum / counts  # 0 / 0: NaN where no pass measured
+        if accumulated:
+            mean[1] = torch.where(counts[1] > 0, self._sum[1], torch.nan)
         return {"hidden_rms": mean[0], "act_grad_norm": mean[1], "rank_residual": mean[2]}
 
 
+def _in_backward() -> bool:
+    """Whether the autograd engine is running a backward on this thread (as torch.utils.module_tracker asks)."""
+    return torch._C._current_graph_task_id() != -1
+
+
+def _tensors(output: object) -> list[torch.Tensor]:
+    """The tensors of a module's output: itself, or the items of a tuple, list or dict (a ModelOutput)."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    items = output.values() if isinstance(output, dict) else output if isinstance(output, (tuple, list)) else ()
+    return [item for item in items if isinstance(item, torch.Tensor)]
+
+
 @contextmanager
-def capture(model: nn.Module, active: bool = True, modules: Sequence[nn.Module] | None = None
-            ) -> Iterator[BlockCapture]:
-    """Hooks on the blocks (every stack's `blocks`, or `modules`) while they run forward and backward; none
-    when not `active`."""
+def capture(model: nn.Module, active: bool = True, modules: Sequence[nn.Module] | None = None,
+            on_backward_end: Callable[[], None] | None = None) -> Iterator[BlockCapture]:
+    """Hooks on the blocks (every stack's `blocks`, or `modules`) and on the model while they run forward and
+    backward; none when not `active`. `on_backward_end`: called as each backward through them ends."""
     stacks = [stack for _, stack in block_stacks(model)] if modules is None else [list(modules)]
     every_block = [block for stack_blocks in stacks for block in stack_blocks]
-    blocks = BlockCapture(len(every_block), [len(stack_blocks) for stack_blocks in stacks])
+    blocks = BlockCapture(len(every_block), [len(stack_blocks) for stack_blocks in stacks], on_backward_end)
     if not active:
         yield blocks
         return
     handles = [block.register_forward_hook(blocks.forward_hook(i)) for i, block in enumerate(every_block)]
+    handles.append(model.register_forward_hook(blocks.model_hook))
     try:
         yield blocks
     finally:
@@ -295,7 +404,7 @@ def track_update(layout: ParamLayout, active: bool = True) -> Iterator[UpdateTra
 class StepStats:
     """The host-side numbers of one logged step."""
 
-    param_grad_norms: list[float]  # one per parameter tensor, in ParamLayout order
+    param_grad_norms: list[float | None]  # one per parameter tensor, in ParamLayout order (None: frozen)
     blocks: dict[str, list[float | None]]  # BLOCK_PROBES name → one value per block (None: not measured)
     grad_norm: float  # over all parameters
 
@@ -309,17 +418,19 @@ class StepStats:
 
 
 def step_stats(layout: ParamLayout, param_grad_norms: torch.Tensor,
-               block_values: dict[str, torch.Tensor | None] | None = None) -> StepStats:
+               block_values: dict[str, torch.Tensor | None] | None = None,
+               frozen: Sequence[bool] | None = None) -> StepStats:
     """Gradient norms (per parameter, per block, total) and the block probes with a single device-to-host copy.
 
     `param_grad_norms` is `grad_norms(grads)`, taken before clipping or the optimizer touch the gradients;
-    `block_values` maps probe names to (n_blocks,) device tensors; missing probes are None.
+    `block_values` maps probe names to (n_blocks,) device tensors; missing probes are None. `frozen`
+    parameters (layout.frozen()) have no gradient norm, nor has a block all of whose parameters are frozen.
     An update ratio is dropped when the gradient is not finite: no update was taken from it.
     """
     measured = {name: value for name, value in (block_values or {}).items() if value is not None}
     block_grad_norms = group_norms(param_grad_norms, layout.group, layout.n_blocks + 1)[: layout.n_blocks]
     total = param_grad_norms.square().sum().sqrt()
-    parts = [param_grad_norms, total[None], block_grad_norms, *measured.values()]
+    parts = [param_grad_norms, total[None], block_grad_norms, *(value.to(total.dtype) for value in measured.values())]
     host = torch.cat(parts).tolist()  # the one copy
     n_params, n_blocks = len(layout.params), layout.n_blocks
     grad_norm = host[n_params]
@@ -328,6 +439,11 @@ def step_stats(layout: ParamLayout, param_grad_norms: torch.Tensor,
     for name in ("grad_norm", *measured):
         blocks[name] = host[offset : offset + n_blocks]
         offset += n_blocks
+    param_norms: list[float | None] = host[:n_params]
+    if frozen is not None and any(frozen):
+        param_norms = [None if is_frozen else norm for norm, is_frozen in zip(param_norms, frozen)]
+        for block in layout.frozen_blocks(frozen):
+            blocks["grad_norm"][block] = None
     if not math.isfinite(grad_norm):
         blocks["update_ratio"] = [None] * n_blocks
-    return StepStats(host[:n_params], blocks, grad_norm)
+    return StepStats(param_norms, blocks, grad_norm)

@@ -13,10 +13,15 @@ import io
 import json
 import math
 import os
+import platform
 import signal
+import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +30,8 @@ import yaml
 if TYPE_CHECKING:  # the trainer's types; records itself stays torch-free
     from .probes import ParamLayout, StepStats
 
+from . import __version__
+from .registries import STANDARD_DEPTH_PARAM
 from .schema import (
     BLOCK_PROBES,
     CONFIG_YAML,
@@ -39,6 +46,10 @@ from .schema import (
     INIT_LAYERS_CSV,
     LAYERS_CSV,
     METRICS_CSV,
+    PARAM_GROUP_COLUMNS,
+    PARAM_GROUPS_CSV,
+    PROVENANCE_FIELDS,
+    PROVENANCE_JSON,
     RUN_RESULT_COLUMNS,
     RUNS_CSV,
     RUNS_CSV_LOCK,
@@ -237,7 +248,8 @@ def last_row(path: Path, tail_bytes: int = 4096) -> dict[str, str] | None:
 NOT_IN_HASH = ("threads", "train.checkpoint_every", "logger")  # how a run executes, is kept or watched, not
 # what it computes
 # Keys added after runs were first recorded: left out at their default, so older runs keep their identity.
-HASH_OMITS_AT_DEFAULT = {"precision": "fp32", "init_draws": 8}
+HASH_OMITS_AT_DEFAULT = {"precision": "fp32", "init_draws": 8, "depth_param": STANDARD_DEPTH_PARAM,
+                         "base_depth": 6, "branch_multiplier": 1.0}
 # Older resbench also held each shared model key under `model.` (the MLP had no heads): the identity is
 # hashed in that layout, so that runs and sweeps recorded then are still known (resume).
 HASHED_MODEL_COPIES = ("depth", "width", "heads", "norm", "norm_type", "residual", "residual_scale", "init")
@@ -265,17 +277,54 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
+GIT_TIMEOUT_S = 2.0  # a git that hangs (a network file system, a lock) leaves the commit unknown, not the run waiting
+
+
+def git_state(directory: Path, timeout_s: float = GIT_TIMEOUT_S) -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the git repository holding `directory`: the commit checked out and whether tracked
+    files differ from it (untracked files do not count, as in `git describe --dirty`). (None, None) outside a
+    repository, without git, or when git does not answer within `timeout_s`. One `git status` call."""
+    try:
+        result = subprocess.run(["git", "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
+                                cwd=directory, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    if result.returncode != 0:
+        return None, None
+    lines = result.stdout.splitlines()
+    commit = next((line.split()[2] for line in lines if line.startswith("# branch.oid ")), None)
+    return (None if commit == "(initial)" else commit), any(not line.startswith("#") for line in lines)
+
+
+def provenance(runtime: Mapping[str, Any], command: Sequence[str] | None = None) -> dict[str, Any]:
+    """provenance.json's content (PROVENANCE_FIELDS): this resbench, the git state of the working directory,
+    Python, the host, the time now and `command` (default: this process's argv), with `runtime` (torch and
+    device facts, from resbench.runtime: records stays torch-free)."""
+    cwd = Path.cwd()
+    commit, dirty = git_state(cwd)
+    facts = {"resbench_version": __version__, "git_commit": commit, "git_dirty": dirty, "cwd": str(cwd),
+             "python_version": platform.python_version(), "host": socket.gethostname(),
+             "started_at": datetime.now().astimezone().isoformat(timespec="seconds"),
+             "command": list(sys.argv if command is None else command), **runtime}
+    return {name: facts.get(name) for name in PROVENANCE_FIELDS}
+
+
 class RunRecorder:
     """Opens a run's files, appends rows as the run goes and closes them with a summary."""
 
     def __init__(self, run_dir: Path, config: dict[str, Any], metric_columns: Sequence[str],
-                 layer_columns: Sequence[str], resume_rows: dict[str, int] | None = None, init_draws: bool = False):
+                 layer_columns: Sequence[str], resume_rows: dict[str, int] | None = None, init_draws: bool = False,
+                 provenance: Mapping[str, Any] | None = None):
         """`resume_rows`: continue the files of a run, each after the rows its checkpoint counted.
         `init_draws`: also write init_layers.csv and init_grad_norms.csv (`log_init_draws`, at step 0); a
-        continued run has them whole already (its checkpoint came after step 0) and leaves them as they are."""
+        continued run has them whole already (its checkpoint came after step 0) and leaves them as they are.
+        `provenance`: provenance.json's content (see `provenance`), written as the files open (a continued
+        run's is that of the process continuing it)."""
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(self.run_dir / CONFIG_YAML, yaml.safe_dump(config, sort_keys=False))
+        if provenance is not None:
+            write_json(self.run_dir / PROVENANCE_JSON, dict(provenance))
         files = {METRICS_CSV: metric_columns, GRAD_NORMS_CSV: GRAD_NORM_COLUMNS, LAYERS_CSV: layer_columns}
         self.files = {name: CsvWriter(self.run_dir / name, columns, None if resume_rows is None
                                       else resume_rows[name]) for name, columns in files.items()}
@@ -294,6 +343,14 @@ class RunRecorder:
 
     def write_summary(self, summary: Summary) -> None:
         write_json(self.run_dir / SUMMARY_JSON, summary.to_dict())
+
+    def write_param_groups(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """param_groups.csv, whole, replaced atomically: what the optimizer applies to each parameter."""
+        text = io.StringIO()
+        writer = csv.writer(text)
+        writer.writerow(PARAM_GROUP_COLUMNS)
+        writer.writerows([_cell(row.get(column)) for column in PARAM_GROUP_COLUMNS] for row in rows)
+        write_atomic(self.run_dir / PARAM_GROUPS_CSV, text.getvalue())
 
     def log(self, metrics_row: Mapping[str, Any] | None, grad_rows: Sequence[Mapping[str, Any]] = (),
             layer_rows: Sequence[Mapping[str, Any]] = (), flush: bool = True) -> None:

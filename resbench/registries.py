@@ -1,5 +1,5 @@
 """The names of every choice a config key offers: norm placements, norm types, residual forms, inits,
-optimizers, devices, precisions, loggers and sweep launchers.
+depth parametrizations, optimizers, devices, precisions, loggers and sweep launchers.
 
 Spelled here once, and nothing else: this module imports nothing of resbench's, nor torch or Hydra, so
 the typed config, the checks, the shell completion (at every TAB) and the report can all read it cheaply.
@@ -16,6 +16,8 @@ NORM_TYPES = ("layernorm", "rmsnorm", "scalenorm", "dyt")  # `norm_type`: which 
 RESIDUALS = ("true", "false", "rezero")  # `residual`: skip on, off, or a learnable-scalar branch
 INITS = ("pytorch", "xavier", "small", "deepnorm")  # `init`, besides `auto`
 AUTO_INIT = "auto"  # `init=auto`: the placement's own init (models/init.py resolves it)
+DEPTH_PARAMS = ("standard", "depth_mup", "completep")  # `depth_param`: how branch, lr, ε and init scale with depth
+STANDARD_DEPTH_PARAM = "standard"  # the one every other depth parametrization is set against
 OPTIMIZERS = ("adam", "adamw", "sgd")  # `train.optimizer`
 DEVICES = ("auto", "cpu", "cuda")  # `device`
 PRECISIONS = ("fp32", "bf16", "fp16")  # `precision`

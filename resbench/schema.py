@@ -20,7 +20,9 @@ LAYERS_CSV = "layers.csv"
 GRAD_NORMS_CSV = "grad_norms.csv"
 INIT_LAYERS_CSV = "init_layers.csv"  # layers.csv's step-0 rows of every init draw
 INIT_GRAD_NORMS_CSV = "init_grad_norms.csv"  # grad_norms.csv's step-0 rows of every init draw
+PARAM_GROUPS_CSV = "param_groups.csv"  # the optimizer's settings of every parameter (depth parametrizations)
 SUMMARY_JSON = "summary.json"
+PROVENANCE_JSON = "provenance.json"  # what code, on what, from which command line: written once as a run starts
 CHECKPOINT_PT = "checkpoint.pt"
 RUNS_CSV = "runs.csv"  # at a sweep's root: one row per run
 SWEEP_JSON = "sweep.json"  # at a sweep's root: what was swept (written before any run starts)
@@ -55,6 +57,9 @@ DRAW = "draw"
 INIT_BLOCK_PROBES = tuple(probe for probe in BLOCK_PROBES if probe != "update_ratio")
 INIT_LAYER_COLUMNS = (DRAW, "layer", STACK, *INIT_BLOCK_PROBES)
 INIT_GRAD_NORM_COLUMNS = (DRAW, *GRAD_NORM_COLUMNS[1:])
+# param_groups.csv: one row per parameter tensor (its full name), the optimizer group it is in and that
+# group's peak learning rate (train.lr × lr_scale), Adam ε (empty under SGD) and weight decay.
+PARAM_GROUP_COLUMNS = ("param", "group", "lr_scale", "lr", "eps", "weight_decay")
 # runs.csv: these, one column per swept key between them.
 RUN_KEY_COLUMNS = ("run", "status")
 RUN_RESULT_COLUMNS = ("final_loss", "final_val_loss", "wall_s")
@@ -142,12 +147,21 @@ REPORTED_SUMMARY_FIELDS = ("status", "steps_done", "final_loss", "final_val_loss
                            "n_params", "error", "config_hash")
 REPORTED_NUMERIC = ("steps_done", "final_loss", "final_val_loss", "final_val_acc", "wall_s", "n_params")
 
+# ----------------------------------------------------------------------------- provenance.json
+# Its fields, in file order (also the columns `resbench.load` adds to `runs`). git_commit / git_dirty describe
+# the git repository holding the working directory (null outside one); command is the process's argv (a
+# sweep's run: the argv of the process that launched the sweep).
+PROVENANCE_FIELDS = ("resbench_version", "git_commit", "git_dirty", "cwd", "python_version", "torch_version",
+                     "cuda_version", "device_name", "host", "started_at", "command")
+
 # ----------------------------------------------------------------------------- sweeps
 # The model keys every model has, top-level in the config (`depth=12`, not `model.depth=12`), in table order.
-SHARED_MODEL_KEYS = ("depth", "norm", "norm_type", "residual", "init", "width", "heads", "residual_scale")
+SHARED_MODEL_KEYS = ("depth", "norm", "norm_type", "residual", "init", "width", "heads", "residual_scale",
+                     "depth_param", "base_depth", "branch_multiplier")
 # The short top-level keys a sweep varies (`resbench sweep depth=6,12 norm=post,pre`), in table order: the
-# shared model keys but the residual branch's scale, a knob of the `residual` variant chosen.
-SWEPT_KEYS = tuple(key for key in SHARED_MODEL_KEYS if key != "residual_scale")
+# shared model keys but the knobs of a variant chosen (the skip's scale, a depth parametrization's base).
+SWEPT_KEYS = tuple(key for key in SHARED_MODEL_KEYS if key not in ("residual_scale", "base_depth",
+                                                                    "branch_multiplier"))
 
 
 def override_key(override: str) -> str:

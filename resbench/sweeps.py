@@ -9,6 +9,7 @@ import functools
 import importlib.util
 import json
 import os
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -409,7 +410,7 @@ def _run_locked(plan: SweepPlan, display: Any) -> SweepOutcome:
         on_start=lambda run: _rebuild_runs_csv(plan.sweep_dir),
         on_progress=None if in_process else display.run_progress)
     task_function = functools.partial(train_task, progress=display if in_process else None,
-                                      launching_pid=os.getpid())
+                                      launching_pid=os.getpid(), command=list(sys.argv))
     submitted_before = sweep_watch.submitit_job_dirs(plan)
     interrupted, error = False, None
     display.start(plan)

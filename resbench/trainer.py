@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import checkpoint, loggers, models, probes, records, tasks
+from . import checkpoint, loggers, models, probes, records, runtime, tasks
 from .precision import pick_precision
 from .records import RunRecorder, config_hash, read_json
 from .schema import ACCURACY_COLUMN, LAYER_COLUMNS, METRIC_COLUMNS, SUMMARY_JSON, Status, Summary
@@ -69,11 +69,26 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+ADAM_EPS = 1e-8  # torch's default ε, passed as the base ε that a depth parametrization scales per group
 OPTIMIZERS = {  # keyed by registries.OPTIMIZERS
-    "adam": lambda params, t: torch.optim.Adam(params, lr=t["lr"], weight_decay=t["weight_decay"]),
-    "adamw": lambda params, t: torch.optim.AdamW(params, lr=t["lr"], weight_decay=t["weight_decay"]),
+    "adam": lambda params, t: torch.optim.Adam(params, lr=t["lr"], eps=ADAM_EPS, weight_decay=t["weight_decay"]),
+    "adamw": lambda params, t: torch.optim.AdamW(params, lr=t["lr"], eps=ADAM_EPS, weight_decay=t["weight_decay"]),
     "sgd": lambda params, t: torch.optim.SGD(params, lr=t["lr"], weight_decay=t["weight_decay"]),
 }
+
+
+def optimizer_groups(groups: list[models.ParamGroup], train_cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """torch's param groups for the model layer's groups: each its lr, and its ε where it is not the base's
+    (a single unscaled group is exactly the optimizer of model.parameters())."""
+    return [{"params": list(group.params), "lr": train_cfg["lr"] * group.lr_scale,
+             **({"eps": ADAM_EPS * group.eps_scale} if group.eps_scale != 1.0 else {})} for group in groups]
+
+
+def param_group_rows(groups: list[models.ParamGroup], optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
+    """param_groups.csv's rows: every parameter with the settings its optimizer group holds."""
+    return [{"param": name, "group": group.name, "lr_scale": group.lr_scale, "lr": settings["lr"],
+             "eps": settings.get("eps"), "weight_decay": settings["weight_decay"]}
+            for group, settings in zip(groups, optimizer.param_groups) for name in group.names]
 
 
 def warmup_factor(step: int, warmup: int) -> float:
@@ -116,7 +131,7 @@ class Trainer:
         self.train_cfg = config["train"]
         self.run_dir = Path(run_dir)
         self.progress = progress or Silent()
-        self.job = job or {}  # facts about where the run executes (slurm_job_id, requeues, ...)
+        self.job = job or {}  # facts about where the run executes (slurm_job_id, requeues, command, ...)
         self.resume = resume  # continue the run in run_dir from its checkpoint (from step 0 if it has none)
         self.checkpoint_path = self.run_dir / checkpoint.CHECKPOINT_PT
         self.signals = checkpoint.DeferredSignals()
@@ -128,7 +143,10 @@ class Trainer:
         built = self.built_task or tasks.build(self.config["task"], self.train_cfg["batch_size"])
         self.task = models.task_for(self.config["model"]["name"], built)
         self.model = models.build(models.model_keys(self.config), self.task.spec).to(self.device)
-        self.optimizer = OPTIMIZERS[self.train_cfg["optimizer"]](self.model.parameters(), self.train_cfg)
+        # A depth parametrization gives the blocks their own lr and ε (models.param_groups).
+        self.param_groups = models.param_groups(self.model, models.model_keys(self.config))
+        self.optimizer = OPTIMIZERS[self.train_cfg["optimizer"]](optimizer_groups(self.param_groups,
+                                                                                  self.train_cfg), self.train_cfg)
         self.scaler = self.precision.scaler(self.device)
         self.layout = probes.ParamLayout(self.model)
         # The data order follows the seed but not the model: variants of one seed see the same batches.
@@ -139,7 +157,10 @@ class Trainer:
         state = self.checkpoint_to_continue(hash_)
         metric_columns = METRIC_COLUMNS + ((ACCURACY_COLUMN,) if self.task.spec.accuracy else ())
         self.recorder = RunRecorder(self.run_dir, self.config, metric_columns, LAYER_COLUMNS,
-                                    resume_rows=state["csv_rows"] if state else None, init_draws=True)
+                                    resume_rows=state["csv_rows"] if state else None, init_draws=True,
+                                    provenance=records.provenance(runtime.runtime_facts(self.device),
+                                                                  self.job.get("command")))
+        self.recorder.write_param_groups(param_group_rows(self.param_groups, self.optimizer))
         self.listeners = loggers.build(self.config, self.run_dir)  # e.g. TensorBoard (the `logger` key)
         self.summary = Summary(
             n_params=sum(p.numel() for p in self.model.parameters()),
@@ -302,8 +323,8 @@ class Trainer:
         return {"data": self.data_generator, "init_batches": self.init_generator}
 
     def update(self, lr: float) -> None:
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        for group, settings in zip(self.param_groups, self.optimizer.param_groups):
+            settings["lr"] = lr * group.lr_scale  # exactly lr where the scale is 1
         if self.train_cfg["clip"] is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train_cfg["clip"])
         self.scaler.step(self.optimizer)  # fp16: skipped when the scaled gradient overflowed

@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from .models import fits, model_keys
+from .models import check_depth_param, fits, model_keys
 from .models.blocks import check_heads
 from .models.init import resolve_init
 from .registries import INSTALL_HINT, RESIDUALS, logger_available, residual_name
@@ -74,6 +74,8 @@ RANGES: dict[str, Callable[[str, Any], None]] = {
     "heads": _integer(1),
     "residual": _residual,
     "residual_scale": _positive_number,
+    "base_depth": _integer(1),
+    "branch_multiplier": _positive_number,
     "seed": _integer(0, SEED_MAX),
     "log_every": _integer(1),
     "init_batches": _integer(1),
@@ -154,6 +156,7 @@ def validate(config: dict[str, Any]) -> None:
                           "has no other sublayer (use model.ffn_mult >= 1)")
     _check_model_fits_in_memory(model)
     _as_config_error(resolve_init, model["init"], model["norm"])
+    _as_config_error(check_depth_param, model, config["train"]["optimizer"])
     task_name = config["task"]["name"]
     if not fits(model["name"], KINDS[task_name]):
         fitting = [name for name, kind in KINDS.items() if fits(model["name"], kind)]

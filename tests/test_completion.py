@@ -11,7 +11,7 @@ import pytest
 from resbench import loggers, registries, trainer
 from resbench.completion import CHOICE_REGISTRIES, choices, override_keys
 from resbench.config import check
-from resbench.models import INITS, NORMS, PLACEMENTS, RESIDUALS
+from resbench.models import DEPTH_PARAMS, INITS, NORMS, PLACEMENTS, RESIDUALS
 from resbench.precision import PRECISIONS
 
 # Prints, as the interpreter exits, which heavy libraries the command imported.
@@ -28,7 +28,8 @@ def resbench(*args: str, **env: str) -> str:
 
 def test_choice_values_are_the_registries_names():
     imported = {"norm": list(PLACEMENTS), "norm_type": list(NORMS), "residual": list(RESIDUALS),
-                "init": ["auto", *INITS], "device": ["auto", "cpu", "cuda"], "precision": list(PRECISIONS),
+                "init": ["auto", *INITS], "depth_param": list(DEPTH_PARAMS), "device": ["auto", "cpu", "cuda"],
+                "precision": list(PRECISIONS),
                 "train.optimizer": list(trainer.OPTIMIZERS), "logger": list(loggers.LOGGERS),
                 "hydra/launcher": ["basic", *registries.LAUNCHER_PLUGINS]}
     assert set(imported) == set(CHOICE_REGISTRIES)

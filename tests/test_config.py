@@ -68,14 +68,18 @@ def test_the_older_model_spelling_sets_the_root_key():
     assert (resolved["depth"], resolved["norm"]) == (3, "post") and "depth" not in resolved["model"]
 
 
+DEPTH_KEYS = ("depth_param", "base_depth", "branch_multiplier")  # added later: older runs lack them
+OLDER_MODEL_KEYS = tuple(key for key in SHARED_MODEL_KEYS if key not in DEPTH_KEYS)
+
+
 @pytest.mark.parametrize("overrides, copied", [
-    (["depth=3"], SHARED_MODEL_KEYS),
-    (["model=mlp", "task=digits"], tuple(key for key in SHARED_MODEL_KEYS if key != "heads")),  # mlp had no heads
+    (["depth=3"], OLDER_MODEL_KEYS),
+    (["model=mlp", "task=digits"], tuple(key for key in OLDER_MODEL_KEYS if key != "heads")),  # mlp had no heads
 ])
 def test_a_run_keeps_the_identity_older_resbench_recorded_for_it(overrides, copied):
     resolved = config.check(overrides)
     older = {**resolved, "model": {**{key: resolved[key] for key in copied}, **resolved["model"]}}
-    for key in ("threads", "logger"):
+    for key in ("threads", "logger", *DEPTH_KEYS):
         del older[key]
     del older["train"]["checkpoint_every"]
     del older["precision"], older["init_draws"]  # keys added since, left out of the hash at their default

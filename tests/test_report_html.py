@@ -258,3 +258,17 @@ def test_coinciding_lines_are_named_once_with_every_panel_and_counted_past_a_few
     many = {f"panel {i}": {f"x{i}": same, f"y{i}": same} for i in range(5)}
     assert f"{5 - html.MAX_NOTES} more sets of lines coincide." in html.coinciding_note(many)
     assert html.coinciding_note({"": {"a": same, "b": same * 2}}) == ""
+
+
+def test_the_lr_transfer_twin_stars_each_optimum_hollow_at_the_grids_end():
+    from resbench.report.render import PlotJob
+
+    curves = pd.DataFrame({"panel": "standard", "line": ["depth 2"] * 3 + ["depth 32"] * 3 + ["depth 2", "depth 32"],
+                           "x": [1e-3, 2e-3, 4e-3] * 2 + [2e-3, 1e-3], "y": [1.2, 1.0, 1.1, 1.0, 1.3, 1.6, 1.0, 1.0],
+                           "optimum": [False] * 6 + [True, True], "edge": [False] * 7 + [True]})
+    chart = html.lr_transfer_chart(PlotJob("lr_transfer_figure", curves, Path("lr_transfer.png"), {"title": "t"}))
+    stars = [trace for trace in chart.figure["data"] if trace["mode"] == "markers"]
+    assert [(trace["name"], trace["x"], trace["marker"]["symbol"]) for trace in stars] == [
+        ("depth 2", [0.002], ["star"]), ("depth 32", [0.001], ["star-open"])]
+    assert chart.figure["layout"]["xaxis"]["type"] == "log"
+    assert chart.figure["layout"]["xaxis"]["ticktext"] == ["1e-3", "2e-3", "4e-3"]

@@ -45,7 +45,8 @@ class GPT(nn.Module):
         for block in self.transformer.h:
             x = block(x)
             if hidden is not None:
-                x.retain_grad()
+                if x.requires_grad:  # a frozen bottom's outputs have no gradient
+                    x.retain_grad()
                 hidden.append(x)
         return self.lm_head(self.transformer.ln_f(x))
 
@@ -61,18 +62,25 @@ def batches(n: int):
 
 
 def direct_measures(model: GPT, x, y) -> dict:
-    """Per-parameter, per-block and global gradient norms, hidden RMS and act grad norm by plain autograd."""
+    """Per-parameter, per-block and global gradient norms, hidden RMS and act grad norm by plain autograd.
+    A parameter without a gradient (frozen) has None, and so has a block none of whose parameters has one."""
     hidden: list[torch.Tensor] = []
     loss = loss_of(model, x, y, hidden)
     loss.backward()
-    grads = {name: param.grad for name, param in model.named_parameters()}
-    per_block = [math.sqrt(sum(float(g.norm()) ** 2 for name, g in grads.items() if name.startswith(f"transformer.h.{i}.")))
-                 for i in range(DEPTH)]
+    grads = {name: float(param.grad.norm()) for name, param in model.named_parameters() if param.grad is not None}
+
+    def norm_of(names):
+        found = [grads[name] for name in names if name in grads]
+        return math.sqrt(sum(value**2 for value in found)) if found else None
+
+    names = [name for name, _ in model.named_parameters()]
     return {
-        "loss": float(loss.detach()), "grads": {name: float(g.norm()) for name, g in grads.items()}, "blocks": per_block,
-        "global": math.sqrt(sum(float(g.norm()) ** 2 for g in grads.values())),
-        "hidden_rms": [float(h.detach().pow(2).mean().sqrt()) for h in hidden],
-        "act_grad_norm": [float(h.grad.flatten(1).norm(dim=1).sum()) for h in hidden],
+        "loss": float(loss.detach()), "grads": {name: grads.get(name) for name in names},
+        "blocks": [norm_of([n for n in names if n.startswith(f"transformer.h.{i}.")]) for i in range(DEPTH)],
+        "global": norm_of(names),
+        "hidden_rms": [float(h.detach().float().pow(2).mean().sqrt()) for h in hidden],  # fp32, also under autocast
+        "act_grad_norm": [float(h.grad.float().flatten(1).norm(dim=1).sum()) if h.grad is not None else None
+                          for h in hidden],
     }
 
 

@@ -17,6 +17,8 @@ from .blocks import BlockSpec
 from .init import INITS, resolve_init
 from .mlp import MLP
 from .norms import NORMS
+from .parametrizations import DEPTH_PARAMS, ParamGroup, branch_multiplier, init_depth, param_groups
+from .parametrizations import check as check_depth_param
 from .placements import PLACEMENTS
 from .residuals import RESIDUALS
 from .seq2seq import Seq2Seq
@@ -91,6 +93,7 @@ def block_spec(cfg: dict[str, Any]) -> BlockSpec:
         norm_type=cfg["norm_type"],
         residual=residual_name(cfg["residual"]),
         residual_scale=float(cfg["residual_scale"]),
+        branch=branch_multiplier(cfg),
     )
 
 
@@ -99,12 +102,14 @@ def build(cfg: dict[str, Any], task: TaskSpec) -> nn.Module:
     _known(MODELS, "model", cfg["name"])
     if not fits(cfg["name"], task.kind):
         raise ValueError(f"model={cfg['name']} cannot read this task's data ({task.kind})")
+    check_depth_param(cfg)
     model = MODEL_TYPES[cfg["name"]].build(block_spec(cfg), cfg, task)
-    INITS[_known(INITS, "init", resolve_init(cfg["init"], cfg["norm"]))](model, cfg["depth"])
+    INITS[_known(INITS, "init", resolve_init(cfg["init"], cfg["norm"]))](model, init_depth(cfg))
     return model
 
 
 __all__ = [
+    "DEPTH_PARAMS",
     "INITS",
     "MODELS",
     "MODEL_TYPES",
@@ -114,9 +119,12 @@ __all__ = [
     "SHARED_MODEL_KEYS",
     "BlockSpec",
     "ModelType",
+    "ParamGroup",
     "block_spec",
     "build",
+    "check_depth_param",
     "fits",
     "model_keys",
+    "param_groups",
     "task_for",
 ]

@@ -24,6 +24,7 @@ class BlockSpec:
     norm_type: str = "layernorm"  # a key of NORMS
     residual: str = "true"  # a key of RESIDUALS
     residual_scale: float = 1.0
+    branch: float = 1.0  # multiplier on every branch: a depth parametrization's (parametrizations.py)
     alpha: float | None = None  # DeepNorm's α where it is not (2L)^¼ (an encoder–decoder's stacks)
 
     @property
@@ -38,7 +39,7 @@ class BlockSpec:
 
     def sublayer(self) -> tuple[nn.Module, nn.Module, nn.Module]:
         """(norm, norm_out, skip) for one residual sublayer."""
-        skip = RESIDUALS[residual_name(self.residual)](self.skip_scale)
+        skip = RESIDUALS[residual_name(self.residual)](self.skip_scale, self.branch)
         return self.norm_in("norm", self.width), self.norm_in("norm_out", self.width), skip
 
     def feed_forward(self, ffn_mult: int, activation: nn.Module) -> FeedForward:

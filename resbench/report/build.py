@@ -14,8 +14,9 @@ from rich.text import Text
 
 from resbench.console import Wrapped
 from resbench.report import ReportResult, aggregate, html, load
-from resbench.report.findings import compute_findings, exponent_curves
+from resbench.report.findings import compute_findings, exponent_curves, lr_transfer_curves
 from resbench.report.markdown import Section, document, findings_lines
+from resbench.report.provenance import code_line, provenance_warnings
 from resbench.report.quantities import Evidence
 from resbench.report.render import Helper, PlotJob, draw_all
 from resbench.report.tables import (
@@ -47,6 +48,8 @@ PLOTS = {  # every PNG a report may write, in report.md's (and report.html's) or
     "loss_curves.png": PlotFile("Loss curves", TRAINING),
     "final_loss_vs_depth.png": PlotFile("Final train loss vs depth", TRAINING),
     "grad_exponent.png": PlotFile("Last block's W2 gradient at init vs depth, fitted and theory lines", GRADIENTS),
+    "lr_transfer.png": PlotFile("Final train loss vs learning rate per depth, one panel per depth "
+                                "parametrization, the optimum starred", TRAINING),
     "hidden_rms.png": PlotFile("Hidden-state RMS per block", PROBES_SECTION, html=False),
     "rank_residual.png": PlotFile("Rank residual per block", PROBES_SECTION, html=False),
 }
@@ -106,7 +109,7 @@ def _build(dirs: list[Path], found: list[list[Path]], console: Console | None, o
             side_runs,
             aggregate.group_summary(side_runs, keys),
             compute_findings(replace(evidence, runs=side_runs)),
-            run_warnings(side_runs, side_issues),
+            [*run_warnings(side_runs, side_issues), *provenance_warnings(side_runs)],
         ))
     warnings = [f"{s.name}: {w}" if s.name else w for s in sides for w in s.warnings] + run_set.notes
 
@@ -268,6 +271,9 @@ def plot_jobs(runs: pd.DataFrame, run_set: load.RunSet, keys: list[str], target:
         add("grad_exponent.png", "line_figure", exponent_curves(evidence), x_label="depth L (blocks)",
             y_label="last block's ‖∇W₂‖ at init", log_y=True, log_x=True, x_at_values=True, ncols=2,
             title="Last block's FFN W₂ gradient at init vs depth: fit and Xiong et al.'s theory (log-log)")
+    if evidence is not None and not comparing_sides(runs):
+        add("lr_transfer.png", "lr_transfer_figure", lr_transfer_curves(evidence),
+            title="Final train loss vs learning rate, per depth: does the optimum stay put? (★ the optimum)")
     for probe, (file_name, title, y_label) in PROBE_PLOTS.items():
         if has[probe]:
             data = _panels({f"at {moment}": aggregate.block_curve(run_set.at[moment], runs, probe)
@@ -286,13 +292,15 @@ def report_header(sides: list[Side], keys: list[str], comparing: bool) -> tuple[
     grouping = ", ".join(f"`{aggregate.display_key(key)}`" for key in keys) or "nothing (one group)"
     seeds = "seeds as mean ± std" if any(several_seeds(side.runs) for side in sides) else "one seed per group"
     if comparing:
-        header = [f"- **{s.name}**: {', '.join(f'`{d}`' for d in s.dirs)} — {len(s.runs)} runs" for s in sides]
+        header = [f"- **{s.name}**: {', '.join(f'`{d}`' for d in s.dirs)} — {len(s.runs)} runs"
+                  + (f" ({code})" if (code := code_line(s.runs)) else "") for s in sides]
         header += ["", f"Groups by {grouping}; {seeds}; Δ = B − A."]
         return "resbench comparison", header
     side = sides[0]
     sources = ", ".join(f"`{d}`" for d in side.dirs)
-    return "resbench report", [f"{len(side.runs)} runs from {sources}, {len(side.summary)} groups by {grouping}; "
-                               f"{seeds}."]
+    header = [f"{len(side.runs)} runs from {sources}, {len(side.summary)} groups by {grouping}; {seeds}."]
+    code = code_line(side.runs)
+    return "resbench report", header + (["", f"Code: {code}."] if code else [])
 
 
 def report_markdown(title: str, header: list[str], sides: list[Side], tables: list[Table],
@@ -323,5 +331,9 @@ def print_report(console: Console, sides: list[Side], tables: list[Table], warni
             console.print(Wrapped(finding_text(finding), indent=4))
     for table in tables:
         console.print(to_rich(table))
+    for side in sides:
+        code = code_line(side.runs)
+        if code:
+            console.print(Wrapped(Text(f"code{' ' + side.name if side.name else ''}: {code}", style="dim"), indent=2))
     for warning in warnings:
         console.print(Wrapped(Text("warning: " + warning, style="yellow"), indent=2))

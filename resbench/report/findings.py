@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import pandas as pd
 
+from resbench.registries import STANDARD_DEPTH_PARAM as STANDARD
 from resbench.report import quantities as q
 from resbench.report.aggregate import format_value
 from resbench.report.quantities import Evidence
@@ -136,6 +137,31 @@ CRITICAL_LR = Claim(
     "pre vs post Transformer runs with skips and no warmup, over ≥ 2 learning rates, matched",
     Margin(2.0, 0.5, "×"))
 
+
+# Depth-wise learning-rate transfer: the shift of the optimal lr from the shallowest to the deepest depth, in
+# octaves. Under a depth parametrization it stays within half an octave; under the standard parametrization it
+# moves by an octave or more (Bordelon et al. 2023; Yang et al. 2023; Dey et al. 2025, Fig. 1 left).
+LR_STAYS = Margin(0.5, 1.0)  # |shift| in octaves under a depth parametrization
+LR_DRIFTS = Margin(1.0, 0.5)  # |shift| in octaves under the standard parametrization
+LR_TRANSFER_QUANTITY = (
+    "optimal train.lr at each depth: the lowest final train loss over the lr grid (a diverged run counts "
+    "as ∞), refined by a parabola in log₂ lr through it and its two neighbours (an optimum at the grid's "
+    "edge is a bound, not extrapolated); its shift from the shallowest to the deepest depth in octaves, "
+    "|log₂(deep / shallow)|")
+LR_TRANSFER_COMPARISON = ("depth_param={param} vs standard, each seed's lr sweep at the shallowest and the "
+                          "deepest depth both have, matched on every other key")
+LR_TRANSFER = {
+    "depth_mup": Claim(
+        "Bordelon et al. 2023; Yang et al. 2023 (Depth-µP)",
+        "a 1/√L multiplier on each residual branch, with Adam's block learning rate scaled by L^-½, keeps "
+        "the optimal learning rate in place across depth, where the standard parametrization's drifts",
+        LR_TRANSFER_QUANTITY, LR_TRANSFER_COMPARISON.format(param="depth_mup"), LR_STAYS),
+    "completep": Claim(
+        "Dey et al. 2025 (CompleteP)",
+        "a 1/L multiplier on each residual branch (α = 1), with its learning-rate and ε rules, keeps the "
+        "optimal learning rate in place across depth, where the standard parametrization's drifts",
+        LR_TRANSFER_QUANTITY, LR_TRANSFER_COMPARISON.format(param="completep"), LR_STAYS),
+}
 
 # ---------------------------------------------------------------------------------------------
 # selecting runs
@@ -638,6 +664,133 @@ def _norm_values(runs: pd.DataFrame) -> Iterable[str]:
     return list(dict.fromkeys(_text(runs, "norm")))
 
 
+# ---------------------------------------------------------------------------------------------
+# depth-wise learning-rate transfer: Bordelon et al. 2023, Yang et al. 2023, Dey et al. 2025
+
+
+def _depth_params(runs: pd.DataFrame) -> pd.Series:
+    """Each run's depth_param; runs recorded before the key existed are standard."""
+    if "depth_param" not in runs:
+        return pd.Series(STANDARD, index=runs.index)
+    return runs["depth_param"].fillna(STANDARD)
+
+
+def lr_optima(ev: Evidence) -> pd.DataFrame:
+    """The optimal lr of every lr sweep (≥ 3 lrs) of runs with skips: one row per setting, seed, depth_param
+    and depth, with its `optimum` (quantities.LrOptimum)."""
+    runs = _with_skips(ev.runs)
+    if runs.empty or "train.lr" not in runs or "depth" not in runs:
+        return pd.DataFrame()
+    params = _depth_params(runs)
+    runs = runs.assign(depth_param=params)
+    table = singles(runs, ev.config_keys, ("train.lr", "depth", "depth_param")).assign(
+        lr=pd.to_numeric(runs["train.lr"], errors="coerce").to_numpy(), depth=_depth(runs).to_numpy(),
+        depth_param=params.to_numpy(), loss=runs["outcome_loss"].to_numpy())
+    sweeps = table.groupby(["setting", "seed", "depth_param", "depth"], sort=False)
+    rows = [(*unit, q.lr_optimum(cell["lr"], cell["loss"])) for unit, cell in sweeps
+            if cell["lr"].nunique() >= 3]
+    return pd.DataFrame(rows, columns=["setting", "seed", "depth_param", "depth", "optimum"])
+
+
+def _decided(sizes: tuple[float, float], margin: Margin) -> float:
+    """The |shift| to judge: a number where its whole range falls on one side of the margin, else NaN (an
+    optimum at the grid's edge whose bound decides nothing)."""
+    smallest, largest = sizes
+    return smallest if margin.judge(smallest) == margin.judge(largest) else np.nan
+
+
+def _optimum_text(optima: pd.Series) -> str:
+    """Median optimal lr over seeds, and how many of them sat at the grid's edge."""
+    text = number(2.0 ** float(np.median([o.log2_lr for o in optima])))
+    edges = [o.edge for o in optima if o.edge]
+    if edges:
+        text += f" ({len(edges)}/{len(optima)} at the grid's {'/'.join(sorted(set(edges)))} end)"
+    return text
+
+
+def _shift_part(optima: pd.DataFrame, param: str, depths: list[float], margin: Margin) -> tuple[Part, bool]:
+    """One parametrization's |shift| from depths[0] to depths[-1] per setting and seed, judged (the optima at
+    every depth of `depths` shown); and whether an optimum that decides sat at its grid's edge."""
+    rows = optima[optima["depth_param"].eq(param) & optima["depth"].isin(depths)]
+    ends = rows[rows["depth"].isin([depths[0], depths[-1]])]
+    units, shifts = Units(), []
+    for (setting, seed), cell in ends.groupby(["setting", "seed"], sort=False):
+        by_depth = cell.set_index("depth")["optimum"]
+        if len(by_depth) < 2:
+            continue
+        shallow, deep = by_depth[depths[0]], by_depth[depths[-1]]
+        units.add(_decided(q.size_range(q.octave_shift(shallow, deep)), margin), setting, seed)
+        shifts.append(deep.log2_lr - shallow.log2_lr)
+    path = " → ".join(f"{_optimum_text(group['optimum'])} at depth {format_value(depth)}"
+                      for depth, group in rows.groupby("depth"))
+    edge = any(o.edge for o in ends["optimum"])
+    bound = " (a bound where an optimum is at the grid's end)" if edge else ""
+    values = (f"optimal lr {path}; shift {np.median(shifts):+.2f} octaves{bound}" if shifts
+              else "no lr sweep at both depths")
+    return part(param, units, margin, values), edge
+
+
+def _wider_grid(runs: pd.DataFrame) -> str:
+    """`train.lr=…`: the swept lrs and one more at each end (their outer spacing), to bracket an optimum."""
+    lrs = sorted(pd.to_numeric(runs["train.lr"], errors="coerce").dropna().unique())
+    wider = [lrs[0] ** 2 / lrs[1], *lrs, lrs[-1] ** 2 / lrs[-2]]
+    return "train.lr=" + ",".join(f"{lr:.3g}" for lr in wider)
+
+
+def lr_transfer(ev: Evidence) -> list[Finding]:
+    """Under a depth parametrization the optimal lr stays put from the shallowest to the deepest depth, under
+    the standard one it drifts: both measured on the same depths and settings, seeds as units."""
+    optima = lr_optima(ev)
+    found = []
+    for param, claim in LR_TRANSFER.items():
+        if optima.empty:
+            break
+        sides = [optima[optima["depth_param"].eq(name)] for name in (STANDARD, param)]
+        settings = set(sides[0]["setting"]) & set(sides[1]["setting"])  # matched: both sides swept there
+        pair = optima[optima["depth_param"].isin([STANDARD, param]) & optima["setting"].isin(settings)]
+        depths = sorted(set.intersection(*(set(side.loc[side["setting"].isin(settings), "depth"])
+                                           for side in sides)))
+        if len(depths) < 2:  # no sweeps of both parametrizations at two depths: nothing to compare
+            continue
+        standard, standard_edge = _shift_part(pair, STANDARD, depths, LR_DRIFTS)
+        rule, rule_edge = _shift_part(pair, param, depths, claim.margin)
+        runs = ev.runs[_depth_params(ev.runs).isin([STANDARD, param])]
+        margin = f"{param}: |shift| in octaves {claim.margin.text()}; standard: |shift| {LR_DRIFTS.text()}"
+        wider = _wider_grid(runs) if standard_edge or rule_edge else ""
+        found.append(finding(claim, [standard, rule], runs, extra=wider, margin_text=margin))
+    return found
+
+
+def lr_transfer_curves(ev: Evidence) -> pd.DataFrame:
+    """For the plot: final train loss against lr (mean over seeds; a diverged point is a gap), one line per
+    depth, one panel per depth_param (standard first); and each line's optimum (median over seeds) as a row
+    with `optimum` true (`edge`: some seed's optimum sat at the grid's end). Columns panel, line, x, y,
+    optimum, edge."""
+    optima = lr_optima(ev)
+    if optima.empty:
+        return pd.DataFrame()
+    runs = _with_skips(ev.runs)
+    frame = pd.DataFrame({"panel": _depth_params(runs), "depth": _depth(runs),
+                          "x": pd.to_numeric(runs["train.lr"], errors="coerce"),
+                          "y": runs["outcome_loss"].replace(np.inf, np.nan)})
+    rank = {name: order for order, name in enumerate([STANDARD, *LR_TRANSFER])}
+    frame = frame.assign(rank=frame["panel"].map(rank).fillna(len(rank))).sort_values(["rank", "depth"])
+    pieces = []
+    for (param, depth), rows in frame.groupby(["panel", "depth"], sort=False):
+        found = optima.loc[optima["depth_param"].eq(param) & optima["depth"].eq(depth), "optimum"]
+        if found.empty:
+            continue
+        mean = rows.groupby("x")["y"].mean()
+        best = float(np.median([o.log2_lr for o in found]))
+        at_best = np.interp(best, np.log2(mean.index.to_numpy(float)), mean.to_numpy())
+        line = f"depth {format_value(depth)}"
+        curve = {"panel": param, "line": line, "x": mean.index, "y": mean.to_numpy(), "optimum": False,
+                 "edge": False}
+        star = {"panel": param, "line": line, "x": 2.0**best, "y": at_best, "optimum": True,
+                "edge": any(o.edge for o in found)}
+        pieces += [pd.DataFrame(curve), pd.DataFrame([star])]
+    return pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame()
+
 FINDINGS: tuple[Callable[[Evidence], list[Finding]], ...] = (
     seed_article,
     fig3_profile,
@@ -650,6 +803,7 @@ FINDINGS: tuple[Callable[[Evidence], list[Finding]], ...] = (
     signal_collapse,
     deepnorm_depth,
     rezero,
+    lr_transfer,
 )
 
 

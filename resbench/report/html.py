@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from resbench.report.markdown import findings_lines
-from resbench.report.plots import COINCIDE_RTOL, coinciding, heatmap_edges, name_list, use_log_scale
+from resbench.report.plots import COINCIDE_RTOL, coinciding, heatmap_edges, name_list, short_lr, use_log_scale
 from resbench.report.render import PlotJob
 from resbench.report.tables import Table, to_markdown
 from resbench.report.verdict import Finding
@@ -421,9 +421,44 @@ def _slider(steps: list) -> dict:
     }
 
 
+def lr_transfer_chart(job: PlotJob) -> Chart:
+    """The interactive twin of `plots.lr_transfer_figure`: final loss against lr (log axis, a tick per grid lr),
+    a line per depth, a panel per depth parametrization, each line's optimum a star (hollow: a bound)."""
+    curves = job.data
+    panels = [str(panel) for panel in curves["panel"].drop_duplicates()]
+    ncols = min(MAX_COLUMNS, len(panels))
+    layout = _grid(panels, ncols, PANEL_HEIGHT, share_y=True)
+    lrs = sorted(curves["x"].unique())
+    for index in range(len(panels)):
+        layout[_axis(index, "x")].update(type="log", tickvals=rounded(lrs), ticktext=[short_lr(lr) for lr in lrs],
+                                         **({"matches": "x"} if index else {}))
+    _label_axes(layout, len(panels), ncols, "learning rate (train.lr)", "final train loss (mean over seeds)")
+    from plotly.colors import sample_colorscale
+
+    lines = [str(line) for line in curves["line"].drop_duplicates()]  # depths, shallow to deep: light to dark
+    shades = sample_colorscale("Viridis", [0.85 * (1 - i / max(len(lines) - 1, 1)) for i in range(len(lines))])
+    colours, data = dict(zip(lines, shades)), []
+    for (panel, line, optimum), rows in curves.groupby(["panel", "line", "optimum"], sort=False):
+        rows, index = rows.sort_values("x"), panels.index(str(panel))
+        trace = {"type": "scatter", "x": rounded(rows["x"]), "y": rounded(rows["y"]), "name": str(line),
+                 "legendgroup": str(line), "xaxis": _ref(index, "x"), "yaxis": _ref(index, "y"),
+                 "hovertemplate": "lr %{x:.3g}: %{y:.4g}" + (" (optimum)" if optimum else "")}
+        if optimum:
+            trace.update(mode="markers", showlegend=False, marker={
+                "symbol": ["star-open" if edge else "star" for edge in rows["edge"]], "size": 16,
+                "color": colours[str(line)], "line": {"color": "black", "width": 1}})
+        else:
+            trace.update(mode="lines+markers", showlegend=index == 0, marker={"size": 6},
+                         line={"color": colours[str(line)], "width": 2})
+        data.append(trace)
+    note = "★: each line's optimal lr (the median over seeds of the per-seed optima); hollow: at the grid's end, a bound."
+    return Chart(job.path.stem, job.options["title"], {"data": data, "layout": layout}, note, ncols)
+
+
 FROM_PNG: dict[str, Callable[[PlotJob], Chart]] = {  # a PNG figure's kind → its interactive twin
     "line_figure": line_chart,
     "heatmap_figure": heatmap_chart,
+    "lr_transfer_figure": lr_transfer_chart,
 }
 
 

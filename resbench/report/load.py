@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shlex
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -38,6 +39,8 @@ from resbench.schema import (
     LAYERS_CSV,
     METRIC_COLUMNS,
     METRICS_CSV,
+    PROVENANCE_FIELDS,
+    PROVENANCE_JSON,
     REPORT_DIR,
     REPORTED_NUMERIC,
     REPORTED_SUMMARY_FIELDS,
@@ -73,7 +76,7 @@ BAD_SUMMARY = Status.UNKNOWN.value
 class RunSet:
     """Every run found under some dirs, as frames keyed by the integer column `run`."""
 
-    runs: pd.DataFrame  # one row per run: run, name, path, source, summary fields, config leaves
+    runs: pd.DataFrame  # one row per run: run, name, path, source, summary fields, provenance, config leaves
     metrics: pd.DataFrame  # run, step, loss, val_loss, lr, grad_norm, elapsed_s[, val_acc]
     layers: pd.DataFrame  # run, step, layer, grad_norm[, hidden_rms, act_grad_norm, update_ratio, ...]
     config_keys: list[str]  # dotted scalar leaves of config.yaml (`depth`, `train.warmup`, `model.name`)
@@ -233,6 +236,17 @@ def read_summary(run_dir: Path, issues: list[str]) -> dict[str, object]:
         except (TypeError, ValueError):
             summary[key] = np.nan
     return summary
+
+
+def read_provenance(run_dir: Path) -> dict[str, object]:
+    """provenance.json's fields (None where missing: older runs, or a field unknown then); `command` as one
+    shell-quoted string."""
+    data = records.read_json(run_dir / PROVENANCE_JSON)
+    data = data if isinstance(data, dict) else {}
+    facts = {name: data.get(name) for name in PROVENANCE_FIELDS}
+    if isinstance(facts["command"], list):
+        facts["command"] = shlex.join(str(part) for part in facts["command"])
+    return facts
 
 
 # ---------------------------------------------------------------------------------------------
@@ -456,6 +470,7 @@ def load(dirs: list[Path], found: list[list[Path]] | None = None) -> RunSet:
             summary = read_summary(run_dir, issues[run])
             record = {"run": run, "name": name, "path": str(run_dir), "source": str(source)}
             record.update(summary)
+            record.update(read_provenance(run_dir))
             record.update({key: value for key, value in config.items() if key not in record})
             records.append(record)
             _split_run_csvs(run, run_dir, summary["status"], parts, issues[run])

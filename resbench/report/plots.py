@@ -341,3 +341,73 @@ def draw_heatmaps(grid: pd.DataFrame, *, title: str):
         _colour_bar(figure, image, axes, labels[part])
     _title(figure, title)
     return figure
+
+
+def lr_transfer_figure(curves: pd.DataFrame, path: Path, *, title: str) -> Path:
+    """`draw_lr_transfer` into a PNG at `path`."""
+    return _save(draw_lr_transfer(curves, title=title), path)
+
+
+def draw_lr_transfer(curves: pd.DataFrame, *, title: str):
+    """A Figure of final loss against learning rate, one line per depth, one panel per depth parametrization,
+    each line's optimum starred (rows with `optimum` true; hollow where `edge`: at the grid's end, a bound).
+    `curves` columns: panel, line, x, y, optimum, edge."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    points, optima = curves[~curves["optimum"]], curves[curves["optimum"]]
+    panels = list(dict.fromkeys(curves["panel"]))
+    lines = list(dict.fromkeys(curves["line"]))
+    names = [*lines, "optimum (median over seeds)", "at the grid's end: a bound"]
+    figure, axes = _figure(len(panels), min(3, len(panels)), PANEL_SIZE, sharex=True, sharey=True)
+    colors = _sequential_colors(lines)
+    handles: dict[str, object] = {}
+    for axis, panel in zip(axes, panels):
+        for line in lines:
+            rows = points[points["panel"].eq(panel) & points["line"].eq(line)].sort_values("x")
+            if rows.empty:
+                continue
+            (drawn,) = axis.plot(rows["x"], rows["y"], marker="o", markersize=3, linewidth=1.4,
+                                 color=colors[line])
+            handles.setdefault(line, drawn)
+            for best in optima[optima["panel"].eq(panel) & optima["line"].eq(line)].itertuples():
+                fill = "white" if best.edge else colors[line]  # hollow: only a bound
+                axis.plot([best.x], [best.y], marker="*", markersize=13, linestyle="none", zorder=3, color=fill,
+                          markeredgecolor="black", markeredgewidth=0.7)
+        axis.set_title(panel, fontsize=10)
+        axis.grid(alpha=0.3)
+        axis.tick_params(labelbottom=True, labelleft=True, labelsize=8)
+        axis.set_xlabel("learning rate (train.lr)", fontsize=9)
+        axis.set_ylabel("final train loss (mean over seeds)", fontsize=9)
+    for name, fill in zip(names[-2:], ("grey", "white")):
+        handles[name] = Line2D([], [], marker="*", markersize=11, linestyle="none", color=fill,
+                               markeredgecolor="black")
+    _lr_ticks(axes[0], sorted(points["x"].unique()))
+    axes[0].yaxis.set_major_locator(MaxNLocator(6))
+    _title(figure, title)
+    _legend(figure, axes, handles, inside=False)
+    return figure
+
+
+def _sequential_colors(labels: list[str]) -> dict[str, object]:
+    """Ordered lines (depths, shallow to deep) in an ordered colour map, light to dark."""
+    from matplotlib import colormaps
+
+    palette = colormaps["viridis"]
+    steps = max(len(labels) - 1, 1)
+    return {name: palette(0.85 * (1 - i / steps)) for i, name in enumerate(labels)}
+
+
+def _lr_ticks(axis, lrs: list[float]) -> None:
+    """A log₂ x axis with a tick at every learning rate of the grid, labelled short (6.25e-5, 1e-3); every
+    other one labelled when there are more than 8."""
+    axis.set_xscale("log", base=2)
+    step = 1 if len(lrs) <= 8 else 2
+    axis.set_xticks(lrs, [short_lr(lr) if i % step == 0 else "" for i, lr in enumerate(lrs)])
+    axis.minorticks_off()
+
+
+def short_lr(value: float) -> str:
+    """6.25e-05 → 6.25e-5, 0.002 → 2e-3: one short form for every tick of a learning-rate grid."""
+    mantissa, exponent = f"{value:.2e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"

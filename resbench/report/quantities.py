@@ -157,3 +157,82 @@ def critical_lr(lrs: Sequence[float], losses: Sequence[float], best: float, marg
     lrs, losses = np.asarray(lrs, float), np.asarray(losses, float)
     trained = np.isfinite(losses) & (losses <= best * (1 + margin))
     return float(lrs[trained].max()) if trained.any() else np.nan
+
+
+# ---------------------------------------------------------------------------------------------
+# the optimal learning rate (depth-wise transfer)
+
+
+@dataclass(frozen=True)
+class LrOptimum:
+    """The best lr of one lr sweep, on the log₂ lr axis (octaves).
+
+    Interior: the vertex of the parabola through the grid's minimum and its two neighbours (low = high =
+    log2_lr). At the grid's edge the optimum is only bounded: `edge` says which side, and (low, high) is
+    (−∞, log₂ of the smallest lr] or [log₂ of the largest lr, ∞); `log2_lr` is that edge.
+    """
+
+    log2_lr: float
+    low: float
+    high: float
+    edge: str = ""  # "" (interior), "low" (at the smallest lr) or "high" (at the largest)
+
+    @property
+    def lr(self) -> float:
+        return float(2.0 ** self.log2_lr)
+
+
+NO_OPTIMUM = LrOptimum(np.nan, np.nan, np.nan)
+
+
+def parabola_vertex(x: Sequence[float], y: Sequence[float]) -> float:
+    """x of the vertex of the parabola through three points whose middle one is the lowest; the middle x
+    when they are collinear (a flat bottom has no vertex to refine to)."""
+    (x0, x1, x2), (y0, y1, y2) = x, y
+    denominator = (x1 - x0) * (y1 - y2) - (x1 - x2) * (y1 - y0)
+    if denominator == 0:
+        return float(x1)
+    numerator = (x1 - x0) ** 2 * (y1 - y2) - (x1 - x2) ** 2 * (y1 - y0)
+    return float(np.clip(x1 - 0.5 * numerator / denominator, x0, x2))
+
+
+def lr_optimum(lrs: Sequence[float], losses: Sequence[float]) -> LrOptimum:
+    """The optimal lr of one sweep: the lowest final loss over the grid, refined in log₂ lr by a parabola
+    through it and its two neighbours (a diverged run's loss is ∞; a missing one, NaN, is left out).
+
+    Ties: of the lrs sharing the lowest loss, the middle one inside the grid is the centre (two tied
+    neighbours put the vertex halfway between them). A minimum at the grid's edge is reported as a bound,
+    never extrapolated; a neighbour that diverged leaves the grid point unrefined.
+    """
+    frame = pd.DataFrame({"x": np.log2(np.asarray(lrs, float)), "y": np.asarray(losses, float)})
+    frame = frame.dropna().sort_values("x").drop_duplicates("x")
+    x, y = frame["x"].to_numpy(), frame["y"].to_numpy()
+    if len(x) == 0 or not np.isfinite(y.min()):
+        return NO_OPTIMUM
+    tied = np.flatnonzero(y == y.min())
+    inside = tied[(tied > 0) & (tied < len(x) - 1)]
+    if len(inside) == 0:
+        at_low = tied[0] == 0
+        edge_x = float(x[0] if at_low else x[-1])
+        return LrOptimum(edge_x, -np.inf if at_low else edge_x, edge_x if at_low else np.inf,
+                         "low" if at_low else "high")
+    centre = int(inside[(len(inside) - 1) // 2])
+    around = slice(centre - 1, centre + 2)
+    if not np.isfinite(y[around]).all():
+        return LrOptimum(float(x[centre]), float(x[centre]), float(x[centre]))
+    vertex = parabola_vertex(x[around], y[around])
+    return LrOptimum(vertex, vertex, vertex)
+
+
+def octave_shift(shallow: LrOptimum, deep: LrOptimum) -> tuple[float, float]:
+    """(lowest, highest) value the shift log₂(deep optimum / shallow optimum) can take: one number twice
+    when both optima are interior, an open interval when one is at its grid's edge."""
+    return deep.low - shallow.high, deep.high - shallow.low
+
+
+def size_range(shift: tuple[float, float]) -> tuple[float, float]:
+    """(smallest, largest) |shift| over the interval `shift`."""
+    low, high = shift
+    if low <= 0 <= high:
+        return 0.0, max(-low, high)
+    return min(abs(low), abs(high)), max(abs(low), abs(high))

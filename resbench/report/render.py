@@ -37,7 +37,7 @@ class PlotJob:
     @property
     def cost(self) -> int:
         """Panels to draw: what a figure's time is about proportional to."""
-        column = "panel" if self.figure == "line_figure" else "group"
+        column = "group" if self.figure == "heatmap_figure" else "panel"
         return max(1, self.data[column].nunique())
 
     def draw(self) -> Path:
