@@ -272,3 +272,12 @@ def test_the_lr_transfer_twin_stars_each_optimum_hollow_at_the_grids_end():
         ("depth 2", [0.002], ["star"]), ("depth 32", [0.001], ["star-open"])]
     assert chart.figure["layout"]["xaxis"]["type"] == "log"
     assert chart.figure["layout"]["xaxis"]["ticktext"] == ["1e-3", "2e-3", "4e-3"]
+
+
+@pytest.mark.parametrize(("low", "high", "ticks"), [
+    (0.13, 0.43, [0.2, 0.3, 0.4]),  # half a decade: 1-2-5 would label 0.2 alone
+    (0.15, 1.6, [0.2, 0.5, 1.0]),
+    (1e-4, 1.0, [1e-4, 1e-3, 1e-2, 0.1, 1.0]),
+])
+def test_a_log_colour_bar_labels_at_least_three_round_numbers(low, high, ticks):
+    assert html.colour_ticks(math.log10(low), math.log10(high)) == pytest.approx(ticks)

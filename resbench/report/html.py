@@ -291,18 +291,21 @@ def _heatmap_traces(table: pd.DataFrame, index: int, group: str, layout: dict) -
     return traces
 
 
-def _colour_ticks(low: float, high: float) -> list[float]:
-    """About five round numbers between 10**low and 10**high: decades over a wide span, 1-2-5 steps over a
-    few decades, evenly spaced round numbers within half a decade."""
-    if high - low > 0.5:
-        steps = (1, 2, 5) if high - low <= 2 else (1,)
-        ticks = [10.0 ** decade * step for decade in range(math.floor(low), math.ceil(high) + 1) for step in steps]
-    else:
-        bottom, top = 10.0 ** low, 10.0 ** high
-        unit = 10.0 ** math.floor(math.log10((top - bottom) / 4))
-        step = next(unit * m for m in (1, 2, 5, 10) if (top - bottom) / (unit * m) <= 5)
-        ticks = [float(f"{value:.6g}") for value in np.arange(math.ceil(bottom / step) * step, top, step)]
-    return [tick for tick in ticks if low <= math.log10(tick) <= high]
+def colour_ticks(low: float, high: float) -> list[float]:
+    """Round numbers between 10**low and 10**high, at least three where that can be: decades over a wide span,
+    else 1-2-5 steps, else evenly spaced round numbers (a span under about half a decade)."""
+    def inside(ticks):
+        return [tick for tick in ticks if low <= math.log10(tick) <= high]
+
+    decades = range(math.floor(low), math.ceil(high) + 1)
+    for steps in ((1,), (1, 2, 5)) if high - low > 2 else ((1, 2, 5),):
+        ticks = inside([10.0 ** decade * step for decade in decades for step in steps])
+        if len(ticks) >= 3:
+            return ticks
+    bottom, top = 10.0 ** low, 10.0 ** high
+    unit = 10.0 ** math.floor(math.log10((top - bottom) / 4))
+    step = next(unit * m for m in (1, 2, 5, 10) if (top - bottom) / (unit * m) <= 5)
+    return inside([float(f"{value:.6g}") for value in np.arange(math.ceil(bottom / step) * step, top, step)])
 
 
 def _colour_scale(values: pd.Series, colours: str, title: str, bottom: float) -> dict | None:
@@ -312,7 +315,7 @@ def _colour_scale(values: pd.Series, colours: str, title: str, bottom: float) ->
         return None
     low, high = np.log10(np.percentile(positive, [1, 99]))
     high = max(high, low + 0.01)
-    ticks = _colour_ticks(low, high)
+    ticks = colour_ticks(low, high)
     from plotly.colors import sequential
 
     palette = getattr(sequential, colours)  # plotly.js itself knows only a few scales by name
