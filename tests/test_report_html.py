@@ -22,8 +22,8 @@ from resbench.schema import BLOCK_PROBES
 SMALL = {"train.steps": 20, "log_every": 5, "train.eval_every": 10, "width": 8}  # logged steps 0, 5, …, 20
 CHROMIUM = shutil.which("chromium")
 # Playwright's launch adds --headless and a fresh --user-data-dir of its own; these keep Chromium quiet and offline.
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 WIDTHS = {"desktop": 1400, "narrow": 800}
 
 
@@ -154,7 +154,8 @@ def test_an_encoder_decoder_draws_each_stack_in_its_own_panel(tmp_path):
     for run in sweep.iterdir():  # the same blocks twice: an encoder stack, then a decoder stack
         if (run / "layers.csv").is_file():
             layers = pd.read_csv(run / "layers.csv")
-            stacked = pd.concat([layers.assign(stack="encoder"), layers.assign(stack="decoder", grad_norm=layers["grad_norm"] * 2)])
+            decoder = layers.assign(stack="decoder", grad_norm=layers["grad_norm"] * 2)
+            stacked = pd.concat([layers.assign(stack="encoder"), decoder])
             stacked.to_csv(run / "layers.csv", index=False)
     figure = profile_charts(sweep)["profile-grad_norm"].figure
     titles = [annotation["text"] for annotation in figure["layout"]["annotations"]]
@@ -242,7 +243,8 @@ def test_in_chromium_the_slider_moves_the_profile_and_nothing_fails(browser, rep
 def test_in_chromium_a_narrow_window_draws_every_figure_within_it(browser, report, tmp_path):
     _, result = report
     page, errors, _ = open_report(browser, result.report_html, WIDTHS["narrow"])
-    widths = page.evaluate("Array.from(document.querySelectorAll('.js-plotly-plot')).map(p => p.getBoundingClientRect().right)")
+    widths = page.evaluate(
+        "Array.from(document.querySelectorAll('.js-plotly-plot')).map(p => p.getBoundingClientRect().right)")
     assert widths and max(widths) <= WIDTHS["narrow"]
     assert page.evaluate("document.documentElement.scrollWidth") <= WIDTHS["narrow"], "no sideways scrolling"
     page.screenshot(path=tmp_path / "report-narrow.png", full_page=True)

@@ -115,7 +115,8 @@ def test_report_breaks_no_path_and_names_its_files_last_at_80_columns(cli, long_
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     report_dir = long_named_sweep / "report"
-    for path in (report_dir / "report.md", report_dir / "report.html", f"{report_dir}/ (", f"--resume{long_named_sweep} "):
+    paths = (report_dir / "report.md", report_dir / "report.html", f"{report_dir}/ (", f"--resume{long_named_sweep} ")
+    for path in paths:
         assert_path_whole(lines, str(path), 80)
     last = joined_at_slashes(lines).splitlines()[-3:]  # each label, then its path (on lines of its own)
     assert [line.split(":")[0] for line in last] == ["report.md", "report.html", "PNGs"]

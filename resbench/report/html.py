@@ -160,7 +160,7 @@ def _block_ticks(blocks: pd.Series) -> dict:
     return {"tick0": 0, "dtick": max(1, math.ceil((blocks.max() - blocks.min() + 1) / 8))}
 
 
-def _log_range(values: pd.Series, log: bool) -> list[float] | None:
+def _fixed_range(values: pd.Series, log: bool) -> list[float] | None:
     """A fixed y range over every value a slider can show (on a log axis, in decades), padded 5 %."""
     values = values[np.isfinite(values) & ((values > 0) if log else True)]
     if values.empty:
@@ -195,7 +195,7 @@ def _colours(lines: list[str]) -> dict[str, str]:
 def line_chart(job: PlotJob) -> Chart:
     """The interactive twin of `plots.line_figure`: same frame, panels, lines, axes and error bars."""
     curves, options = job.data, job.options
-    panels = list(dict.fromkeys(curves["panel"].astype(str)))
+    panels = [str(panel) for panel in curves["panel"].drop_duplicates()]
     ncols = min(options.get("ncols") or MAX_COLUMNS, MAX_COLUMNS, len(panels))
     share_y = options.get("share_y", True)
     layout = _grid(panels, ncols, PANEL_HEIGHT, share_y=share_y)
@@ -210,7 +210,7 @@ def line_chart(job: PlotJob) -> Chart:
         if ticks:
             layout[_axis(index, "x")].update(tickvals=rounded(ticks), ticktext=[f"{tick:g}" for tick in ticks])
     _label_axes(layout, len(panels), ncols, options["x_label"], options["y_label"])
-    colours = _colours(list(dict.fromkeys(curves["line"].astype(str))))
+    colours = _colours([str(line) for line in curves["line"].drop_duplicates()])
     data, legend = [], set()
     groups = curves.groupby([curves["panel"].astype(str), curves["line"].astype(str), curves["side"].astype(str)],
                             sort=False)
@@ -365,7 +365,8 @@ def _profile_chart(rows: pd.DataFrame, quantity: str, title: str, y_label: str, 
         legend.add(name)
     for index, panel in enumerate(panels):
         in_panel = rows["panel"].eq(panel)
-        layout[_axis(index, "y")].update(type="log" if log else "linear", range=_log_range(rows.loc[in_panel, quantity], log))
+        layout[_axis(index, "y")].update(type="log" if log else "linear",
+                                         range=_fixed_range(rows.loc[in_panel, quantity], log))
         layout[_axis(index, "x")].update(_block_ticks(rows.loc[in_panel, "layer"]))
     frames = [{"name": str(step), "data": [{"y": lines[name][1][i]} for name in names]} for i, step in enumerate(steps)]
     layout.update(_slider(steps))
@@ -416,7 +417,8 @@ def _slider(steps: list) -> dict:
     return {
         "sliders": [{"active": 0, "currentvalue": {"prefix": "step "}, "pad": {"t": 50, "l": 110}, "len": 1.0, "x": 0,
                      "y": 0, "yanchor": "top",
-                     "steps": [{"label": str(step), "method": "animate", "args": [[str(step)], still]} for step in steps]}],
+                     "steps": [{"label": str(step), "method": "animate", "args": [[str(step)], still]}
+                               for step in steps]}],
         "updatemenus": [{"type": "buttons", "direction": "left", "showactive": False, "x": 0, "y": 0, "xanchor": "left",
                          "yanchor": "top", "pad": {"t": 60, "r": 10},
                          "buttons": [{"label": "▶ play", "method": "animate", "args": [None, play]},
@@ -454,7 +456,8 @@ def lr_transfer_chart(job: PlotJob) -> Chart:
             trace.update(mode="lines+markers", showlegend=index == 0, marker={"size": 6},
                          line={"color": colours[str(line)], "width": 2})
         data.append(trace)
-    note = "★: each line's optimal lr (the median over seeds of the per-seed optima); hollow: at the grid's end, a bound."
+    note = ("★: each line's optimal lr (the median over seeds of the per-seed optima); hollow: at the grid's end, "
+            "a bound.")
     return Chart(job.path.stem, job.options["title"], {"data": data, "layout": layout}, note, ncols)
 
 
