@@ -36,9 +36,16 @@ class Wrapped:
         self.indent = indent
 
     def __rich_console__(self, console: Console, options: Any):
-        for paragraph in self.text.split("\n"):
-            for start, end, indent in wrap_spans(paragraph.plain, options.max_width, self.indent) or [(0, 0, 0)]:
-                yield Text(" " * indent) + paragraph[start:end]  # (0, 0, 0): a blank line stays
+        yield wrapped(self.text, options.max_width, self.indent)
+
+
+def wrapped(text: Text, width: int, indent: int = 0) -> Text:
+    """`text` cut into lines of at most `width` cells as `Wrapped` cuts it, styles kept."""
+    lines = []
+    for paragraph in text.split("\n"):
+        for start, end, pad in wrap_spans(paragraph.plain, width, indent) or [(0, 0, 0)]:  # a blank line stays
+            lines.append(Text(" " * pad) + paragraph[start:end])
+    return Text("\n").join(lines)
 
 
 def bar(value: float, maximum: float, width: int = BAR_WIDTH) -> str:

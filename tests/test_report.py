@@ -79,7 +79,9 @@ def test_terminal_and_markdown_show_groups_profiles_and_findings(sweep_report):
     for text in (terminal, markdown):
         assert "Gradient norm per block" in text and re.search(r"init\s+last/first|init last/first", text)
         assert "Hidden-state RMS per block" in text and "Rank residual" in text
-        assert re.search(r"\bagrees(\*\*)? with Xiong et al. 2020", text)  # \b: "disagrees" does not count
+    assert re.search(r"^\*\*(agrees|disagrees|inconclusive)\*\* with Xiong et al. 2020", markdown.replace("- ", ""),
+                     re.MULTILINE)
+    assert re.search(r"^  (agrees|disagrees|inconclusive) Xiong 2020: ", terminal, re.MULTILINE)  # the short line
     assert "## Findings" in markdown
     # The answer first: findings before the tables, in report.md and in the terminal.
     assert markdown.index("## Findings") < markdown.index("## Summary") < markdown.index("## Gradients")

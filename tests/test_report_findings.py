@@ -5,6 +5,7 @@ about differs: those runs are not compared). Only load → per-run frame → fin
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,11 @@ from resbench.report.verdict import AGREES, DISAGREES, INCONCLUSIVE, Finding, Ma
 SMALL = {"train.steps": 20, "log_every": 5, "train.eval_every": 10, "width": 8}
 
 
-def sweep_of(tmp_path: Path, runs: list[dict], keys: list[str] | None = None, knobs: Knobs | None = None) -> Path:
-    return write_sweep(tmp_path / "sweep", [{**SMALL, **run} for run in runs], swept_keys=keys, knobs=knobs or Knobs())
+def sweep_of(tmp_path: Path, runs: list[dict], keys: list[str] | None = None, knobs: Knobs | None = None,
+             draws: int = 8) -> Path:
+    """A synthetic sweep whose runs measured `draws` init draws each (0: none, as a run of older resbench)."""
+    knobs = replace(knobs or Knobs(), draws=draws)
+    return write_sweep(tmp_path / "sweep", [{**SMALL, **run} for run in runs], swept_keys=keys, knobs=knobs)
 
 
 def evidence(sweep: Path) -> Evidence:
@@ -28,8 +32,9 @@ def evidence(sweep: Path) -> Evidence:
     return Evidence.of(run_set, aggregate.per_run(run_set, aggregate.group_keys(run_set)))
 
 
-def computed(tmp_path: Path, runs: list[dict], keys: list[str] | None = None, knobs: Knobs | None = None) -> list[Finding]:
-    return findings.compute_findings(evidence(sweep_of(tmp_path, runs, keys, knobs)))
+def computed(tmp_path: Path, runs: list[dict], keys: list[str] | None = None, knobs: Knobs | None = None,
+             draws: int = 8) -> list[Finding]:
+    return findings.compute_findings(evidence(sweep_of(tmp_path, runs, keys, knobs, draws)))
 
 
 def about(found: list[Finding], source: str, words: str) -> Finding:
@@ -48,6 +53,7 @@ def with_(runs: list[dict], when: dict, **settings: object) -> list[dict]:
 
 
 XIONG, DONG, HE, WANG = "Xiong et al. 2020", "Dong et al. 2021", "He et al. 2016", "Wang et al. 2022"
+LIU = "Liu et al. 2020"
 REZERO, SEED, SIGNAL = "Bachlechner et al. 2020", "the seed article", "Glorot & Bengio 2010; Schoenholz et al. 2017"
 
 
@@ -77,9 +83,9 @@ def test_finding_text_names_verdict_claim_quantity_values_and_margin():
 # Xiong et al. 2020
 
 
-def fig3(tmp_path: Path, ratios: dict[tuple[str, int], float]) -> list[Finding]:
+def fig3(tmp_path: Path, ratios: dict[tuple[str, int], float], draws: int = 8) -> list[Finding]:
     runs = [{"norm": norm, "depth": 4, "seed": seed, "_init_ratio": ratio} for (norm, seed), ratio in ratios.items()]
-    return computed(tmp_path, runs, ["norm"])
+    return computed(tmp_path, runs, ["norm"], draws=draws)
 
 
 @pytest.mark.parametrize("post, pre, verdicts", [
@@ -91,7 +97,7 @@ def test_fig3_post_rises_and_pre_stays_flat(tmp_path, post, pre, verdicts):
     found = fig3(tmp_path, {("post", 0): post, ("post", 1): post, ("pre", 0): pre, ("pre", 1): pre})
     rising, flat = about(found, XIONG, "post-LN's FFN"), about(found, XIONG, "pre-LN's FFN")
     assert (rising.verdict, flat.verdict) == verdicts
-    assert "2 seeds, 1 matched setting" in rising.value
+    assert "2 seeds × 8 draws, 1 matched setting" in rising.value
 
 
 def test_fig3_seeds_that_split_are_inconclusive_and_name_the_settling_command(tmp_path):
@@ -101,13 +107,31 @@ def test_fig3_seeds_that_split_are_inconclusive_and_name_the_settling_command(tm
     assert rising.settle == f"resbench sweep --resume {tmp_path / 'sweep'} seed=0,1,2"
 
 
+@pytest.mark.parametrize("low_draws, verdict", [(2, AGREES), (3, INCONCLUSIVE)])
+def test_fig3_needs_three_in_four_draws_beyond_the_margin(tmp_path, low_draws, verdict):
+    """8 draws at ×2.0, of which `low_draws` fall to ×1.3 (within the margin): 6 of 8 clear it, 5 do not."""
+    shapes = [{"_init_ratio": 1.3}] * low_draws + [{"_init_ratio": 2.0}] * (8 - low_draws)
+    found = computed(tmp_path, [{"norm": "post", "depth": 4, "_draws": shapes}], ["norm"])
+    rising = about(found, XIONG, "post-LN's FFN")
+    assert rising.verdict == verdict and f"{8 - low_draws} of 8 ≥ ×1.5" in rising.value
+
+
+def test_fig3_on_one_draw_is_inconclusive_and_leans(tmp_path):
+    """A run of older resbench has its step 0 only: one draw, too few for a verdict at init."""
+    found = fig3(tmp_path, {("post", 0): 2.0}, draws=0)
+    rising = about(found, XIONG, "post-LN's FFN")
+    assert rising.verdict == INCONCLUSIVE and "too few draws" in rising.value and "leans agrees" in rising.value
+    assert "1 seed × 1 draw" in rising.line() and rising.settle.endswith("seed=0,1,2")
+
+
 def test_fig3_reads_the_ffn_w2_gradient_not_the_whole_block(tmp_path):
     sweep = sweep_of(tmp_path, [{"norm": "post", "depth": 4, "_init_ratio": 2.0}], ["norm"])
-    path = next(sweep.glob("*/grad_norms.csv"))
+    path = next(sweep.glob("*/init_grad_norms.csv"))
     rows = pd.read_csv(path)
-    w2 = rows["param"].eq("ffn.fc2.weight") & rows["step"].eq(0)
-    first = rows.loc[w2 & rows["layer"].eq(0), "grad_norm"].iloc[0]
-    rows.loc[w2 & rows["layer"].eq(3), "grad_norm"] = first  # W₂ flat, while the block still rises ×2
+    w2 = rows["param"].eq("ffn.fc2.weight")
+    first = rows.loc[w2 & rows["layer"].eq(0)].set_index("draw")["grad_norm"]
+    last = w2 & rows["layer"].eq(3)
+    rows.loc[last, "grad_norm"] = rows.loc[last, "draw"].map(first)  # W₂ flat, while the block still rises ×2
     rows.to_csv(path, index=False)
     rising = about(findings.compute_findings(evidence(sweep)), XIONG, "post-LN's FFN")
     assert rising.verdict == DISAGREES and "×1" in rising.value
@@ -119,33 +143,60 @@ def exponent_runs(post: float, pre: float, depths=(2, 4, 8)) -> list[dict]:
             for norm, exponent in (("post", post), ("pre", pre)) for depth in depths]
 
 
+def exponent_lines(found: list[Finding]) -> list[Finding]:
+    return [f for f in found if f.measured in (findings.EXPONENT.quantity, findings.EXPONENT_PRE.quantity)]
+
+
 @pytest.mark.parametrize("post, pre, verdict", [(0.0, -0.5, AGREES), (-0.5, 0.1, DISAGREES), (0.25, -0.25, INCONCLUSIVE)])
 def test_depth_exponent_against_theory(tmp_path, post, pre, verdict):
-    found = computed(tmp_path, exponent_runs(post, pre), ["norm", "depth"])
-    lines = [f for f in found if f.measured == findings.EXPONENT.quantity]
+    """Pre-LN's stream here grows as √L (each block adds the variance it enters with): the premise holds, and
+    the stream predicts −½."""
+    lines = exponent_lines(computed(tmp_path, exponent_runs(post, pre), ["norm", "depth"]))
     assert [f.verdict for f in lines] == [verdict, verdict]
     assert "(theory 0)" in lines[0].value and "(theory -0.5)" in lines[1].value
     assert f"slope {pre:.3g} " in lines[1].value  # the fitted exponent, shown
+    assert "the measured stream predicts -0.5" in lines[1].value
+
+
+@pytest.mark.parametrize("pre, verdict", [(-0.06, INCONCLUSIVE), (0.4, DISAGREES)])
+def test_pre_ln_exponent_is_judged_against_minus_half_only_where_the_stream_grows_as_l(tmp_path, pre, verdict):
+    """Blocks adding 5 % of the input's variance each (δL/e² 0.42 at L = 8): the stream predicts about −0.09, not
+    −½. A slope near the prediction is untested against −½ (premise not met); one far from both disagrees."""
+    runs = [{**run, "_rms_per_block": 0.05} if run["norm"] == "pre" else run for run in exponent_runs(0.0, pre)]
+    pre_line = exponent_lines(computed(tmp_path, runs, ["norm", "depth"]))[1]
+    assert pre_line.verdict == verdict and "δL/e² 0.421" in pre_line.line()
+    assert "stream predicts -0.09" in pre_line.line()
+    if verdict == INCONCLUSIVE:
+        assert "premise not met" in pre_line.value and "init=xavier" in pre_line.settle
+
+
+def test_pre_ln_exponent_against_minus_half_in_the_settings_that_meet_its_premise(tmp_path):
+    """After the settling run (`init=xavier`) a sweep holds both inits: the setting that meets the premise is judged
+    against −½, the other only against its stream, and the line says one setting was left untested."""
+    arms = (("pytorch", -0.06, 0.05), ("xavier", -0.5, 1.0))  # (init, slope, variance each block adds)
+    runs = [{"norm": "pre", "depth": depth, "init": init, "_init_ratio": 1.0, "_scale": depth ** slope,
+             "_rms_per_block": per_block} for init, slope, per_block in arms for depth in (2, 4, 8)]
+    line = exponent_lines(computed(tmp_path, runs, ["init", "depth"]))[0]
+    assert line.verdict == AGREES and "1 matched setting(s) below the premise" in line.value
 
 
 def test_depth_exponent_needs_three_depths(tmp_path):
-    found = computed(tmp_path, exponent_runs(0.0, -0.5, depths=(2, 4)), ["norm", "depth"])
-    line = next(f for f in found if f.measured == findings.EXPONENT.quantity)
+    line = exponent_lines(computed(tmp_path, exponent_runs(0.0, -0.5, depths=(2, 4)), ["norm", "depth"]))[0]
     assert line.verdict == INCONCLUSIVE and "depth=2,4,8" in line.settle
 
 
 def test_exponent_plot_draws_measured_fitted_and_theory_lines(tmp_path):
     curves = findings.exponent_curves(evidence(sweep_of(tmp_path, exponent_runs(0.0, -0.5), ["norm", "depth"])))
     pre = curves[curves["panel"].eq("pre-LN")]
-    assert set(pre["line"]) == {"measured (median over seeds)", "fit: slope -0.50", "theory: slope -0.5"}
+    assert set(pre["line"]) == {"measured (median over seeds and draws)", "fit: slope -0.50", "theory: slope -0.5"}
     theory = pre[pre["line"].str.startswith("theory")].sort_values("x")
     slope = np.polyfit(np.log(theory["x"]), np.log(theory["y"]), 1)[0]
     assert slope == pytest.approx(-0.5)
 
 
 def warmup_runs(**loss: float) -> list[dict]:
-    """post and pre, warmup 0 and 5, two seeds; `loss` = {"post_0": final loss of post without warmup, …}."""
-    runs = grid(norm=["post", "pre"], **{"train.warmup": [0, 5]}, seed=[0, 1])
+    """post and pre, warmup 0 and 5, three seeds; `loss` = {"post_0": final loss of post without warmup, …}."""
+    runs = grid(norm=["post", "pre"], **{"train.warmup": [0, 5]}, seed=[0, 1, 2])
     for run in runs:
         key = f"{run['norm']}_{run['train.warmup']}"
         if key in loss:
@@ -167,7 +218,7 @@ def test_warmup_post_ln_needs_it_pre_ln_does_not(tmp_path, loss, post_verdict, p
 def test_warmup_counts_diverged_runs_as_failures(tmp_path):
     runs = with_(warmup_runs(post_5=0.3), {"norm": "post", "train.warmup": 0}, _status="diverged")
     finding = about(computed(tmp_path, runs, ["norm", "train.warmup"]), XIONG, "warmup rescues")
-    assert finding.verdict == AGREES and "diverged without warmup: 2/2" in finding.value
+    assert finding.verdict == AGREES and "diverged without warmup: 3/3, with: 0/3" in finding.value
 
 
 def test_confounder_warmup_runs_at_another_lr_are_not_compared(tmp_path):
@@ -205,7 +256,8 @@ def lr_runs(post_trains: list[float], pre_trains: list[float], lrs=(1e-3, 3e-3, 
     for norm, trains in (("post", post_trains), ("pre", pre_trains)):
         for lr in lrs:
             status = {} if lr in trains else {"_status": "diverged"}
-            runs.append({"norm": norm, "train.lr": lr, "train.warmup": 0, "_final_loss": 0.3, **status})
+            runs += [{"norm": norm, "train.lr": lr, "train.warmup": 0, "seed": seed, "_final_loss": 0.3, **status}
+                     for seed in (0, 1, 2)]
     return runs
 
 
@@ -260,6 +312,20 @@ def test_rank_collapse_of_pure_attention(tmp_path, knobs, plain, verdict):
     assert about(found, DONG, "prevent").verdict == verdict
 
 
+def test_rank_collapse_reports_the_rate_per_block_it_measured(tmp_path):
+    """A constant factor per block (0.5) is a single exponential: the line says so, and never claims the paper's
+    doubly exponential rate; a fall ever faster down the stack (0.9^(2^l)) reads as doubly exponential."""
+    found = computed(tmp_path, dong_runs(), ["depth", "residual"])
+    line = about(found, DONG, "loses rank with depth")
+    assert "×0.5 per block" in line.value and "single-exponential" in line.value and "×0.5/block" in line.line()
+    ev = evidence(sweep_of(tmp_path / "doubly", dong_runs(), ["depth", "residual"]))
+    layers = ev.init_draw_layers
+    deep_plain = layers["run"].isin(ev.runs.loc[ev.runs["residual"].eq("false") & ev.runs["depth"].eq(6), "run"])
+    layers.loc[deep_plain, "rank_residual"] = 0.9 ** (2.0 ** layers.loc[deep_plain, "layer"])
+    doubly = about(findings.compute_findings(ev), DONG, "loses rank with depth")
+    assert "ever faster" in doubly.value and "single-exponential" not in doubly.value
+
+
 def test_rank_collapse_needs_attention_only_runs(tmp_path):
     found = computed(tmp_path, grid(depth=[2, 6], residual=[True, False]), ["depth", "residual"])
     assert none_about(found, DONG, "rank")
@@ -277,7 +343,8 @@ def test_confounder_rank_without_skips_at_another_width_is_not_compared(tmp_path
 
 def he_runs(deep_plain: float, deep_skips: float = 0.28, shallow_plain: float = 0.3) -> list[dict]:
     losses = {(2, False): shallow_plain, (2, True): 0.3, (8, False): deep_plain, (8, True): deep_skips}
-    return [{"norm": "post", "depth": d, "residual": r, "_final_loss": loss} for (d, r), loss in losses.items()]
+    return [{"norm": "post", "depth": d, "residual": r, "seed": seed, "_final_loss": loss}
+            for (d, r), loss in losses.items() for seed in (0, 1, 2)]
 
 
 @pytest.mark.parametrize("deep_plain, shallow_plain, verdict", [
@@ -310,7 +377,8 @@ def test_confounder_deep_plain_net_at_another_lr_is_not_compared(tmp_path):
 ])
 def test_deep_plain_mlp_loses_its_forward_signal(tmp_path, settings, verdict):
     base = {"model": "mlp", "task": "digits", "residual": False, "norm": "none", "depth": 12}
-    finding = about(computed(tmp_path, [{**base, **settings}], []), SIGNAL, "forward signal")
+    finding = about(computed(tmp_path, [{**base, **settings, "seed": seed} for seed in (0, 1, 2)], []), SIGNAL,
+                    "forward signal")
     assert finding.verdict == verdict and f"{math.log(10):.3f}" in finding.value
     assert none_about(computed(tmp_path / "shallow", [{**base, "depth": 3}], []), SIGNAL, "forward signal")
 
@@ -320,8 +388,9 @@ def test_deep_plain_mlp_loses_its_forward_signal(tmp_path, settings, verdict):
 
 
 def deepnet_runs(post: tuple[float, float], deepnorm: tuple[float, float]) -> list[dict]:
-    return [{"norm": norm, "depth": depth, "_final_loss": loss}
-            for norm, losses in (("post", post), ("deepnorm", deepnorm)) for depth, loss in zip((2, 8), losses)]
+    return [{"norm": norm, "depth": depth, "seed": seed, "_final_loss": loss}
+            for norm, losses in (("post", post), ("deepnorm", deepnorm)) for depth, loss in zip((2, 8), losses)
+            for seed in (0, 1, 2)]
 
 
 @pytest.mark.parametrize("post, deepnorm, verdict", [
@@ -354,7 +423,7 @@ def test_confounder_deep_runs_trained_longer_are_not_compared(tmp_path):
 def rezero_runs(rezero_speed: float, pre_speed: float = 1.0, post_speed: float = 1.0) -> list[dict]:
     arms = (("none", "rezero", rezero_speed), ("pre", True, pre_speed), ("post", True, post_speed))
     return [{"norm": norm, "residual": residual, "depth": 4, "seed": seed, "train.warmup": 5, "_final_loss": 0.3,
-             "_speed": speed} for norm, residual, speed in arms for seed in (0, 1)]
+             "_speed": speed} for norm, residual, speed in arms for seed in (0, 1, 2)]
 
 
 @pytest.mark.parametrize("speed, verdict", [(3.0, AGREES), (0.3, DISAGREES), (1.0, INCONCLUSIVE)])
@@ -381,8 +450,8 @@ def test_confounder_rezero_against_other_depths_is_not_compared(tmp_path):
 
 @pytest.mark.parametrize("plain_ratio, verdict", [(20.0, AGREES), (0.1, DISAGREES), (1.5, INCONCLUSIVE)])
 def test_seed_article_skips_stop_gradients_vanishing_for_any_norm(tmp_path, plain_ratio, verdict):
-    runs = [{"norm": "branch", "residual": True, "depth": 4, "_init_ratio": 1.0},
-            {"norm": "branch", "residual": False, "depth": 4, "_init_ratio": plain_ratio}]
+    runs = [{"norm": "branch", "residual": residual, "depth": 4, "seed": seed, "_init_ratio": 1.0 if residual else
+             plain_ratio} for residual in (True, False) for seed in (0, 1, 2)]
     finding = about(computed(tmp_path, runs, ["residual"]), SEED, "do not vanish")
     assert finding.verdict == verdict and "at init" in finding.value and "at the end" in finding.value
 
@@ -415,8 +484,8 @@ def test_seed_article_on_the_case_study_grid(tmp_path):
     (3.0, 20.0, AGREES), (0.3, 0.1, DISAGREES), (1.0, 1.5, INCONCLUSIVE)])
 def test_seed_article_block_against_the_plain_net(tmp_path, block_speed, plain_ratio, verdict):
     arms = (("none", False, 1.0, plain_ratio), ("branch", True, block_speed, 1.0))
-    runs = [{"norm": norm, "residual": residual, "depth": 4, "_speed": speed, "_init_ratio": ratio, "_final_loss": 0.3}
-            for norm, residual, speed, ratio in arms]
+    runs = [{"norm": norm, "residual": residual, "depth": 4, "seed": seed, "_speed": speed, "_init_ratio": ratio,
+             "_final_loss": 0.3} for norm, residual, speed, ratio in arms for seed in (0, 1, 2)]
     block = [f for f in computed(tmp_path, runs, ["norm", "residual"]) if "vs the plain net" in f.comparison]
     assert [f.verdict for f in block] == [verdict, verdict], [f.text() for f in block]
 
@@ -426,6 +495,34 @@ def test_confounder_skips_at_another_width_are_not_compared(tmp_path):
             {"norm": "branch", "residual": False, "depth": 4, "width": 8}]
     found = computed(tmp_path, runs, ["residual", "width"])
     assert none_about(found, SEED, "do not vanish")
+
+
+# ---------------------------------------------------------------------------------------------
+# Liu et al. 2020
+
+
+def seq2seq_evidence(tmp_path: Path, decoder_factor: dict[str, float]) -> Evidence:
+    """Post- and pre-LN encoder–decoders, 2 seeds, 8 draws: both stacks with the fixture's profile, the decoder's
+    first block times `decoder_factor[norm]` (so the decoder's first/last over the encoder's is that factor)."""
+    runs = [{"task": "reverse", "norm": norm, "depth": 4, "seed": seed} for norm in ("post", "pre") for seed in (0, 1)]
+    ev = evidence(sweep_of(tmp_path, runs, ["norm"]))
+    layers, norm = ev.init_draw_layers, ev.runs.set_index("run")["norm"]
+    factor = layers["run"].map(norm).map(decoder_factor).where(layers["layer"].eq(0), 1.0)
+    decoder = layers.assign(stack="decoder", grad_norm=layers["grad_norm"] * factor)
+    return replace(ev, runs=ev.runs.assign(**{"model.name": "seq2seq"}),
+                   init_draw_layers=pd.concat([layers.assign(stack="encoder"), decoder], ignore_index=True))
+
+
+@pytest.mark.parametrize("post, pre, verdict", [(0.3, 1.0, AGREES), (1.0, 0.3, DISAGREES), (0.65, 0.65, INCONCLUSIVE)])
+def test_liu_post_ln_decoder_gradients_vanish_where_the_encoders_do_not(tmp_path, post, pre, verdict):
+    found = findings.compute_findings(seq2seq_evidence(tmp_path, {"post": post, "pre": pre}))
+    vanish, neither = about(found, LIU, "post-LN the decoder"), about(found, LIU, "pre-LN neither")
+    assert (vanish.verdict, neither.verdict) == (verdict, verdict)
+    assert f"×{post:g}" in vanish.line() and "2 seeds × 8 draws" in vanish.line()
+
+
+def test_liu_needs_an_encoder_decoder(tmp_path):
+    assert none_about(computed(tmp_path, grid(norm=["post", "pre"]), ["norm"]), LIU, "decoder")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -218,7 +218,8 @@ def per_run(run_set: RunSet, keys: list[str]) -> pd.DataFrame:
     Added columns: `stats_loss`/`stats_val_loss`/`stats_val_acc` (NaN for diverged/failed runs),
     `outcome_loss` (completed: final loss, diverged: +inf, else NaN),
     `grad_norm_<init|end>_<first|middle|last>`, `grad_ratio_<init|end>` (last / first block), and
-    `<probe>_<init|end>_<position>` for each probe column layers.csv holds; `side` ("" unless the
+    `<probe>_<init|end>_<position>` for each probe column layers.csv holds; `end_step` (the last logged
+    step); `side` ("" unless the
     run set is a comparison's two sides, see `load.concat`).
     """
     runs = assign_groups(run_set.runs, keys)
@@ -234,6 +235,8 @@ def per_run(run_set: RunSet, keys: list[str]) -> pd.DataFrame:
     columns = [column for column in ("grad_norm",) + PROBES if column in layers and layers[column].notna().any()]
     if columns and "layer" in layers:
         runs = runs.merge(block_points(run_set.at, columns), left_on="run", right_index=True, how="left")
+    if "step" in layers and len(layers):  # the last logged step: 0 for a run that took none (train.steps=0)
+        runs["end_step"] = runs["run"].map(layers.groupby("run")["step"].max())
     if "grad_norm_init_first" in runs:
         for moment in WHEN:
             runs[f"grad_ratio_{moment}"] = runs[f"grad_norm_{moment}_last"] / runs[f"grad_norm_{moment}_first"]

@@ -12,7 +12,7 @@ import pandas as pd
 from rich.console import Console
 from rich.text import Text
 
-from resbench.console import Wrapped
+from resbench.console import Wrapped, wrapped
 from resbench.report import ReportResult, aggregate, html, load
 from resbench.report.findings import compute_findings, exponent_curves, lr_transfer_curves
 from resbench.report.markdown import Section, document, findings_lines
@@ -29,7 +29,7 @@ from resbench.report.tables import (
     report_tables,
     to_rich,
 )
-from resbench.report.verdict import AGREES, DISAGREES, Finding
+from resbench.report.verdict import AGREES, AT_INIT, DISAGREES, NO_SEED, TRAINED, Finding, duplicate_configs, seed_of
 from resbench.schema import BLOCK_PROBES, REPORT_DIR, REPORT_HTML, REPORT_MD, Status
 
 SUMMARY_CSV = "summary.csv"
@@ -109,7 +109,8 @@ def _build(dirs: list[Path], found: list[list[Path]], console: Console | None, o
             side_runs,
             aggregate.group_summary(side_runs, keys),
             compute_findings(replace(evidence, runs=side_runs)),
-            [*run_warnings(side_runs, side_issues), *provenance_warnings(side_runs)],
+            [*run_warnings(side_runs, side_issues), *evidence_warnings(side_runs, evidence.config_keys),
+             *provenance_warnings(side_runs)],
         ))
     warnings = [f"{s.name}: {w}" if s.name else w for s in sides for w in s.warnings] + run_set.notes
 
@@ -145,21 +146,20 @@ def _build(dirs: list[Path], found: list[list[Path]], console: Console | None, o
 
 
 FINDINGS_NOTE = ("*Each line sets a quantity measured in these runs against a claim of the cited paper, with a "
-                 "margin stated in advance (README, Findings). Only matched runs are compared: identical in every "
-                 "config key except the claim's variables and the seed, seeds paired. agrees / disagrees: every "
-                 "matched pair clears the margin one way; inconclusive: too few matched runs, seeds split or the "
-                 "effect within the margin, with the command that would settle it.*")
+                 "margin and the evidence it needs stated in advance (resbench's docs/findings.md). Only matched "
+                 "runs are compared: identical in every config key except the claim's variables and the seed, seeds "
+                 "paired. A quantity at init counts every init draw of every seed; agrees / disagrees when "
+                 f"{AT_INIT.text()}. A training outcome counts every seed; agrees / disagrees when {TRAINED.text()}. "
+                 "inconclusive: too few units (the line says which way they lean), units split, a premise not met or "
+                 "the effect within the margin, with the command that would settle it.*")
 
 
-def finding_text(finding: Finding) -> Text:
-    """One finding for the terminal: the verdict coloured, then what was compared and found."""
-    line = Text("  ")
-    line.append(finding.verdict, style=VERDICT_STYLES.get(finding.verdict, "yellow"))
-    line.append(f" with {finding.source} — {finding.claim}. Measured {finding.measured}, {finding.comparison}: "
-                f"{finding.value} [{finding.margin}].")
-    if finding.settle:
-        line.append(f" To settle: {finding.settle}")
-    return line
+def finding_text(finding: Finding, width: int = 80) -> Text:
+    """One finding for the terminal: its short line (`Finding.line`), the verdict coloured, wrapped to `width`
+    between words (a path too long for a line only beside a `/`), continuation lines indented."""
+    text = Text("  " + finding.line())
+    text.stylize(VERDICT_STYLES.get(finding.verdict, "yellow"), 2, 2 + len(finding.verdict))
+    return wrapped(text, max(width, 40), indent=4)
 
 
 def comparing_sides(runs: pd.DataFrame) -> bool:
@@ -192,6 +192,18 @@ def run_warnings(runs: pd.DataFrame, issues: dict[int, list[str]]) -> list[str]:
     if len(odd):
         described = [f"{name} ({status})" for name, status in zip(odd["name"], odd["status"])]
         warnings.append(f"{len(odd)} run(s) with an unknown status: " + load.name_list(described))
+    return warnings
+
+
+def evidence_warnings(runs: pd.DataFrame, config_keys: list[str]) -> list[str]:
+    """Runs that findings cannot pair as they would like: copies of one config, runs without a seed."""
+    warnings = [f"{len(names)} runs with the same config (copies?): {load.name_list(names)}; findings count them as "
+                f"the same seed, each a unit, so copies that differ split a verdict"
+                for names in duplicate_configs(runs, config_keys)]
+    unseeded = runs.loc[seed_of(runs).str.startswith(NO_SEED), "name"]
+    if len(unseeded):
+        warnings.append(f"{len(unseeded)} run(s) without a seed: findings count each on its own, never paired: "
+                        + load.name_list(list(unseeded)))
     return warnings
 
 
@@ -328,7 +340,7 @@ def print_report(console: Console, sides: list[Side], tables: list[Table], warni
         if side.findings:
             console.print(Text(f"Findings{' ' + side.name if side.name else ''}", style="bold"))
         for finding in side.findings:
-            console.print(Wrapped(finding_text(finding), indent=4))
+            console.print(finding_text(finding, console.width), soft_wrap=True)
     for table in tables:
         console.print(to_rich(table))
     for side in sides:

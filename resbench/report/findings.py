@@ -1,31 +1,36 @@
 """Findings: the published claims of REFERENCES.md, each judged on matched runs (see `verdict`).
 
-Every finding states its claim, the paper's quantity, the comparison and the margin up front (the
-`Claim` constants below, mirrored in README's findings table); its function picks the runs the claim
-is about, measures the quantity (`quantities`) and returns zero findings when those runs are absent,
-else one line whose verdict is agrees, disagrees or inconclusive.
+Every finding states its claim, the paper's quantity, the comparison, the margin and the evidence it
+needs up front (the `Claim` constants below, mirrored in README's findings table); its function picks
+the runs the claim is about, measures the quantity (`quantities`) and returns zero findings when those
+runs are absent, else one line whose verdict is agrees, disagrees or inconclusive. Quantities at init
+are read on every init draw of every run (`Evidence.at_init`); training outcomes once per seed.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
 from resbench.registries import STANDARD_DEPTH_PARAM as STANDARD
 from resbench.report import quantities as q
-from resbench.report.aggregate import format_value
+from resbench.report.aggregate import STACK_ORDER, format_value
 from resbench.report.quantities import Evidence
 from resbench.report.verdict import (
     AGREES,
+    AT_INIT,
     Claim,
     Finding,
     Margin,
     Part,
     Units,
     finding,
+    judge,
+    median_effect,
     number,
     pairs,
     part,
@@ -39,103 +44,142 @@ DEEP_PLAIN_MIN_DEPTH = 10  # signal collapse is about deep plain stacks; shallow
 THEORY_EXPONENT = {"post": 0.0, "pre": -0.5}  # Xiong et al.: last-layer gradient ∝ L^exponent
 LR_TRAINED_MARGIN = 0.10  # a run "trained" when its final loss is within 10 % of the best of its lr sweep
 SHOWN_SETTINGS = 6  # per-setting values listed in a line before "…"
+_, ENCODER, DECODER = STACK_ORDER
 
 # ---------------------------------------------------------------------------------------------
 # the claims, stated before any data
 
 FIG3_POST = Claim(
     "Xiong et al. 2020", "at init, post-LN's FFN gradients grow toward the last layer (their Fig. 3)",
-    "‖∇W₂‖ (`ffn.fc2.weight`) of the last block over the first at step 0, batch-averaged under init_batches",
-    "every post-LN Transformer run with skips", Margin(1.5, 1.2, "×"))
+    "‖∇W₂‖ (`ffn.fc2.weight`) of the last block over the first at step 0, batch-averaged under init_batches, "
+    "on every init draw",
+    "every post-LN Transformer run with skips", Margin(1.5, 1.2, "×"),
+    "post-LN grads rise to last block", AT_INIT)
 FIG3_PRE = Claim(
     "Xiong et al. 2020", "at init, pre-LN's FFN gradients stay flat or fall toward the last layer (their Fig. 3)",
-    FIG3_POST.quantity, "every pre-LN Transformer run with skips", Margin(1.2, 1.5, "×"))
+    FIG3_POST.quantity, "every pre-LN Transformer run with skips", Margin(1.2, 1.5, "×"),
+    "pre-LN grads flat or falling", AT_INIT)
 EXPONENT = Claim(
-    "Xiong et al. 2020", "the last layer's gradient is O(d·√ln d) under post-LN whatever L, O(d·√(ln d / L)) "
-    "under pre-LN: exponent 0 and −½ in L",
-    "log-log slope of the last block's ‖∇W₂‖ at init against depth L (≥ 3 depths), minus the theory's exponent",
-    "per placement, fitted over the depths of each matched setting and seed", Margin(0.2, 0.4))
+    "Xiong et al. 2020", "the last layer's gradient is O(d·√ln d) under post-LN whatever L: exponent 0 in L",
+    "log-log slope of the last block's ‖∇W₂‖ at init against depth L (≥ 3 depths), fitted per init draw, "
+    "minus the theory's exponent",
+    "post-LN, fitted over the depths of each matched setting, seed and draw", Margin(0.2, 0.4),
+    "post-LN last grad ∝ L⁰", AT_INIT)
+EXPONENT_PRE = Claim(
+    "Xiong et al. 2020", "the last layer's gradient is O(d·√(ln d / L)) under pre-LN: it falls as 1/‖x_L‖, the "
+    "stream's norm, which grows as √L where the blocks' variance dominates (δL ≫ e²): exponent −½",
+    "log-log slope of the last block's ‖∇W₂‖ at init against depth L (≥ 3 depths), fitted per init draw, "
+    "against the slope the measured stream predicts (minus the slope of the last block's hidden RMS) and "
+    "against −½",
+    "pre-LN, fitted over the depths of each matched setting, seed and draw", EXPONENT.margin,
+    "pre-LN last grad ∝ L^-½", AT_INIT)
+# premise of the −½: at the deepest depth the blocks add ≥ 4× the variance the stream enters with (δL/e², fitted
+# as in the stream finding on the deepest run), i.e. ≥ 80 % of the stream's variance is the blocks'
+EXPONENT_PREMISE = Margin(4.0, 1.0)
 WARMUP_POST = Claim(
     "Xiong et al. 2020", "post-LN trained with Adam and no learning-rate warmup trains badly; warmup rescues it",
-    "final train loss without warmup over with warmup, − 1 (a diverged run counts as ∞)",
-    "post-LN Transformer runs, train.warmup = 0 vs > 0, matched", Margin(0.10, 0.02, "%"))
+    "final train loss without warmup over with warmup, − 1 (a diverged run counts as ∞; diverged on both "
+    "sides: warmup did not rescue it, +0 %)",
+    "post-LN Transformer runs, train.warmup = 0 vs > 0, matched", Margin(0.10, 0.02, "%"),
+    "post-LN needs warmup")
 WARMUP_PRE = Claim(
     "Xiong et al. 2020", "pre-LN trains without learning-rate warmup",
-    WARMUP_POST.quantity, "pre-LN Transformer runs, train.warmup = 0 vs > 0, matched", Margin(0.05, 0.10, "%"))
+    "final train loss without warmup over with warmup, − 1 (diverged without warmup: ∞, whatever the other side)",
+    "pre-LN Transformer runs, train.warmup = 0 vs > 0, matched", Margin(0.05, 0.10, "%"),
+    "pre-LN needs no warmup")
 STREAM = Claim(
     "Xiong et al. 2020", "under pre-LN the residual stream's squared norm grows linearly with depth, each "
     "branch adding its variance",
     "hidden-state RMS leaving the last block at init, measured over predicted √(e² + δ·L), where e² and δ "
-    "(variance in, variance each block adds) are fitted on the blocks of the shallowest run; shown as the "
-    "larger of measured/predicted and its inverse",
+    "(variance in, variance each block adds) are fitted on the blocks of the shallowest run, per init draw; "
+    "shown as the larger of measured/predicted and its inverse",
     "pre-LN Transformer runs with skips, each deeper run whose prediction grows visibly (premise margin) "
-    "against the shallowest run of its matched setting and seed", Margin(1.25, 1.5, "×"))
+    "against the shallowest run of its matched setting, seed and draw", Margin(1.25, 1.5, "×"),
+    "pre-LN stream adds each block's variance", AT_INIT)
 STREAM_GROWS = Margin(1.25, 1.1, "×")  # premise: the prediction itself grows by this much
 RANK_DEPTH = Claim(
     "Dong et al. 2021", "without skip connections, pure self-attention loses rank with depth (tokens collapse "
-    "toward one vector)",
-    "rank residual ‖X − 1·x̄ᵀ‖/‖X‖ at the last block at init, deepest over shallowest",
+    "toward one vector); the paper bounds the fall as doubly exponential, and the line reports the rate measured",
+    "rank residual ‖X − 1·x̄ᵀ‖/‖X‖ at the last block at init, each deeper depth over the shallowest, per init "
+    "draw; and its factor per block along the deepest stack",
     "attention-only Transformers (model.ffn_mult=0), residual=false, across depth within matched settings",
-    Margin(0.5, 0.8, "×"))
+    Margin(0.5, 0.8, "×"), "no-skip attention loses rank with depth", AT_INIT)
 RANK_SKIPS = Claim(
     "Dong et al. 2021", "skip connections prevent the rank collapse of pure self-attention",
-    "rank residual at the last block at init, without skips over with skips, at the largest depth",
-    "attention-only Transformers (model.ffn_mult=0), residual=false vs true, matched", Margin(0.5, 0.8, "×"))
+    "rank residual at the last block at init, without skips over with skips, at the largest depth, per init draw",
+    "attention-only Transformers (model.ffn_mult=0), residual=false vs true, matched", Margin(0.5, 0.8, "×"),
+    "skips stop attention's rank collapse", AT_INIT)
+DOUBLY = 2.0  # a fall whose log-rate per block is ≥ 2× as steep over the second half of the stack as the first
 DEEPNET = Claim(
     "Wang et al. 2022", "DeepNorm trains post-LN-style stacks at depths where post-LN struggles",
-    "final train loss at the largest depth over the smallest, − 1 (diverged counts as ∞)",
-    "post vs deepnorm with skips, both at the smallest and largest depth both reached, matched",
-    Margin(0.05, 0.10, "%"))
-DEEPNET_POST_STRUGGLES = Margin(0.10, 0.02, "%")  # premise: post-LN worse deep than shallow
+    "final train loss at each larger depth over the smallest, − 1, the worst depth (a diverged run at any depth, "
+    "the smallest included, counts as ∞)",
+    "post vs deepnorm with skips, at every depth both reached, matched", Margin(0.05, 0.10, "%"),
+    "DeepNorm trains at every depth")
+DEEPNET_POST_STRUGGLES = Margin(0.10, 0.02, "%")  # premise: post-LN worse at some depth than at the smallest
 REZERO = Claim(
     "Bachlechner et al. 2020", "a zero-initialised scalar on each residual branch (ReZero, no normalization) "
     "converges faster than normalized stacks",
     "convergence speed: steps for the smoothed train loss to reach the worse side's final loss; other side's "
     "steps over ReZero's (a diverged run never reaches it)",
     "residual=rezero norm=none vs residual=true norm={norm}, matched on depth, lr, steps and every other key",
-    Margin(1.25, 0.8, "×"))
+    Margin(1.25, 0.8, "×"), "ReZero converges faster than {norm}-LN")
 # premise: the shallowest plain net trains (degradation is about depth, not about a net that never trains)
 DEGRADATION_SHALLOW_TRAINS = Margin(0.9, 0.75)  # share of the skips' loss decrease the shallow plain net makes
 DEGRADATION = Claim(
     "He et al. 2016", "deeper plain nets reach a higher training loss than shallower ones (seen with "
     "normalization), while the same depths with identity skips train",
-    "final train loss: plain at the largest depth over plain at the smallest, and plain over skips at the "
-    "largest depth, each − 1",
-    "normalized (norm ≠ none) runs, residual=false vs true, across depth, matched", Margin(0.10, 0.02, "%"))
+    "final train loss: plain at each larger depth over plain at the smallest, and plain over skips at each "
+    "larger depth, each − 1",
+    "normalized (norm ≠ none) runs, residual=false vs true, across depth, matched", Margin(0.10, 0.02, "%"),
+    "deeper plain nets train worse")
 SIGNAL = Claim(
     "Glorot & Bengio 2010; Schoenholz et al. 2017", "a deep plain net at an init off the critical line loses its "
     "forward signal (every example maps to almost the same output) and sits at the chance loss",
     "spread of the last block's output across examples at init (the MLP's rank residual ‖X − 1·x̄ᵀ‖/‖X‖ over "
-    "the batch), and the final train loss against ln 10",
+    "the batch, per init draw), and the final train loss against ln 10",
     f"plain MLPs without normalization (residual=false norm=none) on a 10-class task, at the largest depth "
     f"(≥ {DEEP_PLAIN_MIN_DEPTH})",
-    Margin(0.01, 0.1))
+    Margin(0.01, 0.1), "deep plain MLP loses its signal", AT_INIT)
 SIGNAL_LOSS = Margin(LN10 - 0.15, LN10 - 0.5)
 VANISHING = Claim(
     "the seed article", "residual connections let gradients reach early layers directly, so they do not vanish",
-    "first-block over last-block gradient norm (≪ 1: vanishing), with skips over without, at init and at the end",
-    "residual=true vs false at norm={norm}, at the largest depth both reached, matched", Margin(2.0, 0.5, "×"))
+    "first-block over last-block gradient norm (≪ 1: vanishing), with skips over without, at init (per init "
+    "draw) and at the end (per seed; runs that took no step have no end)",
+    "residual=true vs false at norm={norm}, at the largest depth both reached, matched", Margin(2.0, 0.5, "×"),
+    "skips stop vanishing grads (norm={norm})", AT_INIT)
 CONVERGENCE = Claim(
     "the seed article", "layer normalization speeds up convergence",
     "convergence speed: steps for the smoothed train loss to reach the worse side's final loss, "
     "un-normalized over normalized",
-    "norm={norm} vs norm=none, matched (same residual)", Margin(1.25, 0.8, "×"))
+    "norm={norm} vs norm=none, matched (same residual)", Margin(1.25, 0.8, "×"),
+    "norm={norm} speeds convergence")
 BLOCK_VANISHING = Claim(
     "the seed article", "its block (normalization and a skip) keeps gradients from vanishing where the plain "
     "net's vanish", VANISHING.quantity.replace("with skips over without", "block over plain"),
     "norm={norm} residual=true vs the plain net norm=none residual=false, matched (vanishing: at the largest "
-    "depth both reached)", VANISHING.margin)
+    "depth both reached)", VANISHING.margin, "its block stops vanishing grads (norm={norm})", AT_INIT)
 BLOCK_CONVERGENCE = Claim(
     "the seed article", "its block (normalization and a skip) converges faster than the plain net",
     CONVERGENCE.quantity.replace("un-normalized over normalized", "plain over block"),
-    BLOCK_VANISHING.comparison, CONVERGENCE.margin)
+    BLOCK_VANISHING.comparison, CONVERGENCE.margin, "its block converges faster (norm={norm})")
 CRITICAL_LR = Claim(
     "Xiong et al. 2020", "pre-LN tolerates larger learning rates than post-LN without warmup",
     f"critical learning rate: the largest train.lr whose run stayed finite and ended within "
     f"{LR_TRAINED_MARGIN:.0%} of the best final loss any run of its matched setting and seed reached (either "
     f"norm, any lr); pre-LN's over post-LN's (none trained counts as 0)",
     "pre vs post Transformer runs with skips and no warmup, over ≥ 2 learning rates, matched",
-    Margin(2.0, 0.5, "×"))
+    Margin(2.0, 0.5, "×"), "pre-LN takes larger lr than post-LN")
+LIU_POST = Claim(
+    "Liu et al. 2020", "in an encoder–decoder under post-LN the decoder's gradients vanish toward its first "
+    "layers while the encoder's do not (their Fig. 3)",
+    "first-block over last-block gradient norm at init of the decoder over that of the encoder, per init draw",
+    "every post-LN encoder–decoder run (model=seq2seq)", Margin(0.5, 0.8, "×"),
+    "post-LN decoder grads vanish, encoder's not", AT_INIT)
+LIU_PRE = Claim(
+    "Liu et al. 2020", "under pre-LN neither stack's gradients vanish toward its first layers (their Fig. 3)",
+    LIU_POST.quantity, "every pre-LN encoder–decoder run (model=seq2seq)", Margin(0.8, 0.5, "×"),
+    "pre-LN decoder vanishes no more than encoder", AT_INIT)
 
 
 # Depth-wise learning-rate transfer: the shift of the optimal lr from the shallowest to the deepest depth, in
@@ -155,12 +199,14 @@ LR_TRANSFER = {
         "Bordelon et al. 2023; Yang et al. 2023 (Depth-µP)",
         "a 1/√L multiplier on each residual branch, with Adam's block learning rate scaled by L^-½, keeps "
         "the optimal learning rate in place across depth, where the standard parametrization's drifts",
-        LR_TRANSFER_QUANTITY, LR_TRANSFER_COMPARISON.format(param="depth_mup"), LR_STAYS),
+        LR_TRANSFER_QUANTITY, LR_TRANSFER_COMPARISON.format(param="depth_mup"), LR_STAYS,
+        "depth_mup keeps the best lr across depth"),
     "completep": Claim(
         "Dey et al. 2025 (CompleteP)",
         "a 1/L multiplier on each residual branch (α = 1), with its learning-rate and ε rules, keeps the "
         "optimal learning rate in place across depth, where the standard parametrization's drifts",
-        LR_TRANSFER_QUANTITY, LR_TRANSFER_COMPARISON.format(param="completep"), LR_STAYS),
+        LR_TRANSFER_QUANTITY, LR_TRANSFER_COMPARISON.format(param="completep"), LR_STAYS,
+        "completep keeps the best lr across depth"),
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -201,6 +247,8 @@ def _rise(before: float, after: float) -> float:
 
 
 def _per_setting(values: dict[str, str]) -> str:
+    if list(values) == [""]:  # one setting, every run in it
+        return next(iter(values.values()))
     shown = [f"{setting or 'all'}: {value}" for setting, value in list(values.items())[:SHOWN_SETTINGS]]
     return "; ".join(shown) + ("; …" if len(values) > SHOWN_SETTINGS else "")
 
@@ -211,6 +259,10 @@ def _median_by_setting(units: Units, show: Callable[[float], str]) -> str:
     return _per_setting({setting: show(value) for setting, value in medians.items()})
 
 
+def _depths_text(depths: Iterable[float]) -> str:
+    return ", ".join(format_value(d) for d in sorted(set(depths)))
+
+
 def _more_depths(runs: pd.DataFrame, wanted: int = 3) -> str:
     """`depth=6,12,24`: the depths there are, doubled up to `wanted` of them."""
     depths = sorted(set(_depth(runs).dropna().astype(int))) or [6]
@@ -219,19 +271,58 @@ def _more_depths(runs: pd.DataFrame, wanted: int = 3) -> str:
     return "depth=" + ",".join(map(str, depths))
 
 
-# ---------------------------------------------------------------------------------------------
-# Xiong et al. 2020
-
-
 def _with_skips(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[_is(runs, "residual", "true")]
 
 
+def _done(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs[runs["status"].isin([status.value for status in DONE])]
+
+
+def _took_steps(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs a training outcome can be read from: a run of train.steps=0 ends where it began."""
+    if "train.steps" not in runs:
+        return runs
+    return runs[pd.to_numeric(runs["train.steps"], errors="coerce").ne(0)]
+
+
+# ---------------------------------------------------------------------------------------------
+# units per init draw
+
+
+def _add_draws(units: Units, unit: object, effects: pd.Series) -> None:
+    """One unit per init draw of `effects` (indexed by draw), of a `singles` or `pairs` row."""
+    for draw, effect in effects.items():
+        units.add(effect, unit.setting, unit.seed, draw, unit.paired)
+
+
+def _draw_ratios(matched: pd.DataFrame, values: pd.Series) -> Units:
+    """Units of values(run_a) / values(run_b) per common init draw; `values` indexed by (run, draw)."""
+    units = Units()
+    frame = values.to_frame("value")
+    for unit in matched.itertuples():
+        a, b = (q.of_run(frame, run)["value"] for run in (unit.run_a, unit.run_b))
+        common = a.index.intersection(b.index)
+        _add_draws(units, unit, a[common] / b[common])
+    return units
+
+
+def _median_of(values: pd.Series, runs: Iterable[int]) -> float:
+    """Median over the init draws of `runs` of `values` indexed by (run, draw)."""
+    chosen = values[values.index.get_level_values(0).isin(list(runs))]
+    return float(chosen.median()) if len(chosen) else np.nan
+
+
+# ---------------------------------------------------------------------------------------------
+# Xiong et al. 2020
+
+
 def fig3_profile(ev: Evidence) -> list[Finding]:
     """Fig. 3: the FFN W₂ gradient's last/first block ratio at init, post-LN rising, pre-LN flat or falling."""
-    w2 = q.param_by_block(ev.init_params)
+    ev = ev.at_init
+    w2 = q.param_by_block(ev.init_draw_params)
     runs = _with_skips(_model(ev.runs, "transformer"))
-    runs = runs[runs["run"].isin(w2.index)]
+    runs = runs[runs["run"].isin(w2.index.get_level_values(0))]
     found = []
     for norm, claim in (("post", FIG3_POST), ("pre", FIG3_PRE)):
         arm = runs[_is(runs, "norm", norm)]
@@ -239,64 +330,133 @@ def fig3_profile(ev: Evidence) -> list[Finding]:
             continue
         units = Units()
         for unit in singles(arm, ev.config_keys).itertuples():
-            units.add(_ratio(w2.at[unit.run, "last"], w2.at[unit.run, "first"]), unit.setting, unit.seed)
+            ends = q.of_run(w2, unit.run)
+            _add_draws(units, unit, ends["last"] / ends["first"])
         shown = _median_by_setting(units, claim.margin.show)
-        found.append(finding(claim, [part("", units, claim.margin, f"{norm}-LN last/first {shown}")], arm))
+        found.append(finding(claim, [part("", units, claim.margin, f"{norm}-LN last/first {shown}", claim.rule)],
+                             arm))
     return found
 
 
 def _exponent_arm(ev: Evidence, norm: str) -> pd.DataFrame:
     runs = _with_skips(_model(ev.runs, "transformer"))
-    return runs[_is(runs, "norm", norm) & runs["run"].isin(q.param_by_block(ev.init_params).index)]
+    measured = q.param_by_block(ev.init_draw_params).index.get_level_values(0)
+    return runs[_is(runs, "norm", norm) & runs["run"].isin(measured)]
 
 
-def _exponent_fits(ev: Evidence, norm: str) -> tuple[pd.DataFrame, Units]:
-    """Per (setting, seed): depths, last-block W₂ norms and the fitted slope; Units of |slope − theory|."""
-    w2 = q.param_by_block(ev.init_params)
+def _exponent_table(ev: Evidence, norm: str) -> pd.DataFrame:
+    """One row per (run, draw) of the arm: setting, seed, paired, draw, depth, run, the last block's W₂ norm
+    and hidden RMS at init. `ev` is the evidence at init."""
+    w2 = q.param_by_block(ev.init_draw_params)
+    rms = q.block_ends(ev.init_draw_layers, "hidden_rms")["last"]
     arm = _exponent_arm(ev, norm)
-    units, rows = Units(), []
+    columns = ["setting", "seed", "paired", "draw", "depth", "run", "last", "rms"]
     if arm.empty:
-        return pd.DataFrame(), units
-    table = singles(arm, ev.config_keys, ("depth",)).assign(depth=_depth(arm).to_numpy(),
-                                                            last=w2.loc[arm["run"], "last"].to_numpy())
-    for (setting, seed), cell in table.groupby(["setting", "seed"], sort=False):
-        slope = q.log_log_slope(cell["depth"], cell["last"])
-        units.add(abs(slope - THEORY_EXPONENT[norm]), setting, seed)
-        rows += [(setting, seed, depth, last, slope) for depth, last in zip(cell["depth"], cell["last"])]
-    return pd.DataFrame(rows, columns=["setting", "seed", "depth", "last", "slope"]), units
+        return pd.DataFrame(columns=columns)
+    table = singles(arm, ev.config_keys, ("depth",)).assign(depth=_depth(arm).to_numpy())
+    rows = []
+    for unit in table.itertuples():
+        ends = q.of_run(w2, unit.run)
+        stream = q.of_run(rms.to_frame(), unit.run).reindex(ends.index)["last"]
+        rows += [(unit.setting, unit.seed, unit.paired, draw, unit.depth, unit.run, last, stream[draw])
+                 for draw, last in ends["last"].items()]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _exponent_fits(ev: Evidence, table: pd.DataFrame) -> pd.DataFrame:
+    """Per (setting, seed, draw): the fitted slope, the slope the measured stream predicts, and δL/e² of the
+    deepest run (the premise of −½)."""
+    rows = []
+    for (setting, seed, draw), cell in table.groupby(["setting", "seed", "draw"], sort=False):
+        deepest = cell.loc[cell["depth"].idxmax()]
+        rms = q.profile(ev.init_draw_layers, deepest["run"], draw, "hidden_rms")
+        share = q.blocks_over_input(*q.stream_increments(rms), deepest["depth"])
+        rows.append((setting, seed, cell["paired"].iloc[0], draw, q.log_log_slope(cell["depth"], cell["last"]),
+                     -q.log_log_slope(cell["depth"], cell["rms"]), share))
+    return pd.DataFrame(rows, columns=["setting", "seed", "paired", "draw", "slope", "predicted", "share"])
+
+
+def _fit_units(fits: pd.DataFrame, effect: pd.Series) -> Units:
+    units = Units()
+    for row, value in zip(fits.itertuples(), effect):
+        units.add(value, row.setting, row.seed, row.draw, row.paired)
+    return units
+
+
+def _premise_met(fits: pd.DataFrame) -> pd.Series:
+    """Per fit: whether its matched setting meets the premise of −½ (δL/e² ≥ 4 under the init rule)."""
+    met = {setting: judge(_fit_units(cell, cell["share"]), EXPONENT_PREMISE, AT_INIT).verdict == AGREES
+           for setting, cell in fits.groupby("setting", sort=False)}
+    return fits["setting"].map(met).astype(bool)
+
+
+def _exponent_parts(fits: pd.DataFrame, norm: str, values: str) -> list[Part]:
+    """post-LN: the slope against 0; pre-LN: against the measured stream's, and against −½ in the matched
+    settings that meet its premise (when none does, the premise part says by how much they miss it)."""
+    theory = THEORY_EXPONENT[norm]
+    slope = f"slope {number(fits['slope'].median())}"
+    if norm == "post" or fits["slope"].isna().all():  # fewer than 3 depths: no slope, and no premise to check
+        key = slope if fits["slope"].notna().any() else "a slope needs ≥ 3 depths"
+        return [part("", _fit_units(fits, (fits["slope"] - theory).abs()), EXPONENT.margin, values, AT_INIT,
+                     key=key)]
+    met = _premise_met(fits)
+    tested = fits[met] if met.any() else fits
+    untested = fits.loc[~met, "setting"].nunique() if met.any() else 0
+    against_half = (f"slope {number(tested['slope'].median())} vs −½" +
+                    (f"; {untested} matched setting(s) below the premise, untested against −½" if untested else ""))
+    return [part("δL ≫ e²", _fit_units(tested, tested["share"]), EXPONENT_PREMISE, "δL/e² at the deepest depth "
+                 f"{number(tested['share'].median())}", AT_INIT, premise=True, gates=("against −½",),
+                 key=f"δL/e² {number(tested['share'].median())}"),
+            part("against the stream", _fit_units(fits, (fits["slope"] - fits["predicted"]).abs()), EXPONENT.margin,
+                 f"{values}; the measured stream predicts {number(fits['predicted'].median())}", AT_INIT,
+                 key=f"{slope}, stream predicts {number(fits['predicted'].median())}"),
+            part("against −½", _fit_units(tested, (tested["slope"] - theory).abs()), EXPONENT.margin, against_half,
+                 AT_INIT, key=slope)]
 
 
 def depth_exponent(ev: Evidence) -> list[Finding]:
     """Xiong's theory across depth: the last block's W₂ init gradient against L, on a log-log scale."""
+    ev = ev.at_init
     found = []
-    for norm in ("post", "pre"):
-        fits, units = _exponent_fits(ev, norm)
-        if fits.empty or fits["depth"].nunique() < 2:  # one depth: no exponent to speak of
+    for norm, claim in (("post", EXPONENT), ("pre", EXPONENT_PRE)):
+        table = _exponent_table(ev, norm)
+        if table.empty or table["depth"].nunique() < 2:  # one depth: no exponent to speak of
             continue
-        slopes = fits.drop_duplicates(["setting", "seed"])["slope"]
-        theory = THEORY_EXPONENT[norm]
-        values = (f"{norm}-LN slope {number(slopes.median())} (theory {theory:g}) over depths "
-                  f"{', '.join(format_value(d) for d in sorted(fits['depth'].unique()))}")
+        fits = _exponent_fits(ev, table)
+        values = (f"{norm}-LN slope {number(fits['slope'].median())} (theory {THEORY_EXPONENT[norm]:g}) over "
+                  f"depths {_depths_text(table['depth'])}")
+        parts = _exponent_parts(fits, norm, values)
         arm = _exponent_arm(ev, norm)
-        found.append(finding(EXPONENT, [part("", units, EXPONENT.margin, values)], arm, extra=_more_depths(arm)))
+        n_depths = table["depth"].nunique()
+        extra = [_more_depths(arm)] if n_depths < 3 else []
+        if len(parts) > 1 and AGREES not in (parts[0].verdict, parts[0].lean):  # the premise of −½ does not hold:
+            xavier = _is(arm, "init", "xavier").all()  # the paper's init grows the stream faster; else go deeper
+            extra = [_more_depths(arm, n_depths + 1)] if xavier else extra + ["init=xavier"]
+        margin = EXPONENT.margin.text() + (f"; premise of −½: δL/e² ≥ {EXPONENT_PREMISE.agree:g} at the deepest depth"
+                                           if norm == "pre" else "")
+        key = parts[0].key if len(parts) == 1 else (
+            f"slope {number(fits['slope'].median())}, stream predicts {number(fits['predicted'].median())}, "
+            f"δL/e² {number(fits['share'].median())}")
+        found.append(finding(claim, parts, arm, extra=" ".join(extra), margin_text=margin, key=key))
     return found
 
 
 def exponent_curves(ev: Evidence) -> pd.DataFrame:
-    """For the plot: measured last-block W₂ norms per depth (median over seeds), the fitted line and the
-    theory's line through the measured points' geometric mean; columns panel, line, side, x, y."""
+    """For the plot: measured last-block W₂ norms per depth (median over seeds and init draws), the fitted
+    line and the theory's line through the measured points' geometric mean; columns panel, line, side, x, y."""
+    ev = ev.at_init
     pieces = []
     for norm in ("post", "pre"):
-        fits, _ = _exponent_fits(ev, norm)
-        if fits.empty or fits["slope"].isna().all():
+        table = _exponent_table(ev, norm).dropna(subset=["last"])
+        if table.empty or table["depth"].nunique() < 3:
             continue
-        measured = fits.groupby("depth")["last"].median()
+        measured = table.groupby("depth")["last"].median()
         depths = measured.index.to_numpy(float)
         log_d, log_y = np.log(depths), np.log(measured.to_numpy())
         slope, intercept = np.polyfit(log_d, log_y, 1)
         theory = THEORY_EXPONENT[norm]
         lines = {
-            "measured (median over seeds)": measured.to_numpy(),
+            "measured (median over seeds and draws)": measured.to_numpy(),
             f"fit: slope {slope:.2f}": np.exp(intercept + slope * log_d),
             f"theory: slope {theory:g}": np.exp(log_y.mean() + theory * (log_d - log_d.mean())),
         }
@@ -306,9 +466,17 @@ def exponent_curves(ev: Evidence) -> pd.DataFrame:
     return pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame()
 
 
+def _warmup_effect(norm: str, without: float, with_: float) -> float:
+    """Without over with warmup − 1; both diverged: post-LN +0 % (warmup did not rescue it), pre-LN ∞ (it did not
+    train without warmup)."""
+    if np.isinf(without) and np.isinf(with_):
+        return 0.0 if norm == "post" else np.inf
+    return _rise(with_, without)
+
+
 def warmup(ev: Evidence) -> list[Finding]:
     """Post-LN with Adam needs warmup; pre-LN does not."""
-    runs = _with_skips(_model(ev.runs, "transformer"))
+    runs = _took_steps(_with_skips(_model(ev.runs, "transformer")))
     if "train.warmup" not in runs:
         return []
     if "train.optimizer" in runs:
@@ -324,50 +492,79 @@ def warmup(ev: Evidence) -> list[Finding]:
         matched = pairs(runs, ev.config_keys, ("train.warmup",), on & (warm > 0), on & (warm == 0))
         units = Units()
         for unit in matched.itertuples():
-            units.add(_rise(loss[unit.run_a], loss[unit.run_b]), unit.setting, unit.seed)
-        without, with_ = loss[matched["run_b"]], loss[matched["run_a"]]
+            units.add(_warmup_effect(norm, loss[unit.run_b], loss[unit.run_a]), unit.setting, unit.seed,
+                      paired=unit.paired)
+        without, with_ = (loss[runs.loc[on & cond, "run"]] for cond in (warm == 0, warm > 0))
         values = (f"{norm}-LN final train loss {number(without.median())} without warmup vs "
                   f"{number(with_.median())} with (medians); diverged without warmup: "
-                  f"{int(np.isinf(without).sum())}/{len(without)}")
+                  f"{int(np.isinf(without).sum())}/{len(without)}, with: {int(np.isinf(with_).sum())}/{len(with_)}")
+        both = sum(np.isinf(loss[u.run_a]) and np.isinf(loss[u.run_b]) for u in matched.itertuples() if u.paired)
+        if both and norm == "post":
+            values += f"; warmup did not rescue it: diverged with and without in {both} pair{'s' if both > 1 else ''}"
         found.append(finding(claim, [part("", units, claim.margin, values)], runs[on]))
     return found
 
 
-def stream_growth(ev: Evidence) -> list[Finding]:
-    """Pre-LN's stream grows as its branches' variances add up, predicted from the shallowest run."""
-    runs = _with_skips(_model(ev.runs, "transformer"))
-    runs = runs[_is(runs, "norm", "pre") & runs["run"].isin(ev.init_layers.get("run", pd.Series(dtype=int)))]
-    if runs.empty or "hidden_rms_init_last" not in runs or _depth(runs).nunique() < 2:
-        return []
-    table = singles(runs, ev.config_keys, ("depth",)).assign(depth=_depth(runs).to_numpy(),
-                                                             rms=runs["hidden_rms_init_last"].to_numpy())
+def _stream_units(ev: Evidence, table: pd.DataFrame) -> tuple[Units, Units, dict[float, list]]:
+    """Per (setting, seed, draw): the premise's growth and the measured/predicted fit at each deeper depth."""
     fit, growth, shown = Units(), Units(), {}
-    for (setting, seed), cell in table.groupby(["setting", "seed"], sort=False):
+    for (setting, seed, draw), cell in table.groupby(["setting", "seed", "draw"], sort=False):
         cell = cell.sort_values("depth")
-        shallow = cell.iloc[0]
-        variance_in, per_block = q.stream_increments(ev.init_layers, shallow["run"])
+        shallow, paired = cell.iloc[0], cell["paired"].iloc[0]
+        variance_in, per_block = q.stream_increments(q.profile(ev.init_draw_layers, shallow["run"], draw,
+                                                               "hidden_rms"))
         grows = np.nan
         for deep in cell.iloc[1:].itertuples():
             predicted = q.predicted_stream_rms(variance_in, per_block, deep.depth)
             grows = _ratio(predicted, shallow["rms"])
             if STREAM_GROWS.judge(grows) == AGREES:  # only a prediction of visible growth can test the claim
                 ratio = _ratio(deep.rms, predicted)
-                fit.add(max(ratio, _ratio(1, ratio)), setting, seed)
+                fit.add(max(ratio, _ratio(1, ratio)), setting, seed, draw, paired)
             shown.setdefault(deep.depth, []).append((deep.rms, predicted))
-        growth.add(grows, setting, seed)  # the premise: at the largest depth the prediction grows visibly
-    medians = {f"depth {format_value(depth)}": "{} vs {}".format(*map(number, np.median(values, axis=0)))
+        growth.add(grows, setting, seed, draw, paired)  # the premise: at the largest depth the prediction grows
+    return fit, growth, shown
+
+
+def stream_growth(ev: Evidence) -> list[Finding]:
+    """Pre-LN's stream grows as its branches' variances add up, predicted from the shallowest run."""
+    ev = ev.at_init
+    table = _exponent_table(ev, "pre").dropna(subset=["rms"])
+    if table.empty or table["depth"].nunique() < 2:
+        return []
+    fit, growth, shown = _stream_units(ev, table)
+    medians = {f"depth {format_value(depth)}": "{} vs {}".format(*map(number, np.nanmedian(values, axis=0)))
                for depth, values in sorted(shown.items())}
     values = f"pre-LN last-block RMS measured vs predicted (medians) {_per_setting(medians)}"
     parts = [part("predicted growth", growth, STREAM_GROWS, "predicted RMS at the largest depth over the shallowest "
-                  "run's measured RMS", premise=True),
-             part("measured vs predicted", fit, STREAM.margin, values)]
-    return [finding(STREAM, parts, runs, extra=_more_depths(runs),
+                  "run's measured RMS", AT_INIT, premise=True),
+             part("measured vs predicted", fit, STREAM.margin, values, AT_INIT)]
+    runs = _exponent_arm(ev, "pre")
+    deeper = parts[0].verdict != AGREES and parts[0].lean != AGREES  # the stream grew too little: go deeper
+    return [finding(STREAM, parts, runs, extra=_more_depths(runs, table["depth"].nunique() + deeper),
                     margin_text=f"{STREAM.margin.text()}; premise: predicted growth {STREAM_GROWS.text()}")]
+
+
+def _critical_units(table: pd.DataFrame) -> tuple[Units, dict[str, list]]:
+    """Per (setting, seed): pre-LN's critical lr over post-LN's; a seed with one placement only is counted,
+    not measurable."""
+    units, critical = Units(), {}
+    for (setting, seed), cell in table.groupby(["setting", "seed"], sort=False):
+        finite = cell["loss"][np.isfinite(cell["loss"])]
+        found = {norm: q.critical_lr(rows["lr"], rows["loss"], finite.min(), LR_TRAINED_MARGIN)
+                 for norm, rows in cell.groupby("norm") if rows["lr"].nunique() >= 2} if len(finite) else {}
+        if len(found) < 2:
+            units.add(np.nan, setting, seed, paired=False)
+            continue
+        post, pre = (np.nan_to_num(found[n], nan=0.0) for n in ("post", "pre"))
+        units.add(_ratio(pre, post), setting, seed, paired=bool(cell["paired"].iloc[0]))
+        for norm in ("post", "pre"):
+            critical.setdefault(f"{norm}-LN {setting}".strip(), []).append(found[norm])
+    return units, critical
 
 
 def critical_learning_rate(ev: Evidence) -> list[Finding]:
     """Per (norm, depth) the largest lr that trained; pre-LN's against post-LN's."""
-    runs = _with_skips(_model(ev.runs, "transformer"))
+    runs = _took_steps(_with_skips(_model(ev.runs, "transformer")))
     if "train.lr" not in runs:
         return []
     if "train.warmup" in runs:
@@ -378,20 +575,8 @@ def critical_learning_rate(ev: Evidence) -> list[Finding]:
         return []
     table = singles(runs, ev.config_keys, ("train.lr", "norm")).assign(
         lr=lrs.to_numpy(), norm=_text(runs, "norm").to_numpy(), loss=runs["outcome_loss"].to_numpy())
-    units, critical = Units(), {}
-    for (setting, seed), cell in table.groupby(["setting", "seed"], sort=False):
-        finite = cell["loss"][np.isfinite(cell["loss"])]
-        if finite.empty:
-            continue
-        found = {norm: q.critical_lr(rows["lr"], rows["loss"], finite.min(), LR_TRAINED_MARGIN)
-                 for norm, rows in cell.groupby("norm") if rows["lr"].nunique() >= 2}
-        if len(found) < 2:
-            continue
-        post, pre = (np.nan_to_num(found[n], nan=0.0) for n in ("post", "pre"))
-        units.add(_ratio(pre, post), setting, seed)
-        for norm in ("post", "pre"):
-            critical.setdefault(f"{norm}-LN {setting}".strip(), []).append(found[norm])
-    if not units.effects:
+    units, critical = _critical_units(table)
+    if not critical:
         return []
     largest = lrs.max()
     values = _per_setting({name: ("≥ " if np.nanmedian(v) >= largest else "") + number(np.nanmedian(v))
@@ -412,36 +597,65 @@ def _attention_only(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[pd.to_numeric(runs["model.ffn_mult"], errors="coerce").eq(0)]
 
 
+def _fall_shape(first: float, second: float) -> str:
+    """How a fall per block changes down the stack, from its factor over the first and the second half."""
+    if not (0 < first < 1 and 0 < second < 1):
+        return "not falling along the whole stack"
+    if math.log(second) <= DOUBLY * math.log(first):  # logs < 0: the second half's is ≥ 2× as steep
+        return "falling ever faster down the stack, as a doubly exponential fall would"
+    if math.log(second) * DOUBLY >= math.log(first):
+        return "slowing down the stack: slower than exponential, not doubly exponential"
+    return "about one factor per block: a single-exponential fall, not the paper's doubly exponential bound"
+
+
+def _fall_rate(ev: Evidence, deepest: Iterable[int]) -> tuple[str, str]:
+    """(full text, key) of the rank residual's factor per block along the deepest plain stacks at init."""
+    layers = ev.init_draw_layers
+    rates = np.array([q.rate_per_block(q.profile(layers, run, draw, "rank_residual"))
+                      for run in deepest for draw in layers.loc[layers["run"].eq(run), "draw"].unique()], float)
+    if not len(rates) or not np.isfinite(rates[:, 0]).any():
+        return "", ""
+    whole, first, second = np.nanmedian(rates, axis=0)
+    text = (f"; along the deepest stack ×{number(whole)} per block (first half ×{number(first)}, second half "
+            f"×{number(second)}): {_fall_shape(first, second)}")
+    return text, f"×{number(whole)}/block"
+
+
+def _rank_depth(ev: Evidence, runs: pd.DataFrame, rank: pd.Series, plain: pd.Series) -> Finding:
+    """Every deeper depth against the shallowest, without skips; the rate per block along the deepest."""
+    depth = _depth(runs)
+    depths = sorted(depth[plain].dropna().unique())
+    units = Units()
+    for deep in depths[1:]:
+        matched = pairs(runs, ev.config_keys, ("depth",), plain & depth.eq(deep), plain & depth.eq(depths[0]))
+        units.items += _draw_ratios(matched, rank).items
+    medians = " → ".join(f"{number(_median_of(rank, runs.loc[plain & depth.eq(d), 'run']))} at depth {format_value(d)}"
+                         for d in depths)
+    rate, rate_key = _fall_rate(ev, runs.loc[plain & depth.eq(depths[-1]), "run"])
+    judged = part("", units, RANK_DEPTH.margin, f"without skips {medians}{rate}", AT_INIT)
+    key = f"{judged.key} at depth {format_value(depths[-1])} vs {format_value(depths[0])}" + (
+        f", {rate_key}" if rate_key else "")
+    return finding(RANK_DEPTH, [judged], runs[plain], key=key)
+
+
 def rank_collapse(ev: Evidence) -> list[Finding]:
     """Pure attention without skips loses rank with depth; skips prevent it."""
+    ev = ev.at_init
     runs = _attention_only(ev.runs)
-    if "rank_residual_init_last" not in runs:
-        return []
-    runs = runs[runs["rank_residual_init_last"].notna()]
-    rank, depth = _by_run(runs, "rank_residual_init_last"), _depth(runs)
+    rank = q.block_ends(ev.init_draw_layers, "rank_residual")["last"].dropna()
+    runs = runs[runs["run"].isin(rank.index.get_level_values(0))]
+    depth = _depth(runs)
     plain, skips = _is(runs, "residual", "false"), _is(runs, "residual", "true")
     found = []
     if plain.any() and depth[plain].nunique() >= 2:
-        shallow, deep = depth[plain].min(), depth[plain].max()
-        matched = pairs(runs, ev.config_keys, ("depth",), plain & depth.eq(deep), plain & depth.eq(shallow))
-        units = Units()
-        for unit in matched.itertuples():
-            units.add(_ratio(rank[unit.run_a], rank[unit.run_b]), unit.setting, unit.seed)
-        values = (f"without skips {number(rank[matched['run_b']].median())} at depth {format_value(shallow)} → "
-                  f"{number(rank[matched['run_a']].median())} at depth {format_value(deep)}")
-        found.append(finding(RANK_DEPTH, [part("", units, RANK_DEPTH.margin, values)], runs[plain]))
+        found.append(_rank_depth(ev, runs, rank, plain))
     if plain.any() and skips.any():
-        deep = min(depth[plain].max(), depth[skips].max())
-        at = depth.eq(deep)
+        at = depth.eq(min(depth[plain].max(), depth[skips].max()))
         matched = pairs(runs, ev.config_keys, ("residual",), at & plain, at & skips)
-        units = Units()
-        for unit in matched.itertuples():
-            units.add(_ratio(rank[unit.run_a], rank[unit.run_b]), unit.setting, unit.seed)
-        end = _by_run(runs, "rank_residual_end_last")
-        end_a, end_b = (number(end.reindex(matched[side]).median()) for side in ("run_a", "run_b"))
-        values = (f"depth {format_value(deep)}: {number(rank[matched['run_a']].median())} without skips vs "
-                  f"{number(rank[matched['run_b']].median())} with (after training {end_a} vs {end_b})")
-        found.append(finding(RANK_SKIPS, [part("", units, RANK_SKIPS.margin, values)], runs[at]))
+        units = _draw_ratios(matched, rank)
+        values = (f"depth {format_value(depth[at].max())}: {number(_median_of(rank, matched['run_a']))} without "
+                  f"skips vs {number(_median_of(rank, matched['run_b']))} with")
+        found.append(finding(RANK_SKIPS, [part("", units, RANK_SKIPS.margin, values, AT_INIT)], runs[at]))
     return found
 
 
@@ -449,109 +663,167 @@ def rank_collapse(ev: Evidence) -> list[Finding]:
 # Wang et al. 2022, He et al. 2016, signal propagation
 
 
-def _depth_rise(runs: pd.DataFrame, ev: Evidence, arm: pd.Series, low: float, high: float,
-                loss: pd.Series) -> tuple[Units, str]:
-    """Units of loss(high depth) / loss(low depth) − 1 within matched settings of one arm."""
-    depth = _depth(runs)
-    matched = pairs(runs, ev.config_keys, ("depth",), arm & depth.eq(low), arm & depth.eq(high))
-    units = Units()
-    for unit in matched.itertuples():
-        units.add(_rise(loss[unit.run_a], loss[unit.run_b]), unit.setting, unit.seed)
-    values = (f"{number(loss[matched['run_a']].median())} at depth {format_value(low)} → "
-              f"{number(loss[matched['run_b']].median())} at depth {format_value(high)}")
-    return units, values
+def _depth_losses(runs: pd.DataFrame, ev: Evidence, arm: pd.Series, loss: pd.Series) -> tuple[pd.DataFrame, str]:
+    """One arm's runs as setting, seed, paired, depth, loss (its matched settings across depth); and the text
+    of its median loss per depth."""
+    depth = _depth(runs[arm])
+    table = singles(runs[arm], ev.config_keys, ("depth",)).assign(depth=depth.to_numpy(),
+                                                                  loss=loss[runs.loc[arm, "run"]].to_numpy())
+    medians = table.groupby("depth")["loss"].median()
+    return table, " / ".join(map(number, medians)) + " at depth " + " / ".join(map(format_value, medians.index))
+
+
+Pick = Callable[[list[float]], float]  # np.max or np.min: which depth's effect stands for a seed (NaN: not measured)
+
+
+def _over_depths(table: pd.DataFrame, pick: Pick, fails_anywhere: bool) -> Units:
+    """Per (setting, seed): `pick` of loss(depth) / loss(smallest depth) − 1 over every larger depth (np.max: the
+    worst depth of a claim that an arm trains at every depth; np.min: of a claim that every larger depth is worse).
+    `fails_anywhere`: a run diverged at any depth, the smallest included, makes it ∞ (the arm did not train at
+    every depth). A seed without the smallest depth: NaN."""
+    smallest, units = table["depth"].min(), Units()
+    for (setting, seed), cell in table.groupby(["setting", "seed"], sort=False):
+        base, deeper = cell.loc[cell["depth"].eq(smallest), "loss"], cell.loc[cell["depth"].gt(smallest), "loss"]
+        if fails_anywhere and np.isinf(cell["loss"]).any():
+            effect = np.inf
+        else:
+            effects = [_rise(b, d) for b in base for d in deeper]
+            effect = float(pick(effects)) if effects else np.nan
+        units.add(effect, setting, seed, paired=bool(cell["paired"].all()))
+    return units
 
 
 def deepnorm_depth(ev: Evidence) -> list[Finding]:
-    """Post-LN worse deep than shallow (the premise), DeepNorm within the margin of its shallow self."""
-    runs = _with_skips(ev.runs)
+    """Post-LN worse at some depth than at the smallest (the premise); DeepNorm within the margin at every depth."""
+    runs = _took_steps(_with_skips(ev.runs))
     runs = runs[runs["outcome_loss"].notna()]
     post, deep = _is(runs, "norm", "post"), _is(runs, "norm", "deepnorm")
     depth = _depth(runs)
     common = sorted(set(depth[post].dropna()) & set(depth[deep].dropna()))
     if not post.any() or not deep.any() or len(common) < 2:
         return []
+    runs = runs[depth.isin(common)]
     loss = _by_run(runs, "outcome_loss")
-    post_units, post_values = _depth_rise(runs, ev, post, common[0], common[-1], loss)
-    deep_units, deep_values = _depth_rise(runs, ev, deep, common[0], common[-1], loss)
-    parts = [part("post-LN", post_units, DEEPNET_POST_STRUGGLES, post_values, premise=True),
-             part("deepnorm", deep_units, DEEPNET.margin, deep_values)]
+    (post_table, post_values), (deep_table, deep_values) = (
+        _depth_losses(runs, ev, _is(runs, "norm", norm), loss) for norm in ("post", "deepnorm"))
+    parts = [part("post-LN", _over_depths(post_table, np.max, fails_anywhere=True), DEEPNET_POST_STRUGGLES,
+                  "post-LN " + post_values, premise=True),
+             part("deepnorm", _over_depths(deep_table, np.max, fails_anywhere=True), DEEPNET.margin,
+                  "deepnorm " + deep_values)]
     extra = f"depth={','.join(format_value(d) for d in common)},{format_value(common[-1] * 2)}"
-    return [finding(DEEPNET, parts, runs[post | deep], extra=extra,
-                    margin_text=f"deepnorm {DEEPNET.margin.text()}; "
-                                f"premise: post-LN {DEEPNET_POST_STRUGGLES.text()}")]
+    return [finding(DEEPNET, parts, runs, extra=extra,
+                    margin_text=f"deepnorm {DEEPNET.margin.text()}; premise: post-LN {DEEPNET_POST_STRUGGLES.text()}")]
+
+
+def _least_gap(runs: pd.DataFrame, ev: Evidence, a: pd.Series, b: pd.Series, depths: Iterable[float],
+               effect: Callable[[int, int], float]) -> Units:
+    """Per (setting, seed): the smallest effect(run_a, run_b) over matched pairs at each of `depths` (a and b
+    differ in `residual`; NaN when one is not measured)."""
+    depth, cells = _depth(runs), {}
+    for at in depths:
+        for unit in pairs(runs, ev.config_keys, ("residual",), a & depth.eq(at), b & depth.eq(at)).itertuples():
+            cell = cells.setdefault((unit.setting, unit.seed), ([], []))
+            cell[0].append(effect(unit.run_a, unit.run_b))
+            cell[1].append(unit.paired)
+    units = Units()
+    for (setting, seed), (effects, paired) in cells.items():
+        units.add(float(np.min(effects)), setting, seed, paired=all(paired))
+    return units
 
 
 def degradation(ev: Evidence) -> list[Finding]:
-    """He et al.: normalized plain nets degrade with depth; the same depths with skips do not."""
+    """He et al.: normalized plain nets degrade with depth, at every larger depth; the same depths with skips do
+    not (a skip net failing at any depth counts against the claim)."""
     if "norm" not in ev.runs:
         return []
-    runs = ev.runs[ev.runs["outcome_loss"].notna() & ~_is(ev.runs, "norm", "none")]
+    runs = _took_steps(ev.runs[ev.runs["outcome_loss"].notna() & ~_is(ev.runs, "norm", "none")])
     plain, skips = _is(runs, "residual", "false"), _is(runs, "residual", "true")
     depth = _depth(runs)
     if not plain.any() or not skips.any() or depth[plain].nunique() < 2:
         return []
-    loss = _by_run(runs, "outcome_loss")
-    shallow, deep = depth[plain].min(), depth[plain].max()
-    rise, rise_values = _depth_rise(runs, ev, plain, shallow, deep, loss)
-    shallow_gap, shallow_values = _progress_share(runs, ev, depth.eq(shallow), skips, plain, loss, shallow)
-    deep_gap, deep_values = _skips_gap(runs, ev, depth.eq(deep), skips, plain, loss, deep)
-    parts = [part("the shallowest plain net trains", shallow_gap, DEGRADATION_SHALLOW_TRAINS, shallow_values,
-                  premise=True),
-             part("plain deeper vs shallower", rise, DEGRADATION.margin, "plain " + rise_values),
-             part("plain vs skips", deep_gap, DEGRADATION.margin, deep_values)]
-    margin = (f"{DEGRADATION.margin.text()}; premise: the shallowest plain net's loss decrease over the skips' "
-              f"{DEGRADATION_SHALLOW_TRAINS.text()}")
-    return [finding(DEGRADATION, parts, runs, extra=_more_depths(runs), margin_text=margin)]
+    loss, initial = _by_run(runs, "outcome_loss"), q.initial_loss(ev.metrics)
+    depths = sorted(depth[plain].dropna().unique())
 
+    def progress_share(run_skips: int, run_plain: int) -> float:
+        decrease = {run: initial.get(run, np.nan) - loss[run] for run in (run_skips, run_plain)}
+        return _ratio(decrease[run_plain], decrease[run_skips])
 
-def _progress_share(runs: pd.DataFrame, ev: Evidence, at: pd.Series, skips: pd.Series, plain: pd.Series,
-                    loss: pd.Series, depth: float) -> tuple[Units, str]:
-    """Units of (initial − final loss) of the plain net over that of the net with skips, at one depth."""
-    matched = pairs(runs, ev.config_keys, ("residual",), at & skips, at & plain)
-    initial = q.initial_loss(ev.metrics)
-    units = Units()
-    for unit in matched.itertuples():
-        decrease = {run: initial.get(run, np.nan) - loss[run] for run in (unit.run_a, unit.run_b)}
-        units.add(_ratio(decrease[unit.run_b], decrease[unit.run_a]), unit.setting, unit.seed)
-    plain_loss, skips_loss = (number(loss[matched[side]].median()) for side in ("run_b", "run_a"))
-    values = (f"plain {plain_loss} vs skips {skips_loss} at depth {format_value(depth)}, "
-              f"from {number(initial.reindex(matched['run_a']).median())} at step 0")
-    return units, values
-
-
-def _skips_gap(runs: pd.DataFrame, ev: Evidence, at: pd.Series, skips: pd.Series, plain: pd.Series,
-               loss: pd.Series, depth: float) -> tuple[Units, str]:
-    """Units of plain loss / skips loss − 1 at one depth, matched."""
-    matched = pairs(runs, ev.config_keys, ("residual",), at & skips, at & plain)
-    units = Units()
-    for unit in matched.itertuples():
-        units.add(_rise(loss[unit.run_a], loss[unit.run_b]), unit.setting, unit.seed)
-    values = (f"plain {number(loss[matched['run_b']].median())} vs skips "
-              f"{number(loss[matched['run_a']].median())} at depth {format_value(depth)}")
-    return units, values
+    plain_table, plain_values = _depth_losses(runs, ev, plain, loss)
+    skips_text = " / ".join(number(loss[runs.loc[skips & depth.eq(d), "run"]].median()) for d in depths)
+    shallow_trains = _least_gap(runs, ev, skips, plain, depths[:1], progress_share)
+    gap = _least_gap(runs, ev, skips, plain, depths[1:], lambda run_skips, run_plain: _rise(loss[run_skips],
+                                                                                           loss[run_plain]))
+    parts = [part("the shallowest plain net trains", shallow_trains, DEGRADATION_SHALLOW_TRAINS,
+                  f"from {number(initial.reindex(runs.loc[skips, 'run']).median())} at step 0", premise=True),
+             part("plain deeper vs shallower", _over_depths(plain_table, np.min, fails_anywhere=False),
+                  DEGRADATION.margin, "plain " + plain_values),
+             part("plain vs skips", gap, DEGRADATION.margin,
+                  f"skips {skips_text} at depth {' / '.join(map(format_value, depths))}")]
+    margin = (f"{DEGRADATION.margin.text()}, at the worst larger depth; premise: the shallowest plain net's loss "
+              f"decrease over the skips' {DEGRADATION_SHALLOW_TRAINS.text()}")
+    key = f"deeper {parts[1].key}, vs skips {parts[2].key}"
+    return [finding(DEGRADATION, parts, runs, extra=_more_depths(runs), margin_text=margin, key=key)]
 
 
 def signal_collapse(ev: Evidence) -> list[Finding]:
     """A deep plain MLP without normalization: the forward signal collapses and the loss stays at ln 10."""
     runs = _model(ev.runs, "mlp")
-    if "task.name" not in runs or "rank_residual_init_last" not in runs:
+    if "task.name" not in runs:
         return []
     plain = _is(runs, "residual", "false") & _is(runs, "norm", "none")
     runs = runs[plain & _is(runs, "task.name", *TEN_CLASS_TASKS) & (_depth(runs) >= DEEP_PLAIN_MIN_DEPTH)]
+    init = ev.at_init
+    spread_at = q.block_ends(init.init_draw_layers, "rank_residual")["last"].dropna()
+    runs = runs[runs["run"].isin(spread_at.index.get_level_values(0))]
     if runs.empty:
         return []
     runs = runs[_depth(runs).eq(_depth(runs).max())]  # a claim about deep nets: judged at the deepest
+    init_runs = init.runs[init.runs["run"].isin(runs["run"])]
     spread, loss = Units(), Units()
-    for unit in singles(runs, ev.config_keys).itertuples():
-        row = runs[runs["run"].eq(unit.run)].iloc[0]
-        spread.add(row["rank_residual_init_last"], unit.setting, unit.seed)
-        loss.add(row["stats_loss"], unit.setting, unit.seed)
+    for unit in singles(init_runs, init.config_keys).itertuples():
+        _add_draws(spread, unit, q.of_run(spread_at.to_frame(), unit.run)["last"])
+    final = _by_run(runs, "stats_loss")
+    for unit in singles(_took_steps(runs), ev.config_keys).itertuples():
+        loss.add(final[unit.run], unit.setting, unit.seed, paired=unit.paired)
     spread_part = part("spread at init", spread, SIGNAL.margin,
-                       f"{number(np.nanmedian(spread.effects))} across examples at the last block")
-    loss_part = part("final loss", loss, SIGNAL_LOSS, f"{number(np.nanmedian(loss.effects))} (ln 10 = {LN10:.3f})")
+                       f"{number(median_effect(spread.effects))} across examples at the last block", AT_INIT)
+    loss_part = part("final loss", loss, SIGNAL_LOSS, f"{number(median_effect(loss.effects))} (ln 10 = {LN10:.3f})")
     margin = f"spread {SIGNAL.margin.text()}; loss {SIGNAL_LOSS.text()}"
     return [finding(SIGNAL, [spread_part, loss_part], runs, margin_text=margin)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Liu et al. 2020
+
+
+def _stack_ratios(init_layers: pd.DataFrame) -> pd.Series:
+    """Per (run, draw): the decoder's first/last block gradient norm over the encoder's."""
+    ends = {stack: q.block_ends(init_layers, "grad_norm", stack) for stack in (ENCODER, DECODER)}
+    vanishing = {stack: frame["first"] / frame["last"] for stack, frame in ends.items()}
+    return (vanishing[DECODER] / vanishing[ENCODER]).dropna()
+
+
+def liu_stacks(ev: Evidence) -> list[Finding]:
+    """Liu et al. 2020, Fig. 3: post-LN's decoder gradients vanish toward its first block where the encoder's do
+    not; under pre-LN neither."""
+    ev = ev.at_init
+    runs = _with_skips(_model(ev.runs, "seq2seq"))
+    if runs.empty or "stack" not in ev.init_draw_layers:
+        return []
+    ratios = _stack_ratios(ev.init_draw_layers)
+    runs = runs[runs["run"].isin(ratios.index.get_level_values(0))]
+    found = []
+    for norm, claim in (("post", LIU_POST), ("pre", LIU_PRE)):
+        arm = runs[_is(runs, "norm", norm)]
+        if arm.empty:
+            continue
+        units = Units()
+        for unit in singles(arm, ev.config_keys).itertuples():
+            _add_draws(units, unit, q.of_run(ratios.to_frame("ratio"), unit.run)["ratio"])
+        shown = _median_by_setting(units, claim.margin.show)
+        values = f"{norm}-LN decoder's first/last block gradient over the encoder's {shown}"
+        found.append(finding(claim, [part("", units, claim.margin, values, AT_INIT)], arm))
+    return found
 
 
 # ---------------------------------------------------------------------------------------------
@@ -563,37 +835,56 @@ def _speed_units(ev: Evidence, matched: pd.DataFrame) -> tuple[Units, str]:
     units, steps_a, steps_b = Units(), [], []
     for unit in matched.itertuples():
         a, b, _ = q.convergence_steps(ev.metrics, ev.runs, unit.run_a, unit.run_b)
-        units.add(_ratio(b, a), unit.setting, unit.seed)
-        steps_a.append(a)
-        steps_b.append(b)
+        units.add(_ratio(b, a), unit.setting, unit.seed, paired=unit.paired)
+        if unit.paired:
+            steps_a.append(a)
+            steps_b.append(b)
     medians = (number(pd.Series(steps, dtype=float).median()) for steps in (steps_a, steps_b))
-    return units, "{} vs {} steps to the target (medians)".format(*medians)
+    return units, "{} vs {} steps to the target (medians over paired seeds)".format(*medians)
 
 
-def _vanishing_parts(ev: Evidence, matched: pd.DataFrame) -> list[Part]:
-    """Parts at init and at the end: (first/last) of a over (first/last) of b."""
-    parts = []
-    for moment, name in (("init", "at init"), ("end", "at the end")):
-        first, last = _by_run(ev.runs, f"grad_norm_{moment}_first"), _by_run(ev.runs, f"grad_norm_{moment}_last")
-        if first.empty:
-            continue
-        ratio = first / last
-        units = Units()
-        for unit in matched.itertuples():
-            units.add(_ratio(ratio[unit.run_a], ratio[unit.run_b]), unit.setting, unit.seed)
-        values = (f"first/last {number(ratio[matched['run_a']].median())} vs "
-                  f"{number(ratio[matched['run_b']].median())}")
-        parts.append(part(name, units, VANISHING.margin, values))
-    return parts
+def _vanishing_at_init(ev: Evidence, variables: tuple[str, ...], runs_a: pd.Series,
+                       runs_b: pd.Series) -> Part | None:
+    """(first/last of a) over (first/last of b) at init, per init draw, on the at-init view of these runs."""
+    init = replace(ev, runs=ev.runs[ev.runs["run"].isin(pd.concat([runs_a, runs_b]))]).at_init
+    ends = q.block_ends(init.init_draw_layers, "grad_norm")
+    a, b = init.runs["run"].isin(runs_a), init.runs["run"].isin(runs_b)
+    if ends.empty or not a.any() or not b.any():
+        return None
+    ratio = (ends["first"] / ends["last"]).rename("ratio")
+    matched = pairs(init.runs, init.config_keys, variables, a, b)
+    units = _draw_ratios(matched, ratio)
+    values = (f"first/last {number(_median_of(ratio, matched['run_a']))} vs "
+              f"{number(_median_of(ratio, matched['run_b']))}")
+    return part("at init", units, VANISHING.margin, values, AT_INIT)
+
+
+def _vanishing_at_end(ev: Evidence, runs: pd.DataFrame, variables: tuple[str, ...], a: pd.Series,
+                      b: pd.Series) -> Part | None:
+    """The same at the last logged step, of runs that took a step (a run of train.steps=0 ends at init)."""
+    first, last = _by_run(runs, "grad_norm_end_first"), _by_run(runs, "grad_norm_end_last")
+    if first.empty or "end_step" not in runs:
+        return None
+    stepped = runs["end_step"].gt(0)
+    if not (a & stepped).any() or not (b & stepped).any():
+        return None
+    ratio = first / last
+    matched = pairs(runs, ev.config_keys, variables, a & stepped, b & stepped)
+    units = Units()
+    for unit in matched.itertuples():
+        units.add(_ratio(ratio[unit.run_a], ratio[unit.run_b]), unit.setting, unit.seed, paired=unit.paired)
+    values = f"first/last {number(ratio[matched['run_a']].median())} vs {number(ratio[matched['run_b']].median())}"
+    return part("at the end", units, VANISHING.margin, values)
 
 
 def _formatted(claim: Claim, **names: str) -> Claim:
-    return Claim(claim.source, claim.claim, claim.quantity, claim.comparison.format(**names), claim.margin)
+    return Claim(claim.source, claim.claim, claim.quantity, claim.comparison.format(**names), claim.margin,
+                 claim.short.format(**names), claim.rule)
 
 
 def rezero(ev: Evidence) -> list[Finding]:
     """ReZero (norm=none) against pre-LN and against post-LN, by convergence speed."""
-    runs = ev.runs[ev.runs["status"].isin([status.value for status in DONE])]
+    runs = _took_steps(_done(ev.runs))
     zero = _is(runs, "residual", "rezero") & _is(runs, "norm", "none")
     if not zero.any() or ev.metrics.empty:
         return []
@@ -616,7 +907,7 @@ def seed_article(ev: Evidence) -> list[Finding]:
     A comparison no run pairs up for is left out: these claims apply to any sweep, and a sweep of the
     article's block against the plain net (which differ in two keys) is judged by the block findings.
     """
-    runs = ev.runs[ev.runs["status"].isin([status.value for status in DONE])]
+    runs = _done(ev.runs)
     if "norm" not in runs or "residual" not in runs:
         return []
     skips, plain, none = _is(runs, "residual", "true"), _is(runs, "residual", "false"), _is(runs, "norm", "none")
@@ -644,13 +935,17 @@ def _vanishing(ev: Evidence, runs: pd.DataFrame, claim: Claim, variables: tuple[
     if depth.notna().all():
         deepest = depth.eq(min(depth[a].max(), depth[b].max()))
         a, b = a & deepest, b & deepest
-    matched = pairs(runs, ev.config_keys, variables, a, b)
-    parts = _vanishing_parts(ev, matched) if len(matched) else []
+    if pairs(runs, ev.config_keys, variables, a, b).empty:
+        return []
+    parts = [p for p in (_vanishing_at_init(ev, variables, runs.loc[a, "run"], runs.loc[b, "run"]),
+                         _vanishing_at_end(ev, runs, variables, a, b)) if p is not None]
     return [finding(claim, parts, runs[a | b])] if parts else []
 
 
 def _convergence(ev: Evidence, runs: pd.DataFrame, claim: Claim, variables: tuple[str, ...], a: pd.Series,
                  b: pd.Series) -> list[Finding]:
+    stepped = runs["run"].isin(_took_steps(runs)["run"])
+    a, b = a & stepped, b & stepped
     if not a.any() or not b.any() or ev.metrics.empty:
         return []
     matched = pairs(runs, ev.config_keys, variables, a, b)
@@ -757,7 +1052,8 @@ def lr_transfer(ev: Evidence) -> list[Finding]:
         runs = ev.runs[_depth_params(ev.runs).isin([STANDARD, param])]
         margin = f"{param}: |shift| in octaves {claim.margin.text()}; standard: |shift| {LR_DRIFTS.text()}"
         wider = _wider_grid(runs) if standard_edge or rule_edge else ""
-        found.append(finding(claim, [standard, rule], runs, extra=wider, margin_text=margin))
+        key = f"|shift| {standard.key} octaves under standard, {rule.key} under {param}"
+        found.append(finding(claim, [standard, rule], runs, extra=wider, margin_text=margin, key=key))
     return found
 
 
@@ -803,6 +1099,7 @@ FINDINGS: tuple[Callable[[Evidence], list[Finding]], ...] = (
     signal_collapse,
     deepnorm_depth,
     rezero,
+    liu_stacks,
     lr_transfer,
 )
 

@@ -4,23 +4,32 @@
 - vanishing gradients: first-block over last-block gradient norm, at init and at the end;
 - one parameter's gradient per block at init (Xiong et al.'s Fig. 3 plots the FFN's W₂, `ffn.fc2.weight`);
 - a log-log slope over depth; the residual stream predicted from its per-block increments;
-- the critical learning rate: the largest lr that trained.
+- the critical learning rate: the largest lr that trained;
+- the rate at which a quantity falls per block (Dong et al.'s rank residual).
+
+Quantities at init are read per init draw (`Evidence.init_draw_layers`, `init_draw_params`): every draw of
+every run is one measurement.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
+from resbench.report.aggregate import format_value, profile_rows
 from resbench.report.load import INIT_DRAW_LAYERS, INIT_DRAW_PARAMS, RunSet
-from resbench.schema import Status
+from resbench.schema import DRAW, STACK, Status
 
 SMOOTHING_STEPS = 10  # trailing mean over this many steps (as the summary's final_loss)
 NO_PROGRESS = 0.05  # a smoothed loss that ends within 5 % of the step-0 loss: the run did not train
 W2 = "ffn.fc2.weight"  # the FFN's second weight matrix: the parameter of Xiong et al.'s Fig. 3
+# Keys that shape training only: step 0 (its batch, its model, its gradients) is the same whatever they are.
+TRAINING_ONLY = ("train.steps", "train.lr", "train.warmup", "train.optimizer", "train.weight_decay", "train.clip",
+                 "train.eval_every", "train.checkpoint_every", "log_every", "logger", "threads")
 
 
 @dataclass
@@ -30,20 +39,44 @@ class Evidence:
     runs: pd.DataFrame  # aggregate.per_run: one row per run, config columns, summary, block measures
     config_keys: list[str]
     metrics: pd.DataFrame = field(default_factory=pd.DataFrame)  # run, step, loss, …
-    init_layers: pd.DataFrame = field(default_factory=pd.DataFrame)  # layers.csv rows at step 0
-    init_params: pd.DataFrame = field(default_factory=pd.DataFrame)  # grad_norms.csv rows at step 0 (blocks)
     # Step 0 of every init draw of every run (draw 0: the run's own step 0, which stands in for the draws of a
-    # run without them): per block, and per block parameter.
+    # run without them): per block, and per block parameter. Every quantity at init is read from these.
     init_draw_layers: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=INIT_DRAW_LAYERS))
     init_draw_params: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=INIT_DRAW_PARAMS))
 
     @classmethod
     def of(cls, run_set: RunSet, runs: pd.DataFrame) -> Evidence:
-        params = block_params(run_set.init_draw_params)
-        step_zero = params.loc[params["draw"].eq(0)].dropna(subset=["grad_norm"])
-        return cls(runs, list(run_set.config_keys), run_set.metrics, run_set.at["init"],
-                   step_zero[["run", "layer", "param", "grad_norm"]].reset_index(drop=True),
-                   run_set.init_draw_layers, params)
+        return cls(runs, list(run_set.config_keys), run_set.metrics, init_draw_layers=run_set.init_draw_layers,
+                   init_draw_params=block_params(run_set.init_draw_params))
+
+    @cached_property
+    def at_init(self) -> Evidence:
+        """The evidence of quantities at init: one run per initialisation (computed once per Evidence).
+
+        Runs that differ only in TRAINING_ONLY keys (warmup, lr, steps, …) measured the same step 0, as do
+        copies of one config: they become one run (the lowest id), their init rows averaged, and the
+        TRAINING_ONLY keys leave `config_keys`. A run without a seed is never merged with another.
+        """
+        keys = [key for key in self.config_keys if key not in TRAINING_ONLY]
+        present = [key for key in keys if key in self.runs]
+        texts = [self.runs[key].map(format_value) for key in present]
+        seeds = self.runs["seed"] if "seed" in self.runs else pd.Series(np.nan, index=self.runs.index)
+        unseeded = np.where(seeds.isna(), "run " + self.runs["run"].astype(str), "")
+        identity = pd.concat([*texts, pd.Series(unseeded, index=self.runs.index)], axis=1).agg("|".join, axis=1)
+        kept = self.runs.groupby(identity, sort=False)["run"].transform("min")
+        to_kept = dict(zip(self.runs["run"], kept))
+        return replace(self, runs=self.runs[self.runs["run"].eq(kept)], config_keys=keys,
+                       init_draw_layers=_merged(self.init_draw_layers, to_kept, ["run", DRAW, STACK, "layer"]),
+                       init_draw_params=_merged(self.init_draw_params, to_kept, ["run", DRAW, STACK, "layer", "param"]))
+
+
+def _merged(rows: pd.DataFrame, to_kept: dict[int, int], by: list[str]) -> pd.DataFrame:
+    """`rows` of the kept runs only, each kept run's rows averaged with those of the runs merged into it."""
+    rows = rows[rows["run"].isin(to_kept.keys())]
+    if rows.empty:
+        return rows
+    rows = rows.assign(run=rows["run"].map(to_kept))
+    return rows.groupby(by, as_index=False, sort=False).mean(numeric_only=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -56,13 +89,32 @@ def block_params(draw_params: pd.DataFrame) -> pd.DataFrame:
     return rows.astype({"layer": np.int64}).reset_index(drop=True)
 
 
+def _ends(rows: pd.DataFrame, column: str) -> pd.DataFrame:
+    """`column` at the first and the last block of each (run, draw): index (run, draw), columns first, last."""
+    ordered = rows.sort_values(["run", DRAW, "layer"])
+    by_draw = ordered.groupby(["run", DRAW], sort=False)
+    first, last = (end.set_index(["run", DRAW])[column] for end in (by_draw.head(1), by_draw.tail(1)))
+    return pd.DataFrame({"first": first, "last": last})
+
+
 def param_by_block(init_params: pd.DataFrame, param: str = W2) -> pd.DataFrame:
-    """One parameter's step-0 gradient norm per block: rows run, columns first, last (block 0, block L−1)."""
-    rows = init_params[init_params["param"].eq(param)]
-    if rows.empty:
-        return pd.DataFrame(columns=["first", "last"])
-    ordered = rows.sort_values(["run", "layer"]).groupby("run")["grad_norm"]
-    return pd.DataFrame({"first": ordered.first(), "last": ordered.last()})
+    """One parameter's init gradient norm at block 0 and block L−1 of each (run, draw) (the decoder's, for an
+    encoder–decoder): index (run, draw), columns first, last."""
+    return _ends(profile_rows(init_params[init_params["param"].eq(param)]), "grad_norm")
+
+
+def block_ends(init_layers: pd.DataFrame, column: str, stack: str | None = None) -> pd.DataFrame:
+    """A block probe at init at the first and the last block of each (run, draw): of `stack` when given, else
+    of the run's profile stack (the decoder of an encoder–decoder). Index (run, draw), columns first, last."""
+    rows = profile_rows(init_layers) if stack is None else init_layers[init_layers[STACK].eq(stack)]
+    return _ends(rows, column)
+
+
+def of_run(frame: pd.DataFrame, run: int) -> pd.DataFrame:
+    """The rows of one run in a frame indexed by (run, draw), indexed by draw (empty when it has none)."""
+    if run not in frame.index.get_level_values(0):
+        return frame.iloc[:0].droplevel(0)
+    return frame.xs(run, level=0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,16 +177,22 @@ def log_log_slope(depths: Sequence[float], values: Sequence[float]) -> float:
     return float(np.polyfit(np.log(depths[ok]), np.log(values[ok]), 1)[0])
 
 
-def stream_increments(init_layers: pd.DataFrame, run: int) -> tuple[float, float]:
-    """(input variance e², variance added per block δ) of a pre-LN stream at init.
+def profile(init_layers: pd.DataFrame, run: int, draw: int, column: str) -> pd.Series:
+    """One run's `column` per block at init, of one draw and its profile stack, indexed by block."""
+    rows = profile_rows(init_layers)
+    rows = rows[rows["run"].eq(run) & rows[DRAW].eq(draw)].dropna(subset=[column]).sort_values("layer")
+    return rows.set_index("layer")[column]
+
+
+def stream_increments(rms: pd.Series) -> tuple[float, float]:
+    """(input variance e², variance added per block δ) of a pre-LN stream at init, from its RMS per block.
 
     Each block adds its branch's variance: hidden_rms² of block l ≈ e² + δ·(l+1), fitted over the
-    run's blocks by least squares.
+    blocks by least squares.
     """
-    rows = init_layers.loc[init_layers["run"].eq(run), ["layer", "hidden_rms"]].dropna().sort_values("layer")
-    if len(rows) < 2:
+    if len(rms) < 2:
         return np.nan, np.nan
-    slope, intercept = np.polyfit(rows["layer"].to_numpy() + 1.0, rows["hidden_rms"].to_numpy() ** 2, 1)
+    slope, intercept = np.polyfit(rms.index.to_numpy(float) + 1.0, rms.to_numpy(float) ** 2, 1)
     return float(intercept), float(slope)
 
 
@@ -142,6 +200,31 @@ def predicted_stream_rms(input_variance: float, per_block: float, depth: float) 
     """RMS of the stream leaving the last of `depth` blocks when each adds `per_block` variance."""
     total = input_variance + per_block * depth
     return float(np.sqrt(total)) if total > 0 else np.nan
+
+
+def blocks_over_input(input_variance: float, per_block: float, depth: float) -> float:
+    """δ·L / e²: the variance `depth` blocks add to the stream over the variance it enters with (∞ when the
+    fit leaves none to the input but the blocks add some)."""
+    if not np.isfinite(input_variance) or not np.isfinite(per_block):
+        return np.nan
+    if input_variance <= 0:
+        return np.inf if per_block > 0 else np.nan
+    return per_block * depth / input_variance
+
+
+def rate_per_block(values: pd.Series) -> tuple[float, float, float]:
+    """(factor per block over the whole stack, over its first half, over its second half) of a positive
+    quantity per block: exp of the least-squares slope of its log against the block index. A single
+    exponential fall has one factor throughout; a doubly exponential one falls ever faster (the second
+    half's factor far below the first's)."""
+    values = values[np.isfinite(values) & (values > 0)]
+    if len(values) < 4:
+        return np.nan, np.nan, np.nan
+    blocks, logs = values.index.to_numpy(float), np.log(values.to_numpy(float))
+    half = len(values) // 2
+    slopes = [np.polyfit(blocks[cut], logs[cut], 1)[0] for cut in (slice(None), slice(None, half + 1),
+                                                                   slice(half, None))]
+    return tuple(float(np.exp(slope)) for slope in slopes)
 
 
 # ---------------------------------------------------------------------------------------------
