@@ -232,10 +232,13 @@ def _check_state(state: dict[str, Any], config: dict[str, Any], task: Task, run_
     if not (math.isfinite(state["elapsed_s"]) and state["elapsed_s"] >= 0):
         raise _Bad(f"elapsed_s is {state['elapsed_s']!r}")
     spec = models.task_for(config["model"]["name"], task).spec
+    keys = models.model_keys(config)
     with torch.device("meta"):  # shapes only: nothing allocated, no random number drawn
-        model = models.build(models.model_keys(config), spec)
+        model = models.build(keys, spec)
     _check_model(state["model"], {name: tensor.shape for name, tensor in model.state_dict().items()})
-    _check_optimizer(state["optimizer"], [parameter.shape for parameter in model.parameters()])
+    # the optimizer numbers the parameters in the order of its groups (a depth parametrization's differs)
+    in_optimizer_order = [p.shape for group in models.param_groups(model, keys) for p in group.params]
+    _check_optimizer(state["optimizer"], in_optimizer_order)
     _check_rng(state["rng"])
     _check_records(state, spec.accuracy, run_dir)
 
