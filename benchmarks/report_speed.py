@@ -1,7 +1,8 @@
 """How long `build_report` takes over a big sweep: 500 runs × 24 blocks × 200 logged steps.
 
 Synthesises the sweep (each run with 8 init draws, as runs write them by default) in a temporary dir (not
-timed), then times one `build_report` call, plots included, and prints the seconds. Target: ≤ 10 s on 2 cores.
+timed), then times one `build_report` call, PNGs and report.html included, and prints the seconds and the
+size of report.html. Target: ≤ 10 s on 2 cores.
 
     python benchmarks/report_speed.py [--runs 500] [--depth 24] [--steps 200] [--keep DIR]
     python benchmarks/report_speed.py --reuse DIR/sweep [--one-process]   # time again, no synthesis
@@ -24,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _smoke import HELP
 from report_fixtures import Knobs, grid, write_sweep
+
+from plotly.offline import get_plotlyjs
 
 from resbench.report import build_report, render
 
@@ -82,6 +85,9 @@ def time_report(sweep_dir: Path) -> None:
     helper_seconds = helper.ru_utime + helper.ru_stime - children.ru_utime - children.ru_stime
     print(f"build_report: {seconds:.2f} s wall for {result.n_runs} runs, {len(result.paths)} files "
           f"(CPU: {cpu_seconds:.2f} s here, {helper_seconds:.2f} s in the drawing helper)")
+    page = result.report_html.stat().st_size
+    print(f"report.html: {page / 1e6:.1f} MB ({(page - len(get_plotlyjs().encode())) / 1e6:.2f} MB besides Plotly's "
+          f"JavaScript)")
 
 
 if __name__ == "__main__":

@@ -131,7 +131,7 @@ def sweep(
     """Run a grid of runs through Hydra's multirun; write runs.csv and one run dir per run."""
     from . import records
     from .config import BadInput
-    from .console import SweepDisplay, plan_header, plan_table, sweep_table
+    from .console import SweepDisplay, Wrapped, plan_header, plan_table, sweep_table
     from .sweeps import plan_sweep, run_sweep
 
     _sigterm_as_interrupt()
@@ -145,7 +145,7 @@ def sweep(
         fail(str(err))
     console = _console()
     if dry_run:
-        console.print(plan_header(plan) + " · dry run: nothing is run", soft_wrap=True)
+        console.print(Wrapped(plan_header(plan) + " · dry run: nothing is run"))
         console.print(plan_table(plan))
         return
     try:
@@ -160,14 +160,14 @@ def sweep(
         console.print(sweep_table(outcome))
         counts = " · ".join(f"{n} {status}" for status in STATUS_ORDER if (n := outcome.count(status)))
         skipped = sum(r.skipped for r in outcome.runs)
-        console.print(counts + (f" ({skipped} skipped)" if skipped else "")
-                      + f" · runs.csv: {escape(str(plan.sweep_dir / RUNS_CSV))}", soft_wrap=True)
+        console.print(Wrapped(counts + (f" ({skipped} skipped)" if skipped else "")
+                              + f" · runs.csv: {escape(str(plan.sweep_dir / RUNS_CSV))}"))
         if outcome.error:
             _console(stderr=True).print(f"[bold red]error:[/bold red] {escape(outcome.error)}", soft_wrap=True)
         if outcome.interrupted:
-            _console(stderr=True).print(
+            _console(stderr=True).print(Wrapped(
                 f"[yellow]interrupted[/yellow]: ended runs are kept; `resbench sweep --resume "
-                f"{escape(str(plan.sweep_dir))}` runs the rest", soft_wrap=True)
+                f"{escape(str(plan.sweep_dir))}` runs the rest"))
     raise typer.Exit(outcome.exit_code)
 
 
@@ -183,7 +183,9 @@ def report(
 ) -> None:
     """Tables, PNG plots, summary.csv and report.md (with computed findings) for sweeps or runs."""
     from rich.markup import escape
+    from rich.text import Text
 
+    from .console import Wrapped
     from .records import NoSpaceError
     from .report import ReportInputError, build_report, latest_sweep
 
@@ -206,13 +208,17 @@ def report(
     except OSError as err:  # the report's dir could be written when checked, and no longer (a full quota, ...)
         fail(f"cannot write the report to {out or 'the report dir'}: {err.strerror or err}"
              + (f": {err.filename}" if err.filename else ""), EXIT_FAILED)
-    console.print(f"report: {escape(str(result.out_dir / 'report.md'))} ({result.n_runs} runs)")
+    # Where the files went, last: a path too long for the line starts one of its own, cut only after a `/`.
+    where = [("report.md:", f"{result.report_md} ({result.n_runs} runs)"), ("report.html:", str(result.report_html))]
+    if result.pngs:
+        where.append(("PNGs:", f"{result.out_dir}{os.sep} ({len(result.pngs)} files)"))
+    for label, path in where:
+        console.print(Wrapped(Text(f"{label:<13}{path}")))
     if tensorboard:
         from .report.tensorboard import export
 
         written = export(targets)
-        console.print(f"tensorboard: {len(written)} run(s) · tensorboard --logdir {escape(str(targets[0]))}",
-                      soft_wrap=True)
+        console.print(Wrapped(f"tensorboard: {len(written)} run(s) · tensorboard --logdir {escape(str(targets[0]))}"))
 
 
 @app.command(context_settings=_ARGS)

@@ -13,8 +13,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from .formatting import number
+from .formatting import number, wrap_spans
 from .schema import status_colour
 
 LINE_DIGITS = 4  # losses in the terminal's lines: one digit more than the tables
@@ -22,6 +23,29 @@ LINE_DIGITS = 4  # losses in the terminal's lines: one digit more than the table
 BAR_WIDTH = 20
 PROFILE_BAR_WIDTH = 6  # four bars side by side in the end-of-run table (fits 80 columns)
 _EIGHTHS = " ▏▎▍▌▋▊▉"
+
+
+class Wrapped:
+    """Text that wraps to the console's width between words, a path only beside a `/` (rich alone would
+    split a word longer than the line anywhere, and a soft-wrapped line is split by the terminal);
+    lines after the first of each paragraph are indented by `indent` spaces (`formatting.wrap_spans`).
+    Styles are kept."""
+
+    def __init__(self, text: Text | str, indent: int = 0):
+        self.text = Text.from_markup(text) if isinstance(text, str) else text
+        self.indent = indent
+
+    def __rich_console__(self, console: Console, options: Any):
+        yield wrapped(self.text, options.max_width, self.indent)
+
+
+def wrapped(text: Text, width: int, indent: int = 0) -> Text:
+    """`text` cut into lines of at most `width` cells as `Wrapped` cuts it, styles kept."""
+    lines = []
+    for paragraph in text.split("\n"):
+        for start, end, pad in wrap_spans(paragraph.plain, width, indent) or [(0, 0, 0)]:  # a blank line stays
+            lines.append(Text(" " * pad) + paragraph[start:end])
+    return Text("\n").join(lines)
 
 
 def bar(value: float, maximum: float, width: int = BAR_WIDTH) -> str:
@@ -235,8 +259,7 @@ class SweepDisplay:
         if self.quiet:
             return
         skipped = len(plan.runs) - self.total
-        self.console.print(plan_header(plan) + (f" · {skipped} done before: skipped" if skipped else ""),
-                           soft_wrap=True)
+        self.console.print(Wrapped(plan_header(plan) + (f" · {skipped} done before: skipped" if skipped else "")))
         if self.live:
             self._bar = Progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -31,6 +31,7 @@ RUNS_CSV_LOCK = f".{RUNS_CSV}.lock"  # at a sweep's root: serialises runs.csv re
 TB_DIR = "tb"  # in a run dir: TensorBoard event files (logger=tensorboard, `report --tensorboard`)
 REPORT_DIR = "report"  # what `resbench report` writes, inside the dir it reports on
 REPORT_MD = "report.md"
+REPORT_HTML = "report.html"  # beside report.md: the same findings, interactive figures
 
 RESULTS_ROOT = "results"
 TRAIN_DIR = "train"  # results/train/<timestamp>/: one `resbench train`

@@ -281,12 +281,18 @@ class Watch:
         return self
 
     def __exit__(self, kind, value, traceback) -> None:
-        if kind is None:
-            self.close()
-        elif issubclass(kind, KeyboardInterrupt):
-            self.close(Status.INTERRUPTED)
-        else:
-            self.close(Status.FAILED, f"{kind.__name__}: {value}")
+        self.close(*ending(value))
+
+
+def ending(exception: BaseException | None,
+           interrupts: tuple[type[BaseException], ...] = ()) -> tuple[str | None, str | None]:
+    """(status, error) of a run that `exception` ended (None: it ended normally). Ctrl-C, and the
+    framework's own interrupt exceptions `interrupts`, end it interrupted; any other exception, failed."""
+    if exception is None:
+        return None, None
+    if isinstance(exception, (KeyboardInterrupt, *interrupts)):
+        return Status.INTERRUPTED, None
+    return Status.FAILED, f"{type(exception).__name__}: {exception}"
 
 
 def watch(model: nn.Module, blocks: str | Sequence[nn.Module], run_dir: str | Path, log_every: int = 10,

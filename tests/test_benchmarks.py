@@ -26,7 +26,7 @@ SMOKE_RUNS: dict[str, tuple[list[str], list[str]]] = {
     "probe_overhead.py": ([], [rf"^ +bare PyTorch loop +{NUMBER} +1\.000",
                                rf"^ +resbench, every probe every step +{NUMBER} +{NUMBER} +{NUMBER} +{NUMBER}$",
                                rf"^ +resbench, log_every=10 +{NUMBER} +{NUMBER} +{NUMBER} +{NUMBER}$"]),
-    "report_speed.py": ([], [rf"^build_report: {NUMBER} s wall for 4 runs"]),
+    "report_speed.py": ([], [rf"^build_report: {NUMBER} s wall for 4 runs", rf"^report.html: {NUMBER} MB"]),
     # against the committed tree (git archive: no network), then this checkout
     "run_overhead.py": (["--before", "HEAD"], [
         rf"^before \(HEAD\): resbench train train.steps=0 \(fresh process\): median {NUMBER} s",

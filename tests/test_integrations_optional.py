@@ -33,6 +33,6 @@ def test_import_resbench_loads_no_framework_and_a_missing_one_names_its_extra():
     found = json.loads(result.stdout)
     assert found["loaded"] == []
     assert found["errors"] == {
-        integration: ["ImportError", f"resbench.integrations.{integration} needs {integration}: "
-                                     f"pip install 'resbench[{integration}]'", True]
+        integration: ["ImportError", (f"resbench.integrations.{integration} needs {integration}: "
+                                      f"pip install 'resbench[{integration}]'"), True]
         for integration in ("lightning", "transformers")}

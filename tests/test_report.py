@@ -269,7 +269,8 @@ def test_report_over_a_real_tiny_sweep(tmp_path):
     command = [sys.executable, "-m", "resbench.cli", "sweep", "depth=2,3", "norm=post,pre", "width=16", "heads=2",
                "train.steps=4", "task.seq_len=8", "train.batch_size=4", "train.eval_every=2", "log_every=2",
                "threads=1", f"hydra.sweep.dir={sweep}"]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300, check=False,
+    # run outside any git repository: provenance (and so the report's warnings) must not depend on this checkout
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300, check=False,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 0, f"the sweep failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}"
 

@@ -18,7 +18,17 @@ from report_fixtures import Knobs, grid, write_sweep
 from resbench import api
 from resbench.report import aggregate, build, build_report, findings, load
 from resbench.report.quantities import Evidence
-from resbench.report.verdict import AGREES, AT_INIT, DISAGREES, INCONCLUSIVE, TRAINED, Finding, Margin, Units, part
+from resbench.report.verdict import (
+    AGREES,
+    AT_INIT,
+    DISAGREES,
+    INCONCLUSIVE,
+    TRAINED,
+    Finding,
+    Margin,
+    Units,
+    part,
+)
 
 SMALL = {"train.steps": 20, "log_every": 5, "train.eval_every": 10, "width": 8}
 XIONG, WANG, HE, SEED = "Xiong et al. 2020", "Wang et al. 2022", "He et al. 2016", "the seed article"

@@ -180,7 +180,7 @@ def test_report_draws_each_stack_apart_and_reads_the_decoder_for_per_run_measure
     curve = aggregate.block_curve(run_set.at["init"], runs, "grad_norm")
     assert set(curve["panel"]) == {"encoder stack", "decoder stack"}
     assert curve[curve["panel"] == "encoder stack"]["x"].max() == 1 and curve["x"].max() == 2
-    grid = aggregate.heatmap_grid(run_set.layers, runs)
+    grid = aggregate.heatmap_grid(aggregate.block_steps(run_set.layers, runs, ["grad_norm"]))
     assert {group.split(" · ")[-1] for group in grid["group"]} == {"encoder stack", "decoder stack"}
     for run in runs.itertuples():  # first / last block = the decoder's, read straight from layers.csv
         layers = pd.read_csv(Path(run.path) / "layers.csv", keep_default_na=False)

@@ -85,4 +85,49 @@ def test_sweep_end_table_breaks_no_path_or_word_at_80_columns(cli, tmp_path: Pat
     caption = " ".join(line.strip() for line in table if not line.strip().startswith(("│", "┃", "┏", "┡", "└", "━")))
     for word in ["grad", "ratio:", "the", "last", "block's", "gradient", "norm", "over", "the", "first's,", "at", "init"]:
         assert word in caption.split(), word
-    assert any(str(sweep_dir / "runs.csv") in line for line in lines), "the sweep dir is named whole"
+    assert_path_whole(lines, str(sweep_dir / "runs.csv"), 80)
+    assert_path_whole(lines, f"2 at once ·{sweep_dir}", 80)  # the header's path starts a line of its own
+
+
+def joined_at_slashes(lines: list[str]) -> str:
+    """The output with the line breaks beside a `/` taken out: a path cut only there reads whole again."""
+    return re.sub(r"(?<=/)\n *|\n *(?=/)", "", "\n".join(line.rstrip() for line in lines))
+
+
+def assert_path_whole(lines: list[str], path: str, columns: int) -> None:
+    """`path` is printed whole, or cut only beside a `/` (a line too narrow for it), every line within `columns`."""
+    assert all(cell_len(line) <= columns for line in lines), [line for line in lines if cell_len(line) > columns]
+    assert path in joined_at_slashes(lines), path
+
+
+LONG_DIR = "a-rather-long-directory-name-for-results" * 2  # 80 characters: no line holds it and a slash
+
+
+@pytest.fixture(scope="module")
+def long_named_sweep(tmp_path_factory) -> Path:
+    runs = [{**SMALL, **run} for run in grid(depth=[2, 4], norm=["post", "pre"])]
+    return write_sweep(tmp_path_factory.mktemp("width") / LONG_DIR / "sweep", runs, swept_keys=["depth", "norm"])
+
+
+def test_report_breaks_no_path_and_names_its_files_last_at_80_columns(cli, long_named_sweep: Path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    result = cli("report", str(long_named_sweep))
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    report_dir = long_named_sweep / "report"
+    paths = (report_dir / "report.md", report_dir / "report.html", f"{report_dir}/ (", f"--resume{long_named_sweep} ")
+    for path in paths:
+        assert_path_whole(lines, str(path), 80)
+    last = joined_at_slashes(lines).splitlines()[-3:]  # each label, then its path (on lines of its own)
+    assert [line.split(":")[0] for line in last] == ["report.md", "report.html", "PNGs"]
+    assert last[-1].endswith(f"({len(list(report_dir.glob('*.png')))} files)")
+
+
+def test_mean_and_std_over_seeds_only_where_there_are_seeds(cli, report_sweep: Path, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    one_seed = cli("report", str(report_sweep), "--out", str(tmp_path / "one"))
+    assert "Losses: one run per group" in one_seed.stdout and "±" not in one_seed.stdout
+    assert "one seed per group" in (tmp_path / "one" / "report.md").read_text()
+    seeds = write_sweep(tmp_path / "seeds", [{**SMALL, "depth": 2, "seed": seed} for seed in (0, 1)])
+    two_seeds = cli("report", str(seeds))
+    assert "Losses: mean ± std over seeds" in " ".join(two_seeds.stdout.split())

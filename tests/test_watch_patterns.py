@@ -254,9 +254,9 @@ def test_a_compiled_model_is_one_clear_error_and_compiled_blocks_work(tmp_path):
     with pytest.raises(ValueError, match=advice):
         resbench.watch(compiled, blocks="transformer.h", run_dir=tmp_path / "wrapper")
     loss_of(compiled, *batches(1)[0]).backward()  # compiled before the hooks exist: they never run
-    with pytest.raises(RuntimeError, match=advice) as raised:
-        with resbench.watch(model, blocks="transformer.h", run_dir=tmp_path / "whole", log_every=1) as w:
-            w.step(loss_of(compiled, *batches(1)[0]), optimizer)
+    with pytest.raises(RuntimeError, match=advice) as raised, \
+            resbench.watch(model, blocks="transformer.h", run_dir=tmp_path / "whole", log_every=1) as w:
+        w.step(loss_of(compiled, *batches(1)[0]), optimizer)
     assert "\n" not in str(raised.value)
     assert '"status": "failed"' in (tmp_path / "whole" / "summary.json").read_text()
 

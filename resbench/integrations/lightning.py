@@ -23,8 +23,7 @@ from torch import nn
 
 from resbench.integrations import require
 from resbench.loggers import Row, step_scalars
-from resbench.schema import Status
-from resbench.watching import Watch, scale_of
+from resbench.watching import Watch, ending, scale_of
 
 pl = require("lightning.pytorch", "lightning", "resbench.integrations.lightning")
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -99,10 +98,7 @@ class ResbenchCallback(pl.Callback):
         self._close()
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
-            self._close(Status.INTERRUPTED)
-        else:
-            self._close(Status.FAILED, f"{type(exception).__name__}: {exception}")
+        self._close(*ending(exception, interrupts=(SIGTERMException,)))
 
     def _close(self, status: str | None = None, error: str | None = None) -> None:
         if self.watch is not None:

@@ -26,8 +26,7 @@ import torch
 from torch import nn
 
 from resbench.integrations import require
-from resbench.schema import Status
-from resbench.watching import Watch
+from resbench.watching import Watch, ending
 
 transformers = require("transformers", "transformers", "resbench.integrations.transformers")
 
@@ -131,9 +130,4 @@ class ResbenchCallback(transformers.TrainerCallback):
         return self
 
     def __exit__(self, kind, value, traceback) -> None:
-        if kind is None:
-            self.close()
-        elif issubclass(kind, KeyboardInterrupt):
-            self.close(Status.INTERRUPTED)
-        else:
-            self.close(Status.FAILED, f"{kind.__name__}: {value}")
+        self.close(*ending(value))

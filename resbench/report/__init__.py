@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from resbench.schema import REPORT_MD, RESULTS_ROOT, SWEEPS_DIR
+from resbench.schema import REPORT_HTML, REPORT_MD, RESULTS_ROOT, SWEEPS_DIR
 
 if TYPE_CHECKING:
     import rich.console
@@ -28,8 +28,8 @@ class ReportInputError(ValueError):
 class ReportResult:
     """What `build_report` wrote and what it saw."""
 
-    out_dir: Path  # where report.md, summary.csv and the PNGs are
-    paths: list[Path]  # every file written, report.md first
+    out_dir: Path  # where report.md, report.html, summary.csv and the PNGs are
+    paths: list[Path]  # every file written: report.md, report.html, summary.csv, then the PNGs
     n_runs: int  # runs read (both sides of a comparison together)
     warnings: list[str] = field(default_factory=list)  # failed, interrupted, running, corrupt runs
     findings: list[str] = field(default_factory=list)  # one line per computed finding
@@ -37,6 +37,14 @@ class ReportResult:
     @property
     def report_md(self) -> Path:
         return self.out_dir / REPORT_MD
+
+    @property
+    def report_html(self) -> Path:
+        return self.out_dir / REPORT_HTML
+
+    @property
+    def pngs(self) -> list[Path]:
+        return [path for path in self.paths if path.suffix == ".png"]
 
 
 def latest_sweep(results_root: Path = Path(RESULTS_ROOT)) -> Path:
@@ -58,7 +66,8 @@ def build_report(
     console: rich.console.Console | None = None,
     out_dir: str | Path | None = None,
 ) -> ReportResult:
-    """Report on sweep or run dirs; write `report.md`, `summary.csv` and PNGs; print tables to `console`.
+    """Report on sweep or run dirs; write `report.md`, `report.html`, `summary.csv` and PNGs; print tables to
+    `console`.
 
     One dir: a report of its runs in `DIR/report/`. Two dirs A B: a comparison, groups side by side
     with both values and the delta B − A, in `A/report/`. Three or more: their runs pooled into one

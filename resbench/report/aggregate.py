@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from resbench.report.load import RunSet
-from resbench.schema import NO_LOSS, STATUS_ORDER, SWEPT_KEYS, Status
+from resbench.schema import NO_LOSS, STACK, STATUS_ORDER, SWEPT_KEYS, Status
 
 # Display order of the known choices (REFERENCES.md order); anything else sorts naturally after.
 CHOICE_ORDER = {
@@ -348,36 +348,67 @@ def loss_curves(metrics: pd.DataFrame, runs: pd.DataFrame) -> dict[str, pd.DataF
     return curves
 
 
-def heatmap_grid(layers: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean grad norm per (side, group, layer, step), groups in order: the layer × step heatmaps."""
-    rows = layers.loc[layers["grad_norm"].notna() & layers["run"].isin(runs["run"]), ["run", "step", "layer", "grad_norm"]]
+def block_steps(layers: pd.DataFrame, runs: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Mean over a group's seeds of each of `columns` per (side, group, stack, layer, step).
+
+    The block × step grid that the heatmap and report.html's step-by-step profiles both draw. Columns
+    side, group, stack, layer, step, *columns; groups in order, then stacks in STACK_ORDER.
+    """
+    names = ["side", "group", STACK, "layer", "step", *columns]
+    if not columns or "layer" not in layers:
+        return pd.DataFrame(columns=names)
+    rows = layers.loc[layers["run"].isin(runs["run"]), ["run", "step", "layer", *columns]]
     if rows.empty:
-        return pd.DataFrame(columns=["side", "group", "layer", "step", "grad_norm"])
-    stacks = layers.loc[rows.index, "stack"] if "stack" in layers else pd.Series("", index=rows.index)
-    names = sorted(set(stacks), key=lambda stack: (STACK_ORDER.index(stack) if stack in STACK_ORDER
-                                                   else len(STACK_ORDER), stack))
+        return pd.DataFrame(columns=names)
+    stack_code, stacks = pd.factorize(layers.loc[rows.index, STACK] if STACK in layers
+                                      else pd.Series("", index=rows.index))
+    order = np.array(sorted(range(len(stacks)), key=lambda i: _stack_rank(stacks[i])), dtype=np.int64)
+    stack_code = np.argsort(order)[stack_code]  # codes renumbered in stack order
     ordered = runs.sort_values(["side", "group"])
-    # A panel per (side, group, stack): the stacks of an encoder–decoder are drawn apart.
-    pairs = pd.Series([(side, f"{group} · {stack} stack" if stack else str(group))
-                       for side, group in zip(ordered["side"], ordered["group"]) for stack in names], dtype=object)
-    panel_code, panels = pd.factorize(pairs)
-    panel_of = panel_code.reshape(len(ordered), len(names))  # (run position, stack) → panel
-    run_position = rows["run"].map(pd.Series(np.arange(len(ordered)), index=ordered["run"].to_numpy()))
-    stack_index = stacks.map({stack: i for i, stack in enumerate(names)})
-    # One int64 key per (panel, layer, step): a single-key groupby is several times faster than four keys.
-    n_layers, n_steps = int(rows["layer"].max()) + 1, int(rows["step"].max()) + 1
-    code = panel_of[run_position.to_numpy(np.int64), stack_index.to_numpy(np.int64)].astype(np.int64)
-    key = (code * n_layers + rows["layer"].to_numpy()) * n_steps + rows["step"].to_numpy()
-    grid = rows["grad_norm"].groupby(key, sort=True).mean()
-    key = grid.index.to_numpy()
-    side, group = (np.array([panel[i] for panel in panels], dtype=object) for i in (0, 1))
-    return pd.DataFrame({
-        "side": side[key // (n_layers * n_steps)],
-        "group": group[key // (n_layers * n_steps)],
-        "layer": (key // n_steps) % n_layers,
-        "step": key % n_steps,
-        "grad_norm": grid.to_numpy(),
+    cell_code, cells = pd.factorize(pd.Series(list(zip(ordered["side"], ordered["group"].astype(str))), dtype=object))
+    run_cell = pd.Series(cell_code, index=ordered["run"].to_numpy())
+    # One int64 key per (cell, stack, layer, step): a single-key groupby is several times faster than five keys.
+    n_stacks, n_layers, n_steps = len(stacks), int(rows["layer"].max()) + 1, int(rows["step"].max()) + 1
+    cell = run_cell.reindex(rows["run"].to_numpy()).to_numpy(np.int64)
+    key = ((cell * n_stacks + stack_code) * n_layers + rows["layer"].to_numpy(np.int64)) * n_steps \
+        + rows["step"].to_numpy(np.int64)
+    means = rows[columns].groupby(key, sort=True).mean()
+    key = means.index.to_numpy()
+    cell, rest = np.divmod(key, n_stacks * n_layers * n_steps)
+    side, group = (np.array([c[i] for c in cells], dtype=object) for i in (0, 1))
+    frame = pd.DataFrame({
+        "side": side[cell],
+        "group": group[cell],
+        STACK: np.asarray(stacks, dtype=object)[order][rest // (n_layers * n_steps)],
+        "layer": (rest // n_steps) % n_layers,
+        "step": rest % n_steps,
     })
+    for column in columns:
+        frame[column] = means[column].to_numpy()
+    return frame
+
+
+def _stack_rank(stack: str) -> tuple:
+    return (STACK_ORDER.index(stack) if stack in STACK_ORDER else len(STACK_ORDER), stack)
+
+
+def step_profiles(steps: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """`block_steps` with each group's panel and line as `block_curve` draws them, a panel per stack."""
+    lookup = runs.drop_duplicates(["side", "group"])[["side", "group", "panel", "line"]]
+    lookup = lookup.assign(group=lookup["group"].astype(str))
+    return with_stack_panels(steps.merge(lookup, on=["side", "group"], how="inner", sort=False))
+
+
+def heatmap_grid(steps: pd.DataFrame) -> pd.DataFrame:
+    """The gradient-norm column of `block_steps`, a panel per (side, group, stack): the layer × step heatmaps.
+
+    Columns side, group ("depth=6" or "depth=6 · encoder stack"), layer, step, grad_norm.
+    """
+    steps = steps[steps["grad_norm"].notna()]
+    stack = steps[STACK].astype(str)
+    group = steps["group"].astype(str).where(stack.eq(""), steps["group"].astype(str) + " · " + stack + " stack")
+    return pd.DataFrame({"side": steps["side"].to_numpy(), "group": group.to_numpy(), "layer": steps["layer"].to_numpy(),
+                         "step": steps["step"].to_numpy(), "grad_norm": steps["grad_norm"].to_numpy()})
 
 
 def final_vs_depth(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame | None:

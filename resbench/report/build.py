@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import textwrap
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -14,7 +13,8 @@ from rich.console import Console
 from rich.text import Text
 
 from resbench import paths, records
-from resbench.report import ReportInputError, ReportResult, aggregate, load
+from resbench.console import Wrapped, wrapped
+from resbench.report import ReportInputError, ReportResult, aggregate, html, load
 from resbench.report.findings import compute_findings, exponent_curves, lr_transfer_curves
 from resbench.report.markdown import Section, document, findings_lines
 from resbench.report.provenance import code_line, provenance_warnings
@@ -30,8 +30,17 @@ from resbench.report.tables import (
     report_tables,
     to_rich,
 )
-from resbench.report.verdict import AGREES, AT_INIT, DISAGREES, NO_SEED, TRAINED, Finding, duplicate_configs, seed_of
-from resbench.schema import REPORT_DIR, REPORT_MD, Status
+from resbench.report.verdict import (
+    AGREES,
+    AT_INIT,
+    DISAGREES,
+    NO_SEED,
+    TRAINED,
+    Finding,
+    duplicate_configs,
+    seed_of,
+)
+from resbench.schema import BLOCK_PROBES, REPORT_DIR, REPORT_HTML, REPORT_MD, Status
 
 SUMMARY_CSV = "summary.csv"
 
@@ -40,18 +49,19 @@ SUMMARY_CSV = "summary.csv"
 class PlotFile:
     alt: str  # report.md's alt text
     section: str  # where report.md places it (tables.SECTIONS)
+    html: bool = True  # report.html draws it too (interactive); the profiles at init and end move with its slider
 
 
-PLOTS = {  # every PNG a report may write, in report.md's order
-    "grad_norm_init.png": PlotFile("Gradient norm per block at initialization", GRADIENTS),
+PLOTS = {  # every PNG a report may write, in report.md's (and report.html's) order
+    "grad_norm_init.png": PlotFile("Gradient norm per block at initialization", GRADIENTS, html=False),
     "grad_norm_heatmap.png": PlotFile("Gradient norm per block and step", GRADIENTS),
     "loss_curves.png": PlotFile("Loss curves", TRAINING),
     "final_loss_vs_depth.png": PlotFile("Final train loss vs depth", TRAINING),
     "grad_exponent.png": PlotFile("Last block's W2 gradient at init vs depth, fitted and theory lines", GRADIENTS),
     "lr_transfer.png": PlotFile("Final train loss vs learning rate per depth, one panel per depth "
                                 "parametrization, the optimum starred", TRAINING),
-    "hidden_rms.png": PlotFile("Hidden-state RMS per block", PROBES_SECTION),
-    "rank_residual.png": PlotFile("Rank residual per block", PROBES_SECTION),
+    "hidden_rms.png": PlotFile("Hidden-state RMS per block", PROBES_SECTION, html=False),
+    "rank_residual.png": PlotFile("Rank residual per block", PROBES_SECTION, html=False),
 }
 PLOT_FILES = tuple(PLOTS)
 PROBE_PLOTS = {  # probe column → (file, title, y label)
@@ -148,26 +158,37 @@ def _build(dirs: list[Path], found: list[list[Path]], console: Console | None, t
         tables = compare_tables(summary)
     else:
         summary, tables = sides[0].summary, report_tables(sides[0].summary)
+    title, header = report_header(sides, keys, comparing)
+    page = html.Page(title, header, warnings, [(side.name, side.findings) for side in sides], FINDINGS_NOTE, [], tables)
     with records.replaced_dir(target) as staging:  # the report appears whole, or the old one stays
         summary.to_csv(staging / SUMMARY_CSV, index=False)
-        images = write_plots(staging, runs, run_set, keys, evidence, helper)
-        markdown = report_markdown(sides, keys, tables, images, warnings, comparing)
+        images = write_figures(staging, runs, run_set, keys, evidence, helper, page)
+        markdown = report_markdown(title, header, sides, tables, images, warnings)
         (staging / REPORT_MD).write_text(markdown, encoding="utf-8")
         (staging / REPORT_MARK).write_text(REPORT_MARK_TEXT, encoding="utf-8")
     findings = [f"{s.name}: {f.text()}" if s.name else f.text() for s in sides for f in s.findings]
     if console is not None:
         print_report(console, sides, tables, warnings)
-    paths_written = [target / REPORT_MD, target / SUMMARY_CSV] + [target / name for name in images]
+    paths_written = [target / REPORT_MD, target / REPORT_HTML, target / SUMMARY_CSV] + [target / n for n in images]
     return ReportResult(out_dir=target, paths=paths_written, n_runs=len(runs), warnings=warnings,
                         findings=findings)
 
 
-def write_plots(directory: Path, runs: pd.DataFrame, run_set: load.RunSet, keys: list[str], evidence: Evidence,
-                helper: Helper | None) -> dict[str, PlotFile]:
-    """The plots whose data exist, drawn into `directory`; returns them in report.md's order."""
-    jobs = plot_jobs(runs, run_set, keys, directory, evidence)
-    draw_all(list(jobs.values()), helper)
-    return {name: PLOTS[name] for name in PLOT_FILES if name in jobs}
+def write_figures(directory: Path, runs: pd.DataFrame, run_set: load.RunSet, keys: list[str], evidence: Evidence,
+                  helper: Helper | None, page: html.Page) -> dict[str, PlotFile]:
+    """The PNGs whose data exist, and report.html (written while the helper process draws its share of the
+    PNGs), into `directory`; returns the PNGs in report.md's order."""
+    steps = aggregate.block_steps(run_set.layers, runs, [c for c in BLOCK_PROBES if c in run_set.layers])
+    jobs = plot_jobs(runs, run_set, keys, directory, steps, evidence)
+    images = {name: PLOTS[name] for name in PLOT_FILES if name in jobs}
+
+    def write_html() -> None:
+        charts = html.charts(aggregate.step_profiles(steps, runs), [jobs[name] for name in images if images[name].html],
+                             SAME_START if one_seed_set(runs) else "")
+        html.write_html(directory / REPORT_HTML, replace(page, charts=charts))
+
+    draw_all(list(jobs.values()), helper, meanwhile=write_html)
+    return images
 
 
 FINDINGS_NOTE = ("*Each line sets a quantity measured in these runs against a claim of the cited paper, with a "
@@ -181,12 +202,10 @@ FINDINGS_NOTE = ("*Each line sets a quantity measured in these runs against a cl
 
 def finding_text(finding: Finding, width: int = 80) -> Text:
     """One finding for the terminal: its short line (`Finding.line`), the verdict coloured, wrapped to `width`
-    between words only, continuation lines indented."""
-    lines = textwrap.wrap(finding.line(), width=max(width, 40), initial_indent="  ", subsequent_indent="    ",
-                          break_long_words=False, break_on_hyphens=False)
-    text = Text("\n".join(lines))
+    between words (a path too long for a line only beside a `/`), continuation lines indented."""
+    text = Text("  " + finding.line())
     text.stylize(VERDICT_STYLES.get(finding.verdict, "yellow"), 2, 2 + len(finding.verdict))
-    return text
+    return wrapped(text, max(width, 40), indent=4)
 
 
 def comparing_sides(runs: pd.DataFrame) -> bool:
@@ -256,31 +275,56 @@ def _panels(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(pieces, ignore_index=True)
 
 
-def plot_jobs(runs: pd.DataFrame, run_set: load.RunSet, keys: list[str], target: Path,
+SAME_START = "identical at init: same seed and embedding"  # why lines of runs of one seed coincide at init
+
+
+def several_seeds(runs: pd.DataFrame) -> bool:
+    """Whether some group has more than one run: only then is a mean ± std over seeds more than one value."""
+    return bool(len(runs)) and runs.groupby(["side", "group"], observed=True).size().max() > 1
+
+
+def one_seed_set(runs: pd.DataFrame) -> bool:
+    """Whether every group ran the same seeds: their runs then start from the same draws of what depth
+    does not change (the embedding, the first blocks)."""
+    if "seed" not in runs:
+        return False
+    return runs.groupby(["side", "group"], observed=True)["seed"].agg(frozenset).nunique() == 1
+
+
+def plot_jobs(runs: pd.DataFrame, run_set: load.RunSet, keys: list[str], target: Path, steps: pd.DataFrame,
               evidence: Evidence | None = None) -> dict[str, PlotJob]:
-    """The figures whose data exist, as {file name: job}; a plot without data is simply not made."""
+    """The figures whose data exist, as {file name: job}; a plot without data is simply not made.
+
+    `steps` is `aggregate.block_steps` of these runs: the heatmap's data (report.html draws it too).
+    """
     layers, jobs = run_set.layers, {}
     has = {column: column in layers and layers[column].notna().any() for column in ("grad_norm",) + aggregate.PROBES}
+    over_seeds = " (mean over seeds)" if several_seeds(runs) else ""
 
     def add(file_name: str, figure: str, data: pd.DataFrame, **options: object) -> None:
         if len(data):
             jobs[file_name] = PlotJob(figure, data, target / file_name, options)
 
+    def init_reasons(data: pd.DataFrame) -> dict[str, str]:
+        same_start = one_seed_set(runs)
+        return {panel: SAME_START for panel in data["panel"].unique() if same_start and panel.endswith("at init")}
+
     if has["grad_norm"]:
         add("grad_norm_init.png", "line_figure", aggregate.block_curve(run_set.at["init"], runs, "grad_norm"),
             x_label="block index", y_label="gradient norm at init (step 0)", log_y=True,
             title="Gradient norm per block at initialization (cf. Xiong et al. 2020, Fig. 3)")
-        add("grad_norm_heatmap.png", "heatmap_figure", aggregate.heatmap_grid(layers, runs),
-            title="Gradient norm per block and step")
+        add("grad_norm_heatmap.png", "heatmap_figure", aggregate.heatmap_grid(steps),
+            title="Gradient norm per block and step" + over_seeds)
     losses = aggregate.loss_curves(run_set.metrics, runs)
     if losses:
         add("loss_curves.png", "line_figure",
             _panels({{"loss": "train loss", "val_loss": "validation loss"}[k]: v for k, v in losses.items()}),
-            x_label="step", y_label="loss", ncols=len(losses), title="Loss curves (mean over seeds)")
+            x_label="step", y_label="loss", ncols=len(losses), share_y=False, title="Loss curves" + over_seeds)
     by_depth = aggregate.final_vs_depth(runs, keys)
     if by_depth is not None:
+        spread = " (mean ± std over seeds)" if by_depth["y_err"].notna().any() else " (one seed)"
         add("final_loss_vs_depth.png", "line_figure", by_depth, x_label="depth (blocks)", y_label="final train loss",
-            x_at_values=True, error_bars=True, title="Final train loss vs depth (mean ± std over seeds)")
+            x_at_values=True, error_bars=True, y_from_zero=True, title="Final train loss vs depth" + spread)
     if evidence is not None and not comparing_sides(runs):
         add("grad_exponent.png", "line_figure", exponent_curves(evidence), x_label="depth L (blocks)",
             y_label="last block's ‖∇W₂‖ at init", log_y=True, log_x=True, x_at_values=True, ncols=2,
@@ -290,9 +334,10 @@ def plot_jobs(runs: pd.DataFrame, run_set: load.RunSet, keys: list[str], target:
             title="Final train loss vs learning rate, per depth: does the optimum stay put? (★ the optimum)")
     for probe, (file_name, title, y_label) in PROBE_PLOTS.items():
         if has[probe]:
-            add(file_name, "line_figure", _panels({f"at {moment}": aggregate.block_curve(run_set.at[moment], runs, probe)
-                                                  for moment in ("init", "end")}),
-                x_label="block index", y_label=y_label, ncols=2, title=title)
+            data = _panels({f"at {moment}": aggregate.block_curve(run_set.at[moment], runs, probe)
+                            for moment in ("init", "end")})
+            add(file_name, "line_figure", data, x_label="block index", y_label=y_label, ncols=2, title=title,
+                coincide_reasons=init_reasons(data) if len(data) else {})
     return jobs
 
 
@@ -300,23 +345,24 @@ def plot_jobs(runs: pd.DataFrame, run_set: load.RunSet, keys: list[str], target:
 # report.md and the terminal
 
 
-def report_markdown(sides: list[Side], keys: list[str], tables: list[Table], images: dict[str, PlotFile],
-                    warnings: list[str], comparing: bool) -> str:
+def report_header(sides: list[Side], keys: list[str], comparing: bool) -> tuple[str, list[str]]:
+    """The title and the Markdown lines under it: which runs, grouped how (report.md and report.html)."""
     grouping = ", ".join(f"`{aggregate.display_key(key)}`" for key in keys) or "nothing (one group)"
+    seeds = "seeds as mean ± std" if any(several_seeds(side.runs) for side in sides) else "one seed per group"
     if comparing:
-        title = "resbench comparison"
         header = [f"- **{s.name}**: {', '.join(f'`{d}`' for d in s.dirs)} — {len(s.runs)} runs"
                   + (f" ({code})" if (code := code_line(s.runs)) else "") for s in sides]
-        header += ["", f"Groups by {grouping}; seeds aggregated as mean ± std; Δ = B − A."]
-    else:
-        title = "resbench report"
-        side = sides[0]
-        sources = ", ".join(f"`{d}`" for d in side.dirs)
-        header = [f"{len(side.runs)} runs from {sources}, {len(side.summary)} groups by {grouping}; seeds as mean ± std."]
-        code = code_line(side.runs)
-        if code:
-            header += ["", f"Code: {code}."]
+        header += ["", f"Groups by {grouping}; {seeds}; Δ = B − A."]
+        return "resbench comparison", header
+    side = sides[0]
+    sources = ", ".join(f"`{d}`" for d in side.dirs)
+    header = [f"{len(side.runs)} runs from {sources}, {len(side.summary)} groups by {grouping}; {seeds}."]
+    code = code_line(side.runs)
+    return "resbench report", header + (["", f"Code: {code}."] if code else [])
 
+
+def report_markdown(title: str, header: list[str], sides: list[Side], tables: list[Table],
+                    images: dict[str, PlotFile], warnings: list[str]) -> str:
     sections = {name: Section(name) for name in SECTIONS}
     for table in tables:
         sections[table.section].table(table)
@@ -329,7 +375,8 @@ def report_markdown(sides: list[Side], keys: list[str], tables: list[Table], ima
             findings.blocks.append((f"**{side.name}**\n\n" if side.name else "") + "\n".join(lines))
     if findings.blocks:
         findings.blocks.append(FINDINGS_NOTE)
-    header += ["", "Every number below, one row per group: [summary.csv](summary.csv)."]
+    header = header + ["", ("Every number below, one row per group: [summary.csv](summary.csv); the same report "
+                           "with interactive figures: [report.html](report.html).")]
     return document(title, header, warnings, [findings, *sections.values()])
 
 
@@ -345,6 +392,6 @@ def print_report(console: Console, sides: list[Side], tables: list[Table], warni
     for side in sides:
         code = code_line(side.runs)
         if code:
-            console.print(Text(f"code{' ' + side.name if side.name else ''}: {code}", style="dim"))
+            console.print(Wrapped(Text(f"code{' ' + side.name if side.name else ''}: {code}", style="dim"), indent=2))
     for warning in warnings:
-        console.print(Text("warning: " + warning, style="yellow"))
+        console.print(Wrapped(Text("warning: " + warning, style="yellow"), indent=2))

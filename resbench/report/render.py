@@ -13,6 +13,7 @@ import os
 import pickle
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,11 +109,17 @@ class Helper:
             self.process.stdin.close()
 
 
-def draw_all(jobs: list[PlotJob], helper: Helper | None) -> None:
-    """Draw every job; with a helper, split them by cost so both processes finish about together."""
+def draw_all(jobs: list[PlotJob], helper: Helper | None, meanwhile: Callable[[], object] | None = None) -> None:
+    """Draw every job; with a helper, split them by cost so both processes finish about together.
+
+    `meanwhile` (other work of the report) runs once this process has drawn its share, while the helper
+    may still be drawing; without a helper, after every job.
+    """
     if helper is None:
         for job in jobs:
             job.draw()
+        if meanwhile is not None:
+            meanwhile()
         return
     mine: list[PlotJob] = []
     theirs: list[PlotJob] = []
@@ -122,6 +129,8 @@ def draw_all(jobs: list[PlotJob], helper: Helper | None) -> None:
     sent = helper.send(theirs)
     for job in mine:
         job.draw()
+    if meanwhile is not None:
+        meanwhile()
     if not (sent and helper.finished()):
         for job in theirs:
             job.draw()

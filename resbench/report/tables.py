@@ -50,6 +50,11 @@ class Table:
     priority: list[int] = field(default_factory=list)
 
 
+def several_runs(summary: pd.DataFrame) -> bool:
+    """Whether some group has more than one run: only then is a group's number a mean (± std) over seeds."""
+    return bool(len(summary)) and summary["n_runs"].max() > 1
+
+
 def mean_std(mean: object, std: object) -> str:
     if pd.isna(mean):
         return "—"
@@ -91,7 +96,8 @@ def summary_table(summary: pd.DataFrame) -> Table:
         "Runs per group",
         ["group", "runs", "status"] + [heading for _, heading in losses],
         rows,
-        "Losses: mean ± std over seeds, leaving out runs that diverged or failed.",
+        ("Losses: mean ± std over seeds" if several_runs(summary) else "Losses: one run per group")
+        + ", leaving out runs that diverged or failed.",
         [False, True, False] + [True] * len(losses),
         section=SUMMARY,
     ), summary)
@@ -116,7 +122,7 @@ def gradient_table(summary: pd.DataFrame) -> Table | None:
         columns,
         rows,
         "Norm of each block's gradient (layers.csv) at the first, middle (⌊L/2⌋) and last block, at init "
-        "(step 0) and at the last logged step; mean over seeds.",
+        "(step 0) and at the last logged step" + ("; mean over seeds." if several_runs(summary) else "."),
         [False] + [True] * 8,
         section=GRADIENTS,
     ), summary, [0, 4, 8, 1, 3, 5, 7, 2, 6])
@@ -133,7 +139,8 @@ def probe_tables(summary: pd.DataFrame) -> list[Table]:
             for _, row in summary.iterrows()
         ]
         # Columns 1-3: init first, middle, last; 4-6 the same at the end. The last block says most.
-        tables.append(_grouped(Table(PROBE_TITLES[probe], columns, rows, "Mean over seeds.", [False] + [True] * 6,
+        note = "Mean over seeds." if several_runs(summary) else "One run per group."
+        tables.append(_grouped(Table(PROBE_TITLES[probe], columns, rows, note, [False] + [True] * 6,
                                      section=PROBES_SECTION),
                                summary, [0, 3, 6, 1, 4, 2, 5]))
     return tables
