@@ -9,6 +9,9 @@ value is spelled once. Ranges and rules across keys are validate.py's, applied a
 The model keys shared by all models (depth, width, norm, …) are top-level keys; the `model` group holds
 only what is its own (name, ffn_mult, decoder_depth). `model.depth=…`, the spelling of older resbench, is
 read as `depth=…` (`short_overrides`).
+
+What a resume takes from a stored file (a run's .hydra/overrides.yaml, a sweep's sweep.json) is decided here,
+once (`resumed_overrides`): resbench's own keys and choices, never a Hydra setting that could run code.
 """
 
 from __future__ import annotations
@@ -359,10 +362,55 @@ def without_key(overrides: list[str], key: str) -> list[str]:
     return [text for text, parsed in zip(overrides, parse_overrides(overrides)) if parsed.key_or_group != key]
 
 
-def merge_overrides(stored: list[str], given: list[str]) -> list[str]:
-    """The overrides of a resumed run or sweep: the stored ones, with any key given again replaced."""
+# Hydra settings a sweep's record (sweep.json) may carry into its resume: the launcher and its plain knobs,
+# as docs/long-runs.md lists them. A run's .hydra/overrides.yaml carries none (Hydra records its own settings in
+# hydra.yaml, which resume never reads).
+STORED_LAUNCHER_KEYS = frozenset({
+    "hydra/launcher", "hydra.sweep.subdir", "hydra.sweeper.max_batch_size",
+    *(f"hydra.launcher.{knob}" for knob in (
+        "n_jobs", "timeout_min", "cpus_per_task", "gpus_per_node", "tasks_per_node", "nodes", "mem_gb",
+        "partition", "account", "qos", "gres", "constraint", "array_parallelism", "max_num_timeout",
+        "signal_delay_s")),
+})
+
+
+def resumed_overrides(stored: list[str], given: list[str], source: Path, launcher: bool = False) -> list[str]:
+    """The overrides of a resumed run or sweep: those stored in the file `source`, less any whose key is
+    given again, then `given` (older resbench's spelling read as today's in both). A stored file is data, never
+    instructions: of what it gives, only resbench's config keys, its group choices and (`launcher`: a sweep's
+    record) the settings of STORED_LAUNCHER_KEYS are taken; anything else (a callback, a `_target_`,
+    env_set, a setup command, the search path, a deletion) is BadInput naming it and the file. What the
+    user gives is theirs, as on any command line."""
+    given = short_overrides(given)
     given_keys = {override_key(o) for o in given}
-    return [o for o in stored if override_key(o) not in given_keys] + list(given)
+    kept = [o for o in short_overrides(stored) if override_key(o) not in given_keys]
+    try:
+        parsed = parse_overrides(kept)
+    except BadInput as err:
+        raise BadInput(f"cannot resume from {source}: {err}") from None
+    for text, override in zip(kept, parsed):
+        if not _taken_from_file(override, launcher):
+            what = ("config keys, group choices and launcher settings" if launcher
+                    else "config keys and group choices")
+            raise BadInput(f"cannot resume from {source}: refusing its override '{text}': only resbench's "
+                           f"{what} are taken from a stored file (give anything else on the command line)")
+    return [*kept, *given]
+
+
+def _taken_from_file(override: Override, launcher: bool) -> bool:
+    key = override.key_or_group
+    if "_target_" in key or override.is_delete() or override.package is not None:
+        return False
+    if key in STORED_LAUNCHER_KEYS:
+        if not launcher:
+            return False
+        value = override.value()
+        if key == "hydra/launcher":
+            return value in (registries.BASIC_LAUNCHER, *registries.LAUNCHER_PLUGINS)
+        return isinstance(value, (str, int, float)) and "${" not in str(value)  # plain: no interpolation
+    if key in CONFIG_GROUPS:
+        return True  # Hydra picks an option of resbench's own conf/ or refuses the name
+    return is_config_key(key)
 
 
 def resolved_dir(overrides: list[str], key: str) -> Path:

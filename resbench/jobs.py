@@ -27,9 +27,9 @@ from .config import (
     check_writable,
     checked,
     compose_run,
-    merge_overrides,
     pin_dir,
     quoted,
+    resumed_overrides,
     short_overrides,
     to_plain,
     without_key,
@@ -270,6 +270,5 @@ def resume_overrides(run_dir: Path, given: list[str]) -> list[str]:
     if not isinstance(stored, list) or not all(isinstance(line, str) for line in stored):
         raise BadInput(f"cannot resume the run at {run_dir}: its {schema.HYDRA_OVERRIDES_YAML} is not a list of "
                        "overrides as Hydra writes it (damaged or edited)")
-    # Overrides of older resbench (model.depth=2) read as today's, so that a key given again replaces them.
-    stored = short_overrides(stored)
-    return [*merge_overrides(stored, without_key(given, "hydra.run.dir")), f"hydra.run.dir={quoted(str(run_dir))}"]
+    given = without_key(given, "hydra.run.dir")
+    return [*resumed_overrides(stored, given, path), f"hydra.run.dir={quoted(str(run_dir))}"]

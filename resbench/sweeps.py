@@ -14,24 +14,21 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from . import checkpoint, hydra_adapter, paths, records, schema, sweep_watch
 from .config import (
     COMPOSE_ERRORS,
-    CONFIG_GROUPS,
     BadInput,
     built_task,
     check_writable,
     explain,
     given_override,
-    is_config_key,
-    merge_overrides,
-    parse_overrides,
     quoted,
     resolved_dir,
+    resumed_overrides,
     short_overrides,
     validated,
     without_key,
@@ -40,9 +37,6 @@ from .jobs import TaskRaised, made_callbacks, train_task
 from .registries import BASIC_LAUNCHER, LAUNCHER_PLUGINS
 from .schema import DONE, TB_DIR, Status, override_key
 from .sweep_watch import is_done, pid_alive, usable_cores
-
-if TYPE_CHECKING:
-    from .hydra_adapter import Override
 
 SWEEPS_ROOT = Path(schema.RESULTS_ROOT, schema.SWEEPS_DIR)
 DEFAULT_LAUNCHER = "joblib"  # a sweep that names no launcher runs two or more runs side by side with it
@@ -173,9 +167,8 @@ def write_sweep_json(plan: SweepPlan) -> None:
 
 
 def _stored_overrides(sweep_dir: Path) -> list[str]:
-    """The overrides sweep.json recorded, trusted no more than the command line: only resbench's own
-    config keys and the launcher knobs of RESUMABLE_HYDRA_KEYS, never a Hydra setting that could import,
-    call or run anything (callbacks, _target_, launcher setup commands, environment, search path)."""
+    """The overrides sweep.json recorded, as stored (what a resume may take of them is
+    config.resumed_overrides's rule)."""
     path = sweep_dir / schema.SWEEP_JSON
     if not path.is_file():
         raise BadInput(f"no sweep to resume at {sweep_dir} (it has no {schema.SWEEP_JSON})")
@@ -186,41 +179,7 @@ def _stored_overrides(sweep_dir: Path) -> list[str]:
     stored = data.get("overrides", [])
     if not isinstance(stored, list) or not all(isinstance(o, str) for o in stored):
         raise BadInput(f"cannot resume from {path}: 'overrides' must be a list of strings, got {stored!r}"[:300])
-    stored = short_overrides(stored)
-    try:
-        parsed = parse_overrides(stored)
-    except BadInput as err:
-        raise BadInput(f"cannot resume from {path}: {err}") from None
-    for text, override in zip(stored, parsed):
-        if not _resumable(override):
-            raise BadInput(f"cannot resume from {path}: refusing its override '{text}': only resbench's "
-                           "config keys and launcher settings are taken from a sweep record "
-                           "(give anything else on the command line)")
     return stored
-
-
-# Hydra settings a sweep record may carry into a resume: the launcher and its plain knobs, as README
-# documents them. Anything else of Hydra's (callbacks, setup commands, env_set, searchpath...) is refused.
-RESUMABLE_HYDRA_KEYS = {
-    "hydra/launcher", "hydra.sweep.subdir", "hydra.sweeper.max_batch_size",
-    *(f"hydra.launcher.{knob}" for knob in (
-        "n_jobs", "timeout_min", "cpus_per_task", "gpus_per_node", "tasks_per_node", "nodes", "mem_gb",
-        "partition", "account", "qos", "gres", "constraint", "array_parallelism")),
-}
-
-
-def _resumable(override: Override) -> bool:
-    key = override.key_or_group
-    if "_target_" in key or override.is_delete() or override.package is not None:
-        return False
-    value = override.value()
-    if key == "hydra/launcher":
-        return value in (BASIC_LAUNCHER, *LAUNCHER_PLUGINS)
-    if key in RESUMABLE_HYDRA_KEYS:  # a plain value: no interpolation, no nested config
-        return isinstance(value, (str, int, float)) and "${" not in str(value)
-    if key in CONFIG_GROUPS:
-        return True  # Hydra picks an option of resbench's own conf/ or refuses the name
-    return is_config_key(key)
 
 
 def plan_sweep(overrides: list[str], resume: bool = False, resume_dir: Path | None = None) -> SweepPlan:
@@ -238,7 +197,8 @@ def plan_sweep(overrides: list[str], resume: bool = False, resume_dir: Path | No
         sweep_dir = resume_dir or given_dir or records.latest_sweep(SWEEPS_ROOT)
         if sweep_dir is None:
             raise BadInput(f"no sweep to resume: none under {SWEEPS_ROOT}/ (name one: --resume DIR)")
-        overrides = merge_overrides(_stored_overrides(sweep_dir), overrides)
+        stored = _stored_overrides(sweep_dir)
+        overrides = resumed_overrides(stored, overrides, sweep_dir / schema.SWEEP_JSON, launcher=True)
     else:
         sweep_dir = given_dir or SWEEPS_ROOT / datetime.now().strftime(schema.TIMESTAMP_FORMAT)
     _check_launcher_installed(overrides)
