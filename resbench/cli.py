@@ -25,7 +25,7 @@ def _complete(ctx: typer.Context, incomplete: str) -> list[str]:
 
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
-OVERRIDES_HELP = "Hydra overrides, e.g. depth=12 norm=post train.lr=3e-4 (see README: Config keys)."
+OVERRIDES_HELP = "Hydra overrides, e.g. depth=12 norm=post train.lr=3e-4 (every key: docs/config.md)."
 Overrides = Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, autocompletion=_complete)]
 SWEEP_OVERRIDES_HELP = ("Hydra overrides with lists, e.g. depth=6,12,24 seed=range(3) norm=choice(pre,post) "
                         "hydra/launcher=joblib; with --resume, a SWEEP_DIR may come first.")

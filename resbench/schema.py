@@ -1,6 +1,6 @@
 """The contract between trainer, sweep and report, spelled once: file names, CSV columns, run statuses,
 the summary record and the swept-key names. Torch-free and Hydra-free, so the report and any notebook
-can import it cheaply; README's tables document every name here.
+can import it cheaply; docs/run-dir.md documents every name here.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Normalization layers, by name. A new norm is one entry in NORMS, its name in registries.NORM_TYPES, and one
-README row."""
+docs/variants.md row."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Norm placements: each is its equation from REFERENCES.md.
+"""Norm placements: each is its equation from docs/variants.md.
 
 `f` is the branch (attention or FFN), `norm` the sublayer's norm on the stream, `norm_out` the norm
 on the branch's output (sandwich, branch), `skip(x, y)` the residual form (x + y, y, x + α·y).

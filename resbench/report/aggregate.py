@@ -14,7 +14,7 @@ import pandas as pd
 from resbench.report.load import RunSet
 from resbench.schema import NO_LOSS, STACK, STATUS_ORDER, SWEPT_KEYS, Status
 
-# Display order of the known choices (REFERENCES.md order); anything else sorts naturally after.
+# Display order of the known choices (docs/variants.md order); anything else sorts naturally after.
 CHOICE_ORDER = {
     "norm": ("post", "pre", "sandwich", "deepnorm", "none"),
     "residual": ("true", "false", "rezero"),

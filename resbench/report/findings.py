@@ -1,7 +1,7 @@
-"""Findings: the published claims of REFERENCES.md, each judged on matched runs (see `verdict`).
+"""Findings: the published claims of docs/references.md, each judged on matched runs (see `verdict`).
 
 Every finding states its claim, the paper's quantity, the comparison, the margin and the evidence it
-needs up front (the `Claim` constants below, mirrored in README's findings table); its function picks
+needs up front (the `Claim` constants below, mirrored in docs/findings.md's claims table); its function picks
 the runs the claim is about, measures the quantity (`quantities`) and returns zero findings when those
 runs are absent, else one line whose verdict is agrees, disagrees or inconclusive. Quantities at init
 are read on every init draw of every run (`Evidence.at_init`); training outcomes once per seed.
@@ -1105,5 +1105,5 @@ FINDINGS: tuple[Callable[[Evidence], list[Finding]], ...] = (
 
 
 def compute_findings(ev: Evidence) -> list[Finding]:
-    """Every finding the data hold: the seed article's claims first, then REFERENCES.md's order."""
+    """Every finding the data hold: the seed article's claims first, then docs/references.md's order."""
     return [found for compute in FINDINGS for found in compute(ev)]

@@ -115,7 +115,7 @@ class Margin:
 class Claim:
     """Everything a finding says before it looks at data."""
 
-    source: str  # "Xiong et al. 2020" (REFERENCES.md)
+    source: str  # "Xiong et al. 2020" (docs/references.md)
     claim: str  # what the paper says, one clause
     quantity: str  # the paper's quantity, as measured here
     comparison: str  # which runs are set against which
