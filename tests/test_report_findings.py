@@ -244,6 +244,18 @@ def test_pre_ln_stream_judged_only_where_the_prediction_grows_visibly(tmp_path):
     assert about(computed(tmp_path, runs, ["depth"]), XIONG, "residual stream").verdict == AGREES
 
 
+def test_pre_ln_stream_premise_is_judged_per_matched_setting(tmp_path):
+    """After the settling run (`init=xavier`) a sweep holds both inits: the stream is judged where its prediction
+    grows (xavier), and the setting below the premise (pytorch) is counted as untested, not pooled with it."""
+    arms = (("pytorch", 0.05), ("xavier", 1.0))  # (init, variance each block adds)
+    runs = [{"norm": "pre", "depth": depth, "init": init, "_rms_per_block": per_block}
+            for init, per_block in arms for depth in (2, 8)]
+    finding = about(computed(tmp_path, runs, ["init", "depth"]), XIONG, "residual stream")
+    assert finding.verdict == AGREES, finding.value
+    assert "1 matched setting(s) below the premise, untested" in finding.value
+    assert "2.83" in finding.value  # the shown prediction is xavier's alone: √(0 + 1·8)
+
+
 def test_pre_ln_stream_without_growth_is_untested(tmp_path):
     found = computed(tmp_path, grid(norm=["pre", "post"], depth=[2, 8]), ["norm", "depth"], Knobs(pre_rms_grows=False))
     finding = about(found, XIONG, "residual stream")

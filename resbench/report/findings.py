@@ -505,9 +505,10 @@ def warmup(ev: Evidence) -> list[Finding]:
     return found
 
 
-def _stream_units(ev: Evidence, table: pd.DataFrame) -> tuple[Units, Units, dict[float, list]]:
-    """Per (setting, seed, draw): the premise's growth and the measured/predicted fit at each deeper depth."""
-    fit, growth, shown = Units(), Units(), {}
+def _stream_units(ev: Evidence, table: pd.DataFrame) -> tuple[Units, Units, list[tuple]]:
+    """Per (setting, seed, draw): the premise's growth and the measured/predicted fit at each deeper depth;
+    the shown values as (setting, depth, measured, predicted)."""
+    fit, growth, shown = Units(), Units(), []
     for (setting, seed, draw), cell in table.groupby(["setting", "seed", "draw"], sort=False):
         cell = cell.sort_values("depth")
         shallow, paired = cell.iloc[0], cell["paired"].iloc[0]
@@ -520,21 +521,36 @@ def _stream_units(ev: Evidence, table: pd.DataFrame) -> tuple[Units, Units, dict
             if STREAM_GROWS.judge(grows) == AGREES:  # only a prediction of visible growth can test the claim
                 ratio = _ratio(deep.rms, predicted)
                 fit.add(max(ratio, _ratio(1, ratio)), setting, seed, draw, paired)
-            shown.setdefault(deep.depth, []).append((deep.rms, predicted))
+            shown.append((setting, deep.depth, deep.rms, predicted))
         growth.add(grows, setting, seed, draw, paired)  # the premise: at the largest depth the prediction grows
     return fit, growth, shown
 
 
+def _in_settings(units: Units, settings: set[str]) -> Units:
+    return Units([unit for unit in units.items if unit.setting in settings])
+
+
 def stream_growth(ev: Evidence) -> list[Finding]:
-    """Pre-LN's stream grows as its branches' variances add up, predicted from the shallowest run."""
+    """Pre-LN's stream grows as its branches' variances add up, predicted from the shallowest run. The premise
+    (visible growth) is judged per matched setting and the claim where it holds, as for the exponent."""
     ev = ev.at_init
     table = _exponent_table(ev, "pre").dropna(subset=["rms"])
     if table.empty or table["depth"].nunique() < 2:
         return []
     fit, growth, shown = _stream_units(ev, table)
-    medians = {f"depth {format_value(depth)}": "{} vs {}".format(*map(number, np.nanmedian(values, axis=0)))
-               for depth, values in sorted(shown.items())}
-    values = f"pre-LN last-block RMS measured vs predicted (medians) {_per_setting(medians)}"
+    settings = list(dict.fromkeys(growth.settings))
+    met = {setting for setting in settings
+           if judge(_in_settings(growth, {setting}), STREAM_GROWS, AT_INIT).verdict == AGREES}
+    if met:  # judged where the stream grows; the settings below the premise are counted, untested
+        growth, fit = _in_settings(growth, met), _in_settings(fit, met)
+        shown = [row for row in shown if row[0] in met]
+    untested = len(settings) - len(met) if met else 0
+    by_depth = pd.DataFrame(shown, columns=["setting", "depth", "measured", "predicted"]).groupby(
+        "depth")[["measured", "predicted"]].median()
+    medians = {f"depth {format_value(depth)}": f"{number(row.measured)} vs {number(row.predicted)}"
+               for depth, row in by_depth.iterrows()}
+    values = f"pre-LN last-block RMS measured vs predicted (medians) {_per_setting(medians)}" + (
+        f"; {untested} matched setting(s) below the premise, untested" if untested else "")
     parts = [part("predicted growth", growth, STREAM_GROWS, "predicted RMS at the largest depth over the shallowest "
                   "run's measured RMS", AT_INIT, premise=True),
              part("measured vs predicted", fit, STREAM.margin, values, AT_INIT)]
