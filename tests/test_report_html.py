@@ -4,6 +4,7 @@ own frames; and opened in a real browser (Debian's headless chromium, driven by 
 from __future__ import annotations
 
 import io
+import json
 import math
 import re
 import shutil
@@ -37,28 +38,32 @@ def report(tmp_path_factory):
 
 
 class Findings(HTMLParser):
-    """The findings list of a page: each item's class and text."""
+    """The findings list of a page: each item's class, its text outside <details> (the short line) and inside
+    them, summary aside (the full statement)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.items: list[tuple[str, str]] = []
-        self._in_list = self._in_item = False
+        self.items: list[dict[str, str]] = []
+        self._in_list = self._in_item = self._in_details = self._in_summary = False
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
         self._in_list |= tag == "ul" and attrs.get("class") == "findings"
         if self._in_list and tag == "li":
             self._in_item = True
-            self.items.append((attrs.get("class", ""), ""))
+            self.items.append({"verdict": attrs.get("class", ""), "short": "", "full": ""})
+        self._in_details |= self._in_item and tag == "details"
+        self._in_summary |= self._in_details and tag == "summary"
 
     def handle_endtag(self, tag):
+        self._in_summary = self._in_summary and tag != "summary"
+        self._in_details = self._in_details and tag != "details"
         self._in_item = self._in_item and tag != "li"
         self._in_list = self._in_list and tag != "ul"
 
     def handle_data(self, data):
-        if self._in_item:
-            verdict, text = self.items[-1]
-            self.items[-1] = (verdict, text + data)
+        if self._in_item and not self._in_summary:
+            self.items[-1]["full" if self._in_details else "short"] += data
 
 
 def test_report_html_is_written_beside_report_md_and_needs_no_network(report):
@@ -78,16 +83,20 @@ def _plotly_js_start() -> str:
     return get_plotlyjs()[:200]
 
 
-def test_findings_are_report_md_lines_with_the_verdict_as_class(report):
+def test_findings_are_the_terminal_lines_with_report_md_lines_one_click_away(report):
     _sweep, result = report
     markdown = result.report_md.read_text()
     lines = [line for line in markdown.splitlines() if re.match(r"- \*\*(agrees|disagrees|inconclusive)\*\*", line)]
     parser = Findings()
     parser.feed(result.report_html.read_text())
-    assert lines and len(parser.items) == len(lines)
-    for (verdict, text), line in zip(parser.items, lines):
-        assert verdict == line.split("**")[1]
-        assert " ".join(text.split()) == " ".join(line.removeprefix("- ").replace("**", "").replace("`", "").split())
+    assert lines and len(parser.items) == len(lines) == len(result.findings)
+    for item, line in zip(parser.items, lines):
+        verdict = line.split("**")[1]
+        assert item["verdict"] == verdict and item["short"].startswith(verdict + " ")
+        assert " ".join(item["full"].split()) == " ".join(line.removeprefix("- ").replace("**", "").replace("`", "").split())
+    # the short line is the terminal's: what `resbench report` printed for the same finding
+    assert all(" ".join(item["short"].split()).startswith(item["verdict"] + " ") and "(" in item["short"]
+               for item in parser.items)
 
 
 def test_rounded_keeps_four_significant_digits_as_short_decimals():
@@ -226,8 +235,9 @@ def test_in_chromium_the_slider_moves_the_profile_and_nothing_fails(browser, rep
     box = rail.bounding_box()
     page.mouse.click(box["x"] + box["width"] - 2, box["y"] + box["height"] / 2)  # the slider's far right: the last step
     page.wait_for_function(f"{PROFILE}.layout.sliders[0].active == 4")
+    # the slider's index moves at once; the frame's data land when Plotly's animation step ends
+    page.wait_for_function(f"{PROFILE}.data[{line}].y.some((value, i) => value !== {json.dumps(before)}[i])")
     after = page.evaluate(f"{PROFILE}.data[{line}].y")
-    assert after != before
     assert after == pytest.approx(independent_profile(sweep, {"depth": 4, "norm": "post"}, 20, "grad_norm"), rel=1e-3)
     assert page.locator("#fig-profile-grad_norm .slider-group text").first.text_content() == "step 20"
 

@@ -496,6 +496,7 @@ ul.findings li {{ margin-bottom: 10px; }}
 ul.findings li.agrees > strong:first-child {{ color: #1a7f37; }}
 ul.findings li.disagrees > strong:first-child {{ color: #cf222e; }}
 ul.findings li.inconclusive > strong:first-child {{ color: #9a6700; }}
+ul.findings details {{ color: #57606a; font-size: 92%; margin: 2px 0 0 0; }} ul.findings summary {{ cursor: pointer; }}
 ul.warnings li {{ color: #9a6700; }}
 figure {{ margin: 24px 0; }} figcaption {{ color: #57606a; font-size: 92%; margin: 4px 0 0 8px; }}
 figure h3 {{ margin-bottom: 4px; }}
@@ -532,10 +533,23 @@ def _findings_html(page: Page, markdown) -> str:
     for side, findings in page.findings:
         if side:
             parts.append(f"<h3>{html.escape(side)}</h3>")
-        items = (f'<li class="{html.escape(finding.verdict)}">{markdown.renderInline(line.removeprefix("- "))}</li>'
-                 for finding, line in zip(findings, findings_lines(findings)))
+        items = (_finding_html(finding, line, markdown) for finding, line in zip(findings, findings_lines(findings)))
         parts.append('<ul class="findings">' + "".join(items) + "</ul>")
     return "".join(parts) + markdown.render(page.findings_note)
+
+
+def _finding_html(finding: Finding, line: str, markdown) -> str:
+    """One finding: its verdict and the terminal's short line, with report.md's full statement (claim,
+    quantity, comparison, values, margin) one click away."""
+    verdict = html.escape(finding.verdict)
+    short, settle = finding.line().removeprefix(finding.verdict).strip(), f". Settle: {finding.settle}"
+    if finding.settle and short.endswith(settle):  # the command as code, to copy
+        short = f"{html.escape(short.removesuffix(settle))}. Settle: <code>{html.escape(finding.settle)}</code>"
+    else:
+        short = html.escape(short)
+    full = markdown.renderInline(line.removeprefix("- "))
+    return (f'<li class="{verdict}"><strong>{verdict}</strong> {short}'
+            f"<details><summary>the full statement</summary>{full}</details></li>")
 
 
 def _chart_html(chart: Chart) -> str:
