@@ -417,11 +417,18 @@ def _gated(parts: Sequence[Part]) -> list[Part]:
     for p in (p for p in parts if not p.premise):
         unmet = [q for q in premises if q.verdict != AGREES and (not q.gates or p.name in q.gates)]
         if unmet:
-            why = "; ".join(f"{q.name}: {q.key}" + (f", too few {q.unit}s to tell" if q.lean == AGREES else "")
-                            for q in unmet)
+            why = "; ".join(f"{q.name}: {q.key}{_unmet(q)}" for q in unmet)
             p = replace(p, verdict=INCONCLUSIVE, reason=f"premise not met ({why})", lean="")
         claims.append(p)
     return claims
+
+
+def _unmet(premise: Part) -> str:
+    """Why an unmet premise is unmet, beside its value: too few units, units split, within its margin (a
+    premise that disagrees is plainly not met)."""
+    if premise.lean == AGREES:
+        return f", too few {premise.unit}s to tell"
+    return f", {premise.reason}" if premise.verdict == INCONCLUSIVE and premise.reason else ""
 
 
 def combine(parts: Sequence[Part]) -> Judgement:
