@@ -14,10 +14,8 @@ per round; the first round is warm-up.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import logging
-import statistics
 import sys
 import tempfile
 import time
@@ -28,13 +26,11 @@ import torch
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-from _smoke import HELP
+from _rounds import VARIANTS, parse_args, print_ratios, rounds
 from watch_nanogpt import GPT, char_batches
 
 import lightning.pytorch as pl
 from resbench.integrations.lightning import ResbenchCallback
-
-VARIANTS = {"bare": None, "every step": 1, "log_every=10": 10}
 
 
 class LitGPT(pl.LightningModule):
@@ -73,15 +69,7 @@ def fit_block(module: LitGPT, batches: list, log_every: int | None, run_dir: Pat
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--depth", type=int, default=6)
-    parser.add_argument("--block", type=int, default=41, help="steps per fit (default 41: 40 timed)")
-    parser.add_argument("--repeats", type=int, default=6, help="timed rounds (default 6)")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--smoke", action="store_true", help=HELP)
-    args = parser.parse_args()
-    if args.smoke:
-        args.depth, args.block, args.repeats = 2, 3, 0
+    args = parse_args(__doc__.split("\n\n")[0])
     torch.set_num_threads(args.threads)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")  # Lightning's advice on workers and logging, between the timings
@@ -90,25 +78,11 @@ def main() -> None:
     vocab, stream = char_batches()
     base = LitGPT(GPT(vocab, depth=args.depth))
     modules = {name: copy.deepcopy(base) for name in VARIANTS}
-    times: dict[str, list[float]] = {name: [] for name in VARIANTS}
     with tempfile.TemporaryDirectory(prefix="resbench-lightning-bench-") as tmp:
-        for round_index in range(args.repeats + 1):
-            batches = [next(stream) for _ in range(args.block)]  # the same batches for every variant
-            names = list(VARIANTS)
-            for name in names[round_index % 3 :] + names[: round_index % 3]:  # each goes first in turn
-                log_every = VARIANTS[name]
-                run_dir = Path(tmp) / f"{name.replace(' ', '_')}_{round_index}"
-                times[name].append(fit_block(modules[name], batches, log_every, run_dir))
-    timed = args.block - 1
-    bare = times["bare"][1:] if args.repeats else times["bare"]
-    print(f"Lightning, nanoGPT-style depth={args.depth} width=64 seq=32 batch=32 threads={torch.get_num_threads()} · "
-          f"{args.repeats} rounds × {timed} timed steps")
-    print(f"without resbench {statistics.median(timed / t for t in bare):8.1f} steps/s (median)")
-    for name in ("every step", "log_every=10"):
-        watched = times[name][1:] if args.repeats else times[name]
-        ratios = [b / w for b, w in zip(bare, watched)]
-        print(f"{name:<16} ratio {statistics.median(ratios):.3f}  (median of rounds; min {min(ratios):.3f}, "
-              f"max {max(ratios):.3f})")
+        times = rounds(args.repeats, Path(tmp), lambda: [next(stream) for _ in range(args.block)],
+                       lambda name, batches, log_every, run_dir: fit_block(modules[name], batches, log_every, run_dir))
+    print_ratios(f"Lightning, nanoGPT-style depth={args.depth} width=64 seq=32 batch=32 "
+                 f"threads={torch.get_num_threads()}", args, times)
 
 
 if __name__ == "__main__":

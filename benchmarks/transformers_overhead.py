@@ -14,10 +14,8 @@ training. Ratios are bare time / watched time per round; the first round is warm
 
 from __future__ import annotations
 
-import argparse
 import copy
 import logging
-import statistics
 import sys
 import tempfile
 import time
@@ -27,13 +25,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-from _smoke import HELP
+from _rounds import VARIANTS, parse_args, print_ratios, rounds
 from watch_nanogpt import char_batches
 
 import transformers
 from resbench.integrations.transformers import ResbenchCallback
-
-VARIANTS = {"bare": None, "every step": 1, "log_every=10": 10}
 
 
 class Stopwatch(transformers.TrainerCallback):
@@ -61,15 +57,7 @@ def train_block(model, examples: list[dict], steps: int, log_every: int | None, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--depth", type=int, default=6)
-    parser.add_argument("--block", type=int, default=41, help="steps per train() (default 41: 40 timed)")
-    parser.add_argument("--repeats", type=int, default=6, help="timed rounds (default 6)")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--smoke", action="store_true", help=HELP)
-    args = parser.parse_args()
-    if args.smoke:
-        args.depth, args.block, args.repeats = 2, 3, 0
+    args = parse_args(__doc__.split("\n\n")[0])
     torch.set_num_threads(args.threads)
     logging.getLogger("transformers").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
@@ -79,26 +67,16 @@ def main() -> None:
     config = transformers.GPT2Config(vocab_size=vocab, n_positions=32, n_embd=64, n_layer=args.depth, n_head=4)
     base = transformers.GPT2LMHeadModel(config)
     models = {name: copy.deepcopy(base) for name in VARIANTS}
-    times: dict[str, list[float]] = {name: [] for name in VARIANTS}
+
+    def examples() -> list[dict]:  # one round's: (block·32, 32) token ids, the same for every variant
+        ids = torch.cat([next(stream)[0] for _ in range(args.block)])
+        return [{"input_ids": row, "labels": row} for row in ids]
+
     with tempfile.TemporaryDirectory(prefix="resbench-transformers-bench-") as tmp:
-        for round_index in range(args.repeats + 1):
-            ids = torch.cat([next(stream)[0] for _ in range(args.block)])  # (block·32, 32): the same for all
-            examples = [{"input_ids": row, "labels": row} for row in ids]
-            names = list(VARIANTS)
-            for name in names[round_index % 3 :] + names[: round_index % 3]:  # each goes first in turn
-                log_every = VARIANTS[name]
-                run_dir = Path(tmp) / f"{name.replace(' ', '_')}_{round_index}"
-                times[name].append(train_block(models[name], examples, args.block, log_every, run_dir))
-    timed = args.block - 1
-    bare = times["bare"][1:] if args.repeats else times["bare"]
-    print(f"transformers Trainer, GPT-2 depth={args.depth} width=64 seq=32 batch=32 threads={torch.get_num_threads()} · "
-          f"{args.repeats} rounds × {timed} timed steps")
-    print(f"without resbench {statistics.median(timed / t for t in bare):8.1f} steps/s (median)")
-    for name in ("every step", "log_every=10"):
-        watched = times[name][1:] if args.repeats else times[name]
-        ratios = [b / w for b, w in zip(bare, watched)]
-        print(f"{name:<16} ratio {statistics.median(ratios):.3f}  (median of rounds; min {min(ratios):.3f}, "
-              f"max {max(ratios):.3f})")
+        times = rounds(args.repeats, Path(tmp), examples, lambda name, inputs, log_every, run_dir: train_block(
+            models[name], inputs, args.block, log_every, run_dir))
+    print_ratios(f"transformers Trainer, GPT-2 depth={args.depth} width=64 seq=32 batch=32 "
+                 f"threads={torch.get_num_threads()}", args, times)
 
 
 if __name__ == "__main__":
