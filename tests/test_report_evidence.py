@@ -167,6 +167,17 @@ def test_skips_failing_at_a_middle_depth_count_against_he(tmp_path):
     assert finding.verdict == DISAGREES
 
 
+def test_skips_failing_where_the_plain_net_fails_too_count_against_he(tmp_path):
+    """Both diverged at depth 8: the skips did not train there (+0 %), and the seed is not dropped as unmeasurable."""
+    losses = {(2, False): 0.3, (2, True): 0.3, (8, False): "diverged", (8, True): "diverged", (16, False): 0.6,
+              (16, True): 0.28}
+    runs = [{"norm": "post", "depth": d, "residual": r, "seed": seed,
+             **({"_status": "diverged"} if loss == "diverged" else {"_final_loss": loss})}
+            for (d, r), loss in losses.items() for seed in (0, 1, 2)]
+    finding = about(computed(tmp_path, runs, ["depth", "residual"]), HE, "deeper plain nets")
+    assert finding.verdict == DISAGREES and "not measurable" not in finding.value
+
+
 def test_warmup_that_does_not_rescue_a_diverging_post_ln_disagrees(tmp_path):
     runs = [{**run, "_status": "diverged"} for run in warmup_runs({(w, s): 0.3 for w in (0, 5) for s in (0, 1, 2)})]
     finding = rescued(tmp_path, runs)

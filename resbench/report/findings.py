@@ -767,8 +767,13 @@ def degradation(ev: Evidence) -> list[Finding]:
     plain_table, plain_values = _depth_losses(runs, ev, plain, loss)
     skips_text = " / ".join(number(loss[runs.loc[skips & depth.eq(d), "run"]].median()) for d in depths)
     shallow_trains = _least_gap(runs, ev, skips, plain, depths[:1], progress_share)
-    gap = _least_gap(runs, ev, skips, plain, depths[1:], lambda run_skips, run_plain: _rise(loss[run_skips],
-                                                                                           loss[run_plain]))
+    def over_skips(run_skips: int, run_plain: int) -> float:
+        """plain over skips − 1; both diverged: +0 % (the skips did not train either: against the claim)."""
+        if np.isinf(loss[run_skips]) and np.isinf(loss[run_plain]):
+            return 0.0
+        return _rise(loss[run_skips], loss[run_plain])
+
+    gap = _least_gap(runs, ev, skips, plain, depths[1:], over_skips)
     parts = [part("the shallowest plain net trains", shallow_trains, DEGRADATION_SHALLOW_TRAINS,
                   f"from {number(initial.reindex(runs.loc[skips, 'run']).median())} at step 0", premise=True),
              part("plain deeper vs shallower", _over_depths(plain_table, np.min, fails_anywhere=False),
