@@ -178,6 +178,15 @@ def test_skips_failing_where_the_plain_net_fails_too_count_against_he(tmp_path):
     assert finding.verdict == DISAGREES and "not measurable" not in finding.value
 
 
+def test_a_matched_setting_with_no_measurable_seed_leaves_the_verdict_open(tmp_path):
+    """Every run with warmup failed at depth 8: that setting has 0 of the 3 seeds a verdict needs in every one."""
+    runs = [{"norm": "post", "train.warmup": warmup, "seed": seed, "depth": depth,
+             "_final_loss": 1.8 if warmup == 0 else 0.3, **({"_status": "failed"} if (depth, warmup) == (8, 5) else {})}
+            for warmup in (0, 5) for seed in (0, 1, 2) for depth in (4, 8)]
+    finding = about(computed(tmp_path, runs, ["train.warmup", "depth"]), XIONG, "warmup rescues")
+    assert finding.verdict == INCONCLUSIVE and "too few seeds, 0 of 3, leans agrees" in finding.reason
+
+
 def test_warmup_that_does_not_rescue_a_diverging_post_ln_disagrees(tmp_path):
     runs = [{**run, "_status": "diverged"} for run in warmup_runs({(w, s): 0.3 for w in (0, 5) for s in (0, 1, 2)})]
     finding = rescued(tmp_path, runs)

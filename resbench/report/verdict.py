@@ -346,16 +346,16 @@ def judge(units: Units, margin: Margin, rule: Rule) -> Judgement:
     """The verdict over `units` under `rule` (see the module's docstring)."""
     if not units.items:
         return Judgement(INCONCLUSIVE, "no matched runs")
-    by_setting: dict[str, list[Unit]] = defaultdict(list)
+    by_setting: dict[str, list[Unit]] = {unit.setting: [] for unit in units.items}
     for unit in units.measured():
         by_setting[unit.setting].append(unit)
-    if not by_setting:
+    if not any(by_setting.values()):
         return Judgement(INCONCLUSIVE, "not measurable")
-    verdicts = [_setting_verdict(cell, margin, rule) for cell in by_setting.values()]
+    verdicts = [_setting_verdict(cell, margin, rule) for cell in by_setting.values() if cell]
     leans = set(verdicts)
     if len(leans) == 1 and leans <= {AGREES, DISAGREES}:
         lean = leans.pop()
-        fewest = min(_count(cell, rule) for cell in by_setting.values())
+        fewest = min(_count(cell, rule) for cell in by_setting.values())  # a setting none measured: 0
         if fewest >= rule.minimum:
             return Judgement(lean)
         return Judgement(INCONCLUSIVE, f"too few {rule.unit}s, {fewest} of {rule.minimum}, leans {lean}", lean)
