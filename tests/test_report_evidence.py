@@ -239,6 +239,15 @@ def test_step_zero_is_counted_once_across_a_key_that_only_shapes_training(tmp_pa
     assert "1 matched setting" in finding.value and "1 seed × 8 draws" in finding.value
 
 
+def test_a_draw_cut_off_before_its_last_block_is_not_measured_at_a_middle_block(tmp_path):
+    """init_grad_norms.csv stops inside draw 7 (its block 7 never reached the disk): block 6 is not its last."""
+    sweep = sweep_of(tmp_path, [{"norm": "post", "depth": 8, "seed": 0}])
+    path = next(sweep.glob("*/init_grad_norms.csv"))
+    path.write_bytes(b"".join(path.read_bytes().splitlines(keepends=True)[:-8]))  # block 7: 6 rows
+    finding = about(findings.compute_findings(evidence(sweep)), XIONG, "post-LN's FFN")
+    assert "1 seed × 7 draws" in finding.value and "1 of 8 not measurable" in finding.value
+
+
 def test_a_run_that_took_no_step_has_no_end_to_judge(tmp_path):
     runs = [{"norm": "branch", "residual": r, "depth": 4, "train.steps": 0, "seed": s,
              "_init_ratio": 1.0 if r else 20.0} for r in (True, False) for s in (0, 1, 2)]

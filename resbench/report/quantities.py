@@ -90,11 +90,17 @@ def block_params(draw_params: pd.DataFrame) -> pd.DataFrame:
 
 
 def _ends(rows: pd.DataFrame, column: str) -> pd.DataFrame:
-    """`column` at the first and the last block of each (run, draw): index (run, draw), columns first, last."""
+    """`column` at the first and the last block of each (run, draw): index (run, draw), columns first, last.
+
+    Block 0 and the run's deepest block (over all its draws): a draw whose rows stop short of either (a file
+    cut off while it was written) has NaN there, not a middle block standing in for an end.
+    """
     ordered = rows.sort_values(["run", DRAW, "layer"])
     by_draw = ordered.groupby(["run", DRAW], sort=False)
-    first, last = (end.set_index(["run", DRAW])[column] for end in (by_draw.head(1), by_draw.tail(1)))
-    return pd.DataFrame({"first": first, "last": last})
+    first, last = (end.set_index(["run", DRAW]) for end in (by_draw.head(1), by_draw.tail(1)))
+    deepest = ordered.groupby("run")["layer"].max()
+    at_last = last["layer"].to_numpy() == deepest.reindex(last.index.get_level_values(0)).to_numpy()
+    return pd.DataFrame({"first": first[column].where(first["layer"].eq(0)), "last": last[column].where(at_last)})
 
 
 def param_by_block(init_params: pd.DataFrame, param: str = W2) -> pd.DataFrame:
