@@ -366,10 +366,10 @@ def _exponent_table(ev: Evidence, norm: str) -> pd.DataFrame:
 def _exponent_fits(ev: Evidence, table: pd.DataFrame) -> pd.DataFrame:
     """Per (setting, seed, draw): the fitted slope, the slope the measured stream predicts, and δL/e² of the
     deepest run (the premise of −½)."""
-    rows = []
+    rows, by_block = [], q.profiles(ev.init_draw_layers, "hidden_rms")
     for (setting, seed, draw), cell in table.groupby(["setting", "seed", "draw"], sort=False):
         deepest = cell.loc[cell["depth"].idxmax()]
-        rms = q.profile(ev.init_draw_layers, deepest["run"], draw, "hidden_rms")
+        rms = q.profile(by_block, deepest["run"], draw)
         share = q.blocks_over_input(*q.stream_increments(rms), deepest["depth"])
         rows.append((setting, seed, cell["paired"].iloc[0], draw, q.log_log_slope(cell["depth"], cell["last"]),
                      -q.log_log_slope(cell["depth"], cell["rms"]), share))
@@ -509,11 +509,11 @@ def _stream_units(ev: Evidence, table: pd.DataFrame) -> tuple[Units, Units, list
     """Per (setting, seed, draw): the premise's growth and the measured/predicted fit at each deeper depth;
     the shown values as (setting, depth, measured, predicted)."""
     fit, growth, shown = Units(), Units(), []
+    by_block = q.profiles(ev.init_draw_layers, "hidden_rms")
     for (setting, seed, draw), cell in table.groupby(["setting", "seed", "draw"], sort=False):
         cell = cell.sort_values("depth")
         shallow, paired = cell.iloc[0], cell["paired"].iloc[0]
-        variance_in, per_block = q.stream_increments(q.profile(ev.init_draw_layers, shallow["run"], draw,
-                                                               "hidden_rms"))
+        variance_in, per_block = q.stream_increments(q.profile(by_block, shallow["run"], draw))
         grows = np.nan
         for deep in cell.iloc[1:].itertuples():
             predicted = q.predicted_stream_rms(variance_in, per_block, deep.depth)
@@ -626,8 +626,8 @@ def _fall_shape(first: float, second: float) -> str:
 
 def _fall_rate(ev: Evidence, deepest: Iterable[int]) -> tuple[str, str]:
     """(full text, key) of the rank residual's factor per block along the deepest plain stacks at init."""
-    layers = ev.init_draw_layers
-    rates = np.array([q.rate_per_block(q.profile(layers, run, draw, "rank_residual"))
+    layers, by_block = ev.init_draw_layers, q.profiles(ev.init_draw_layers, "rank_residual")
+    rates = np.array([q.rate_per_block(q.profile(by_block, run, draw))
                       for run in deepest for draw in layers.loc[layers["run"].eq(run), "draw"].unique()], float)
     if not len(rates) or not np.isfinite(rates[:, 0]).any():
         return "", ""

@@ -183,11 +183,19 @@ def log_log_slope(depths: Sequence[float], values: Sequence[float]) -> float:
     return float(np.polyfit(np.log(depths[ok]), np.log(values[ok]), 1)[0])
 
 
-def profile(init_layers: pd.DataFrame, run: int, draw: int, column: str) -> pd.Series:
-    """One run's `column` per block at init, of one draw and its profile stack, indexed by block."""
-    rows = profile_rows(init_layers)
-    rows = rows[rows["run"].eq(run) & rows[DRAW].eq(draw)].dropna(subset=[column]).sort_values("layer")
-    return rows.set_index("layer")[column]
+def profiles(init_layers: pd.DataFrame, column: str) -> pd.Series:
+    """`column` per block at init of every run's profile stack, index (run, draw, layer), sorted: `profile`
+    then reads one draw by its index instead of scanning every row."""
+    rows = profile_rows(init_layers).dropna(subset=[column])
+    return rows.set_index(["run", DRAW, "layer"])[column].sort_index()
+
+
+def profile(by_block: pd.Series, run: int, draw: int) -> pd.Series:
+    """One run's draw of `profiles(...)`, indexed by block (empty when it has none)."""
+    try:
+        return by_block.loc[(run, draw)]
+    except KeyError:
+        return by_block.iloc[:0].droplevel([0, 1])
 
 
 def stream_increments(rms: pd.Series) -> tuple[float, float]:
