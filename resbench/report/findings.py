@@ -320,7 +320,7 @@ def _median_of(values: pd.Series, runs: Iterable[int]) -> float:
 def fig3_profile(ev: Evidence) -> list[Finding]:
     """Fig. 3: the FFN W₂ gradient's last/first block ratio at init, post-LN rising, pre-LN flat or falling."""
     ev = ev.at_init
-    w2 = q.param_by_block(ev.init_draw_params)
+    w2 = ev.w2_ends
     runs = _with_skips(_model(ev.runs, "transformer"))
     runs = runs[runs["run"].isin(w2.index.get_level_values(0))]
     found = []
@@ -340,14 +340,14 @@ def fig3_profile(ev: Evidence) -> list[Finding]:
 
 def _exponent_arm(ev: Evidence, norm: str) -> pd.DataFrame:
     runs = _with_skips(_model(ev.runs, "transformer"))
-    measured = q.param_by_block(ev.init_draw_params).index.get_level_values(0)
+    measured = ev.w2_ends.index.get_level_values(0)
     return runs[_is(runs, "norm", norm) & runs["run"].isin(measured)]
 
 
 def _exponent_table(ev: Evidence, norm: str) -> pd.DataFrame:
     """One row per (run, draw) of the arm: setting, seed, paired, draw, depth, run, the last block's W₂ norm
     and hidden RMS at init. `ev` is the evidence at init."""
-    w2 = q.param_by_block(ev.init_draw_params)
+    w2 = ev.w2_ends
     rms = q.block_ends(ev.init_draw_layers, "hidden_rms")["last"]
     arm = _exponent_arm(ev, norm)
     columns = ["setting", "seed", "paired", "draw", "depth", "run", "last", "rms"]

@@ -69,6 +69,12 @@ class Evidence:
                        init_draw_layers=_merged(self.init_draw_layers, to_kept, ["run", DRAW, STACK, "layer"]),
                        init_draw_params=_merged(self.init_draw_params, to_kept, ["run", DRAW, STACK, "layer", "param"]))
 
+    @cached_property
+    def w2_ends(self) -> pd.DataFrame:
+        """The FFN W₂'s init gradient norm at the first and last block of each (run, draw) (`param_by_block`),
+        read once per Evidence: Fig. 3, the depth exponent and the stream all start from it."""
+        return param_by_block(self.init_draw_params)
+
 
 def _merged(rows: pd.DataFrame, to_kept: dict[int, int], by: list[str]) -> pd.DataFrame:
     """`rows` of the kept runs only, each kept run's rows averaged with those of the runs merged into it."""
