@@ -120,6 +120,16 @@ def test_disagrees_when_completep_drifts_too() -> None:
     assert found.verdict == DISAGREES, found.text()
 
 
+def test_copies_at_one_lr_give_the_same_optimum_in_either_order() -> None:
+    """Two runs at one lr (a copied run dir): their mean decides, a diverged copy makes that lr ∞, whatever
+    order the rows come in (keeping the first row made the optimum depend on directory order)."""
+    lrs = [1.0, 2.0, 2.0, 4.0]
+    one, other = q.lr_optimum(lrs, [0.5, math.inf, 0.2, 0.6]), q.lr_optimum(lrs, [0.5, 0.2, math.inf, 0.6])
+    assert one == other
+    assert (one.edge, one.log2_lr) == ("low", 0.0)  # the copy that diverged rules lr 2 out
+    assert q.lr_optimum(lrs, [0.5, 0.1, 0.3, 0.6]).log2_lr == q.lr_optimum([1.0, 2.0, 4.0], [0.5, 0.2, 0.6]).log2_lr
+
+
 def test_disagrees_when_the_standard_optimum_does_not_move() -> None:
     found = transfer(sweeps({("standard", 2): 0, ("standard", 32): 0.3, ("completep", 2): 0, ("completep", 32): 0.1}))
     assert found.verdict == DISAGREES and "standard: " in found.value and "→ disagrees" in found.value

@@ -301,15 +301,16 @@ def parabola_vertex(x: Sequence[float], y: Sequence[float]) -> float:
 
 def lr_optimum(lrs: Sequence[float], losses: Sequence[float]) -> LrOptimum:
     """The optimal lr of one sweep: the lowest final loss over the grid, refined in log₂ lr by a parabola
-    through it and its two neighbours (a diverged run's loss is ∞; a missing one, NaN, is left out).
+    through it and its two neighbours (a diverged run's loss is ∞; a missing one, NaN, is left out; runs
+    sharing an lr, copies of one config, count as their mean).
 
     Ties: of the lrs sharing the lowest loss, the middle one inside the grid is the centre (two tied
     neighbours put the vertex halfway between them). A minimum at the grid's edge is reported as a bound,
     never extrapolated; a neighbour that diverged leaves the grid point unrefined.
     """
-    frame = pd.DataFrame({"x": np.log2(np.asarray(lrs, float)), "y": np.asarray(losses, float)})
-    frame = frame.dropna().sort_values("x").drop_duplicates("x")
-    x, y = frame["x"].to_numpy(), frame["y"].to_numpy()
+    frame = pd.DataFrame({"x": np.log2(np.asarray(lrs, float)), "y": np.asarray(losses, float)}).dropna()
+    by_lr = frame.groupby("x")["y"].mean()  # copies at one lr: their mean, ∞ if one diverged; never row order
+    x, y = by_lr.index.to_numpy(), by_lr.to_numpy()
     if len(x) == 0 or not np.isfinite(y.min()):
         return NO_OPTIMUM
     tied = np.flatnonzero(y == y.min())
