@@ -130,6 +130,16 @@ def test_copies_at_one_lr_give_the_same_optimum_in_either_order() -> None:
     assert q.lr_optimum(lrs, [0.5, 0.1, 0.3, 0.6]).log2_lr == q.lr_optimum([1.0, 2.0, 4.0], [0.5, 0.2, 0.6]).log2_lr
 
 
+def test_a_seed_swept_at_one_end_depth_only_is_counted_not_dropped() -> None:
+    ev = sweeps({("standard", 2): 0, ("standard", 32): -2.0, ("completep", 2): 0, ("completep", 32): 0.2},
+                seeds=(0, 1, 2, 3))
+    runs = ev.runs
+    ev = Evidence(runs[~(runs["depth_param"].eq("completep") & runs["depth"].eq(32) & runs["seed"].eq(3))],
+                  ev.config_keys)
+    found = transfer(ev)
+    assert found.verdict == AGREES and "1 of 4 not measurable" in found.value, found.text()
+
+
 def test_disagrees_when_the_standard_optimum_does_not_move() -> None:
     found = transfer(sweeps({("standard", 2): 0, ("standard", 32): 0.3, ("completep", 2): 0, ("completep", 32): 0.1}))
     assert found.verdict == DISAGREES and "standard: " in found.value and "→ disagrees" in found.value

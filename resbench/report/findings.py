@@ -1032,7 +1032,8 @@ def _shift_part(optima: pd.DataFrame, param: str, depths: list[float], margin: M
     units, shifts = Units(), []
     for (setting, seed), cell in ends.groupby(["setting", "seed"], sort=False):
         by_depth = cell.set_index("depth")["optimum"]
-        if len(by_depth) < 2:
+        if len(by_depth) < 2:  # swept at one end only: counted, not measurable
+            units.add(np.nan, setting, seed, paired=False)
             continue
         shallow, deep = by_depth[depths[0]], by_depth[depths[-1]]
         units.add(_decided(q.size_range(q.octave_shift(shallow, deep)), margin), setting, seed)
