@@ -215,7 +215,8 @@ class BlockCapture:
     - a block output replaced by a later forward before any backward reached it (one forward per backward:
       with several, the last counts).
     A pass ends when the autograd engine finishes the backward that reached the model's output or a block's
-    (an engine callback, as DDP's reducer uses); `on_backward_end` is then called, after the reduction.
+    (an engine callback, run after the other callbacks of that backward, DDP's reducer's among them);
+    `on_backward_end` is then called, after the reduction.
     """
 
     def __init__(self, n_blocks: int, stack_sizes: list[int] | None = None,
@@ -266,7 +267,13 @@ class BlockCapture:
     def _end_after_backward(self) -> None:
         if not self._ending:
             self._ending = True
-            torch.autograd.Variable._execution_engine.queue_callback(self._backward_ended)
+            torch.autograd.Variable._execution_engine.queue_callback(self._after_other_callbacks)
+
+    def _after_other_callbacks(self) -> None:
+        """Queued once more, so that the pass ends after every callback the backward queued after this one's
+        first queuing: DDP's reducer queues its own when the last bucket is ready, and only then are the
+        gradients averaged over the processes (read before, they would be this process's own)."""
+        torch.autograd.Variable._execution_engine.queue_callback(self._backward_ended)
 
     def _backward_ended(self) -> None:
         self._ending = False

@@ -212,6 +212,28 @@ def test_an_evaluation_between_steps_is_neither_recorded_nor_harmful(tmp_path):
     assert_matches(read(tmp_path / "run"), expected, step=1)
 
 
+def average_at_backward_end(model: GPT, factor: float) -> None:
+    """DDP's pattern: as a parameter's gradient is accumulated, an engine callback is queued that rewrites every
+    gradient when the backward ends (DDP's reducer averages them over the processes there)."""
+    def queue_average(param):
+        torch.autograd.Variable._execution_engine.queue_callback(
+            lambda: [p.grad.mul_(factor) for p in model.parameters() if p.grad is not None])
+    next(model.parameters()).register_post_accumulate_grad_hook(queue_average)
+
+
+def test_gradients_are_read_after_the_callbacks_of_the_backward_as_ddp_s_averaging(tmp_path):
+    torch.manual_seed(0)
+    model = GPT()
+    expected = direct_measures(copy.deepcopy(model), *batches(1)[0])
+    halved = {**expected, "grads": {name: value / 2 for name, value in expected["grads"].items()},
+              "blocks": [value / 2 for value in expected["blocks"]], "global": expected["global"] / 2}
+    average_at_backward_end(model, 0.5)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with resbench.watch(model, blocks="transformer.h", run_dir=tmp_path / "run", log_every=1) as w:
+        w.step(loss_of(model, *batches(1)[0]), optimizer)
+    assert_matches(read(tmp_path / "run"), halved)  # the gradient the optimizer applies, not the one before
+
+
 # ---- activation checkpointing, torch.compile, bf16 -----------------------------------------------------------
 
 
