@@ -219,11 +219,8 @@ class BlockCapture:
     `on_backward_end` is then called, after the reduction.
     """
 
-    def __init__(self, n_blocks: int, stack_sizes: list[int] | None = None,
-                 on_backward_end: Callable[[], None] | None = None):
+    def __init__(self, n_blocks: int, on_backward_end: Callable[[], None] | None = None):
         self.n_blocks = n_blocks
-        # Blocks of one stack share a shape and are reduced together (an encoder's and a decoder's may differ).
-        self.stack_sizes = stack_sizes or [n_blocks]
         self.on_backward_end = on_backward_end
         self.forwards = 0  # block forwards measured (none at all on a logged step: the hooks did not run)
         self._outputs: list[torch.Tensor | None] = [None] * n_blocks
@@ -283,12 +280,21 @@ class BlockCapture:
 
     @torch.no_grad()
     def _reduce_pass(self) -> None:
-        held = [output for output in self._outputs if output is not None]
-        if not held:
+        # Blocks whose outputs share a shape are reduced together: a stack's blocks do; an encoder's and a
+        # decoder's may not (their sequence lengths differ).
+        by_shape: dict[torch.Size, list[int]] = {}
+        for i, output in enumerate(self._outputs):
+            if output is not None:
+                by_shape.setdefault(output.shape, []).append(i)
+        if not by_shape:
             return
-        per_stack = [self._stack_values(start, size, held[0].device)
-                     for start, size in zip(_starts(self.stack_sizes), self.stack_sizes)]
-        values = torch.cat(per_stack, dim=1)  # (3, L over all stacks)
+        groups = list(by_shape.values())
+        if len(groups) == 1 and len(groups[0]) == self.n_blocks:  # one shape, every block ran: no scatter needed
+            values = self._group_values(groups[0])
+        else:
+            values = torch.zeros(3, self.n_blocks, device=self._outputs[groups[0][0]].device)
+            for group in groups:
+                values[:, group] = self._group_values(group)
         self._sum = values if self._sum is None else self._sum + values
         for i, (output, grad) in enumerate(zip(self._outputs, self._grads)):
             for probe, measured in enumerate((output is not None, grad is not None, output is not None)):
@@ -296,24 +302,20 @@ class BlockCapture:
         self._outputs = [None] * self.n_blocks
         self._grads = [None] * self.n_blocks
 
-    def _stack_values(self, start: int, size: int, device: torch.device) -> torch.Tensor:
-        """(3, size): hidden_rms, act_grad_norm, rank_residual of one stack's blocks; 0 where not measured."""
-        outputs, grads = self._outputs[start : start + size], self._grads[start : start + size]
-        with_output = [i for i, output in enumerate(outputs) if output is not None]
-        with_grad = [i for i, grad in enumerate(grads) if grad is not None]
-        hidden = self._stacked([outputs[i] for i in with_output])  # (L', B, T, C); (L', B, 1, C) for an MLP
-        grad = self._stacked([grads[i] for i in with_grad])  # fp32 also under autocast
+    def _group_values(self, blocks: list[int]) -> torch.Tensor:
+        """(3, len(blocks)): hidden_rms, act_grad_norm, rank_residual of `blocks`, which ran forward with outputs
+        of one shape; act_grad_norm 0 where no gradient came (not measured)."""
+        with_grad = [i for i, block in enumerate(blocks) if self._grads[block] is not None]
+        hidden = self._stacked([self._outputs[block] for block in blocks])  # (L', B, T, C); (L', B, 1, C): MLP
+        grad = self._stacked([self._grads[blocks[i]] for i in with_grad])  # fp32 also under autocast
         # For the MLP the rank is over the batch: one "sequence" whose tokens are the examples.
-        tokens = hidden.transpose(-3, -2) if self._examples_are_tokens and hidden is not None else hidden
-        if len(with_grad) == size:  # every block measured (no frozen bottom): no scatter needed
+        tokens = hidden.transpose(-3, -2) if self._examples_are_tokens else hidden
+        if len(with_grad) == len(blocks):  # every block measured (no frozen bottom): no scatter needed
             return torch.stack([hidden_rms(hidden), act_grad_norm(grad), rank_residual(tokens)])
-        values = torch.zeros(3, size, device=device)
-        if with_output:
-            values[0, with_output] = hidden_rms(hidden)
-            values[2, with_output] = rank_residual(tokens)
+        act = torch.zeros(len(blocks), device=hidden.device)
         if with_grad:
-            values[1, with_grad] = act_grad_norm(grad)
-        return values
+            act[with_grad] = act_grad_norm(grad)
+        return torch.stack([hidden_rms(hidden), act, rank_residual(tokens)])
 
     def _stacked(self, tensors: list[torch.Tensor]) -> torch.Tensor | None:
         if not tensors:
@@ -360,7 +362,7 @@ def capture(model: nn.Module, active: bool = True, modules: Sequence[nn.Module] 
     backward; none when not `active`. `on_backward_end`: called as each backward through them ends."""
     stacks = [stack for _, stack in block_stacks(model)] if modules is None else [list(modules)]
     every_block = [block for stack_blocks in stacks for block in stack_blocks]
-    blocks = BlockCapture(len(every_block), [len(stack_blocks) for stack_blocks in stacks], on_backward_end)
+    blocks = BlockCapture(len(every_block), on_backward_end)
     if not active:
         yield blocks
         return

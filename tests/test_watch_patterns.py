@@ -234,6 +234,32 @@ def test_gradients_are_read_after_the_callbacks_of_the_backward_as_ddp_s_averagi
     assert_matches(read(tmp_path / "run"), halved)  # the gradient the optimizer applies, not the one before
 
 
+def test_an_encoder_and_a_decoder_of_different_lengths_are_watched_as_one_list_of_blocks(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Transformer(d_model=16, nhead=2, num_encoder_layers=2, num_decoder_layers=3,
+                                 dim_feedforward=32, dropout=0.0, batch_first=True)
+    src, tgt = torch.randn(3, 5, 16), torch.randn(3, 7, 16)  # the encoder's blocks (3, 5, 16), the decoder's (3, 7, 16)
+    reference = copy.deepcopy(model)
+    outputs = []
+
+    def keep(module, args, output):
+        output.retain_grad()
+        outputs.append(output)
+
+    for block in [*reference.encoder.layers, *reference.decoder.layers]:
+        block.register_forward_hook(keep)
+    reference(src, tgt).pow(2).mean().backward()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with resbench.watch(model, blocks=[*model.encoder.layers, *model.decoder.layers], run_dir=tmp_path / "run",
+                        log_every=1) as w:
+        w.step(model(src, tgt).pow(2).mean(), optimizer)
+    layers = at_step(read(tmp_path / "run")["layers"], 0)
+    assert layers["hidden_rms"].tolist() == pytest.approx(
+        [float(h.detach().pow(2).mean().sqrt()) for h in outputs], rel=1e-5)
+    assert layers["act_grad_norm"].tolist() == pytest.approx(
+        [float(h.grad.flatten(1).norm(dim=1).sum()) for h in outputs], rel=1e-5)
+
+
 # ---- activation checkpointing, torch.compile, bf16 -----------------------------------------------------------
 
 
