@@ -179,15 +179,16 @@ class Watch:
             self._update = probes.UpdateTracker(self.layout, active=True)
             self._lr = optimizer.param_groups[0].get("lr") if optimizer is not None else None
 
-    def end_update(self) -> None:
-        """Just after the optimizer step: the update ratio and the logged step's rows; the next step begins."""
+    def end_update(self, next_step: int | None = None) -> None:
+        """Just after the optimizer step: the update ratio and the logged step's rows; the next step begins,
+        with index `next_step` (a framework's own count of optimizer steps; by default one more)."""
         if self._update is not None:
             self._update.finish()
         if self._gradients is not None:
             self._record(self._update.ratio if self._update is not None else None)
         self._gradients = self._update = None
         self._disarm()  # a logged step whose gradients were never taken: its hooks go, as every step's do
-        self.step_index += 1
+        self.step_index = self.step_index + 1 if next_step is None else next_step
         self.summary.steps_done = self.step_index
         self._arm()
 

@@ -97,3 +97,29 @@ def test_ctrl_c_and_sigterm_end_the_run_interrupted(tmp_path, exception):
     callback.on_exception(None, None, SIGTERMException() if exception == "sigterm" else exception)
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "interrupted"
     assert not any(block._forward_hooks for block in model.transformer.h)
+
+
+class TwoOptimizers(pl.LightningModule):
+    """Manual optimization, two optimizers stepped per batch: Lightning counts two steps per batch."""
+
+    def __init__(self, model: GPT):
+        super().__init__()
+        self.model, self.automatic_optimization = model, False
+
+    def training_step(self, batch, batch_idx):
+        for optimizer in self.optimizers():
+            optimizer.zero_grad()
+            self.manual_backward(loss_of(self.model, *batch))
+            optimizer.step()
+
+    def configure_optimizers(self):
+        return [torch.optim.SGD(self.model.transformer.parameters(), lr=0.1),
+                torch.optim.SGD(self.model.lm_head.parameters(), lr=0.1)]
+
+
+def test_steps_are_lightning_s_global_step_with_two_optimizers(tmp_path):
+    torch.manual_seed(0)
+    callback = ResbenchCallback(blocks="model.transformer.h", run_dir=tmp_path / "run", log_every=1)
+    fit(TwoOptimizers(GPT()), tmp_path, callback, steps=8)
+    assert read(tmp_path / "run")["metrics"]["step"].tolist() == [0, 2, 4, 6]
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps_done"] == 8

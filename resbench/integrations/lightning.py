@@ -92,7 +92,7 @@ class ResbenchCallback(pl.Callback):
                            batch_idx: int) -> None:
         if self.watch is not None and self._stepping:
             self._stepping = False
-            self.watch.end_update()
+            self.watch.end_update(next_step=trainer.global_step)  # one per optimizer stepped
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._close()
