@@ -237,8 +237,7 @@ def _check_state(state: dict[str, Any], config: dict[str, Any], task: Task, run_
         model = models.build(keys, spec)
     _check_model(state["model"], {name: tensor.shape for name, tensor in model.state_dict().items()})
     # the optimizer numbers the parameters in the order of its groups (a depth parametrization's differs)
-    in_optimizer_order = [p.shape for group in models.param_groups(model, keys) for p in group.params]
-    _check_optimizer(state["optimizer"], in_optimizer_order)
+    _check_optimizer(state["optimizer"], [[p.shape for p in group.params] for group in models.param_groups(model, keys)])
     _check_rng(state["rng"])
     _check_records(state, spec.accuracy, run_dir)
 
@@ -257,21 +256,27 @@ def _check_model(weights: dict[str, Any], shapes: dict[str, torch.Size]) -> None
             raise _Bad(f"its model's {name} holds values that are not finite numbers")
 
 
-def _check_optimizer(optimizer: dict[str, Any], shapes: list[torch.Size]) -> None:
+def _check_optimizer(optimizer: dict[str, Any], group_shapes: list[list[torch.Size]]) -> None:
+    """`group_shapes`: the shapes of the run's parameters, group by group, as its optimizer holds them."""
     groups, states = optimizer.get("param_groups"), optimizer.get("state")
     if not isinstance(groups, list) or not isinstance(states, dict) or not all(
             isinstance(group, dict) and isinstance(group.get("params"), list) for group in groups):
         raise _Bad("its optimizer state is not an optimizer's state_dict")
     ids = [index for group in groups for index in group["params"]]
-    if sorted(ids) != list(range(len(shapes))):
+    shapes = [shape for shapes in group_shapes for shape in shapes]
+    if any(type(index) is not int for index in ids) or sorted(ids) != list(range(len(shapes))):
         raise _Bad(f"its optimizer holds {len(ids)} parameters, the model {len(shapes)}")
+    sizes, run_sizes = [len(group["params"]) for group in groups], [len(shapes) for shapes in group_shapes]
+    if sizes != run_sizes:  # torch's load_state_dict pairs the groups one to one
+        raise _Bad(f"its optimizer's parameter groups hold {sizes} parameters, the run's {run_sizes}")
+    shape_of = dict(zip(ids, shapes))  # as load_state_dict pairs a stored id with a parameter: by position
     for index, entry in states.items():
-        if index not in ids or not isinstance(entry, dict):
+        if index not in shape_of or not isinstance(entry, dict):
             raise _Bad(f"its optimizer's state {index!r} belongs to no parameter")
         for name, value in entry.items():
-            if name != "step" and isinstance(value, torch.Tensor) and value.shape != shapes[index]:
+            if name != "step" and isinstance(value, torch.Tensor) and value.shape != shape_of[index]:
                 raise _Bad(f"its optimizer's {name} of parameter {index} is {tuple(value.shape)}, "
-                           f"the parameter {tuple(shapes[index])}")
+                           f"the parameter {tuple(shape_of[index])}")
 
 
 def _check_rng(states: dict[str, Any]) -> None:

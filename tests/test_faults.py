@@ -274,15 +274,24 @@ def _lie(state: dict, damage: str) -> dict:
         "a step past train.steps": lambda: state.update(step=50),
         "more csv rows than the files": lambda: state["csv_rows"].update({"layers.csv": 10_000}),
         "csv rows not one a step": lambda: state["csv_rows"].update({"metrics.csv": 2}),
+        "optimizer groups of other sizes": lambda: _split_first_group(state["optimizer"]),
+        "a parameter id that is no integer": lambda: state["optimizer"]["param_groups"][0]["params"].append("x"),
     }
     lies[damage]()
     return state
 
 
+def _split_first_group(optimizer: dict) -> None:
+    """The run's parameters, all there, but in two optimizer groups where the run has one."""
+    group = optimizer["param_groups"][0]
+    optimizer["param_groups"][:1] = [{**group, "params": group["params"][:1]}, {**group, "params": group["params"][1:]}]
+
+
 @pytest.mark.parametrize("damage", ["a key missing", "a weight of another shape", "a weight that is NaN",
                                     "an optimizer moment of another shape", "a bad random state", "a negative step",
                                     "a step past train.steps", "more csv rows than the files",
-                                    "csv rows not one a step"])
+                                    "csv rows not one a step", "optimizer groups of other sizes",
+                                    "a parameter id that is no integer"])
 def test_a_checkpoint_that_loads_but_lies_is_one_line_exit_2_and_nothing_written(cli, interrupted_run, damage):  # noqa: F811
     """README: a corrupt checkpoint is exit 2 with nothing written, whichever field lies."""
     path = interrupted_run / CHECKPOINT_PT
