@@ -325,14 +325,15 @@ def built_task(config: dict[str, Any], label: str = "") -> Task:
         raise BadInput(f"{label}: {err}" if label else str(err)) from None
 
 
-def check_writable(directory: Path, what: str) -> None:
+def check_writable(directory: Path, what: str, empty: bool = True) -> None:
     """`directory` (the value of the `what` setting) can be made and written (paths.output_dir: every
-    way the OS could refuse it is one line), and holds nothing yet: a run never writes over another."""
+    way the OS could refuse it is one line), and, when `empty`, holds nothing yet: a run never writes over
+    another (a resume writes on in the dir it continues: not `empty`)."""
     try:
         paths.output_dir(directory, what)
     except paths.PathError as err:
         raise BadInput(str(err)) from None
-    if directory.is_dir() and not holds_only_its_lock(directory):
+    if empty and directory.is_dir() and not holds_only_its_lock(directory):
         raise BadInput(f"output dir is not empty: {directory}")
 
 

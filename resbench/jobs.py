@@ -253,6 +253,7 @@ def _check_runnable_here(config: dict[str, Any], task: Task, run_dir: Path, resu
             checkpoint.check_resumable(resume_dir, config, task)
         except checkpoint.CheckpointError as err:
             raise BadInput(str(err)) from None
+        check_writable(resume_dir, "--resume", empty=False)  # the run goes on writing there
 
 
 def resume_overrides(run_dir: Path, given: list[str]) -> list[str]:

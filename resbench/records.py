@@ -616,6 +616,9 @@ def dir_lock(directory: Path, what: str, doing: str) -> Iterator[None]:
         handle.close()
         raise DirBusy(f"{what} {directory} is in use by {who} ({doing}): wait for it to end or stop it, "
                       "then resume") from None
+    except BaseException:  # the lock cannot be taken at all (no locks on this file system): no handle left open
+        handle.close()
+        raise
     try:
         handle.seek(0)
         handle.truncate()

@@ -277,6 +277,11 @@ def _plan(hydra: Any, base: DictConfig, overrides: list[str], sweep_dir: Path, r
     check_resumable(runs)
     if not resume:
         check_writable(sweep_dir, "hydra.sweep.dir")
+    else:  # a resume writes on in the sweep dir and in the run dirs it continues
+        check_writable(sweep_dir, "sweep --resume", empty=False)
+        for run in runs:
+            if not run.done_before and run.dir.is_dir():
+                check_writable(run.dir, f"the run dir of {run.label}", empty=False)
 
     launcher, launcher_cfg, n_parallel = _launcher_for(base, overrides, runs, launcher)
     if launcher != choices.get("hydra/launcher"):  # the default: side by side

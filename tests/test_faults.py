@@ -15,6 +15,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -359,6 +361,50 @@ def test_a_damaged_overrides_yaml_is_one_line_on_resume(train_cli, cli, tmp_path
     assert result.exit_code == 2 and one_line(result.stderr), (result.stderr, result.exception)
     assert message in result.stderr
     assert run_files(run.dir) == before and not (tmp_path / "pwned").exists()
+
+
+@contextmanager
+def read_only(directory: Path) -> Iterator[None]:
+    """`directory` can be read but not written, as another user's results are. Root, whom permissions do
+    not stop, gets a read-only bind mount of it instead (the test is skipped where none can be made)."""
+    if os.geteuid() != 0:
+        mode = directory.stat().st_mode
+        directory.chmod(mode & ~0o222)
+        try:
+            yield
+        finally:
+            directory.chmod(mode)
+        return
+    mount = subprocess.run(["mount", "--bind", str(directory), str(directory)], capture_output=True, check=False)
+    if mount.returncode != 0:
+        pytest.skip(f"no read-only bind mount here: {mount.stderr.decode().strip()}")
+    try:
+        if subprocess.run(["mount", "-o", "remount,bind,ro", str(directory)], capture_output=True, check=False).returncode:
+            pytest.skip("no read-only remount here")
+        yield
+    finally:
+        subprocess.run(["umount", str(directory)], check=True)
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_resuming_a_dir_that_cannot_be_written_is_one_line_exit_2(cli, tiny, tmp_path, monkeypatch, command) -> None:
+    """`train --resume` and `sweep --resume` write into the dir they continue: one they may read but not
+    write is refused up front, in one line naming it, never with a traceback."""
+    target = tmp_path / command
+    signal_at(monkeypatch, 1)
+    if command == "train":
+        first = cli("train", "--quiet", *tiny, "train.steps=4", f"hydra.run.dir={target}")
+    else:
+        first = cli("sweep", "--quiet", *tiny, "train.steps=4", "seed=0,1", "hydra/launcher=basic",
+                    f"hydra.sweep.dir={target}")
+    monkeypatch.undo()
+    assert first.exit_code == 130, first.stderr
+    before = run_files(target)
+    with read_only(target):
+        result = cli(command, "--quiet", "--resume", str(target))
+    assert result.exit_code == 2 and one_line(result.stderr), (result.stderr, result.exception)
+    assert str(target) in result.stderr and "not writable" in result.stderr
+    assert run_files(target) == before
 
 
 def test_a_run_without_hydras_record_is_refused_before_it_starts(cli, tiny, tmp_path) -> None:
