@@ -111,6 +111,8 @@ def sweep_job(config: dict[str, Any], run_dir: Path, sweep_dir: Path, progress: 
     try:
         with records.dir_lock(run_dir, "run dir", "a run of a sweep, a train or a resume"):
             previous = records.read_json(run_dir / schema.SUMMARY_JSON)  # as it is now that it is ours
+            if sweep_watch.is_done(previous, config_hash):  # another writer (train --resume) ended it meanwhile
+                return {**previous, "skipped": True}
             # A run of this config that was interrupted, failed, killed or requeued goes on from its checkpoint.
             resume = bool(previous) and previous.get("config_hash") == config_hash
             return recorded_run(config, run_dir, progress, resume=resume, command=command)

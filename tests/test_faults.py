@@ -96,6 +96,33 @@ def test_a_second_resume_of_a_run_being_resumed_is_refused(train_cli, cli, tmp_p
 
 
 
+def test_a_sweep_run_another_writer_ended_meanwhile_is_not_run_again(cli, tiny, tmp_path, monkeypatch) -> None:
+    """A run of a resumed sweep that another writer (`train --resume` of its dir) ended between the sweep's
+    look at it and the sweep taking its dir's lock is skipped, as one that had ended before: never run over."""
+    from resbench import records
+
+    sweep_dir = tmp_path / "sweep"
+    signal_at(monkeypatch, 1)
+    first = cli("sweep", "--quiet", *tiny, "train.steps=4", "seed=0,1", "hydra/launcher=basic",
+                f"hydra.sweep.dir={sweep_dir}")
+    monkeypatch.undo()
+    assert first.exit_code == 130, first.stderr
+    run_dir = sweep_dir / "seed=0"
+    ended = {**summary(run_dir), "status": "completed"}
+    dir_lock = records.dir_lock
+
+    def lock_once_the_other_writer_ended(directory, *args):
+        if Path(directory) == run_dir:  # the other writer ends just before this lock is taken
+            (run_dir / "summary.json").write_text(json.dumps(ended), encoding="utf-8")
+        return dir_lock(directory, *args)
+
+    monkeypatch.setattr(records, "dir_lock", lock_once_the_other_writer_ended)
+    metrics = (run_dir / "metrics.csv").read_bytes()
+    result = cli("sweep", "--quiet", "--resume", str(sweep_dir))
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    assert summary(run_dir) == ended and (run_dir / "metrics.csv").read_bytes() == metrics
+    assert summary(sweep_dir / "seed=1")["status"] == "completed"
+
 # ----------------------------------------------------------------------------- 2. a report cut short
 def small_sweep(tmp_path: Path) -> Path:
     from report_fixtures import grid, write_sweep
