@@ -282,8 +282,10 @@ def replaced_dir(target: Path) -> Iterator[Path]:
     when the block ends: readers see the old directory or the new one, never a mix. A fault or a signal
     while building (a kill -9 too) leaves the old one as it was; the sibling is removed, or, after a
     kill -9, by the next call once its process is gone. Whatever the block writes is covered, whatever
-    its files are called."""
+    its files are called. A `target` that is a symbolic link is replaced where it points: the link stays."""
     target = Path(target)
+    if target.is_symlink():  # the swap would trade the link itself for the new dir
+        target = target.resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(target.parent, of=target.name)
     fresh = temporary(target)

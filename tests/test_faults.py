@@ -161,6 +161,19 @@ def test_a_report_interrupted_while_it_replaces_an_older_one_leaves_the_older_on
 
 
 
+def test_a_report_into_a_symlinked_dir_writes_where_the_link_points(cli, tmp_path) -> None:
+    """`report --out LINK`, LINK a symbolic link to a dir (results on a scratch disk): the report is swapped in
+    at the link's target, the link stays a link, and no temporary is left beside either."""
+    sweep = small_sweep(tmp_path)
+    (tmp_path / "scratch").mkdir()
+    link = tmp_path / "linked"
+    link.symlink_to(tmp_path / "scratch", target_is_directory=True)
+    for _ in range(2):  # into the empty target, then over the report there
+        result = cli("report", str(sweep), "--out", str(link))
+        assert result.exit_code == 0, (result.stderr, result.exception)
+        assert link.is_symlink() and (tmp_path / "scratch" / "report.md").is_file()
+        assert not temporaries(tmp_path)
+
 def test_a_run_removes_the_temporaries_dead_processes_left_and_keeps_live_ones(cli, interrupted_run) -> None:  # noqa: F811
     """A checkpoint or summary being written by a process killed with -9 stays as `.NAME.<pid>.tmp`: the
     next writer of the dir removes it, but never one of a process still alive (pid 1 always is)."""
