@@ -22,6 +22,7 @@ import enum
 import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -29,13 +30,13 @@ from typing import TYPE_CHECKING, Any, Union
 from omegaconf import MISSING, DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from . import hydra_adapter, paths, registries
+from . import hydra_adapter, paths, registries, runtime
 from .hydra_adapter import COMPOSE_ERRORS, OverrideParseException
 from .records import holds_only_its_lock
 from .schema import SHARED_MODEL_KEYS, override_key
 from .tasks import TaskError
 from .tasks import build as build_task
-from .validate import ConfigError, validate
+from .validate import ConfigError, Limit, check_fits, validate
 
 if TYPE_CHECKING:
     from .hydra_adapter import Override
@@ -225,11 +226,21 @@ def check_types(config: dict[str, Any]) -> None:
         raise ConfigError(f"{missing[0]} is missing: give it a value ({missing[0]}=VALUE)")
 
 
-def check_config(config: dict[str, Any]) -> None:
+MemoryLimits = Callable[[dict[str, Any]], tuple[Limit | None, Limit | None]]  # config → (host, GPU) limits
+
+
+def memory_here(config: dict[str, Any]) -> tuple[Limit | None, Limit | None]:
+    """The memory a run of `config` has on this machine: this process's limit, and its GPU's where it uses one."""
+    return runtime.memory_limit(), runtime.gpu_memory(config["device"])
+
+
+def check_config(config: dict[str, Any], limits: MemoryLimits = memory_here) -> None:
     """Raise ConfigError (one line) for the first key, type or choice the typed config refuses, then for the
-    first value out of its range or against a rule across keys (validate.py's)."""
+    first value out of its range or against a rule across keys (validate.py's), then for a run that would not
+    fit the memory `limits` gives it (where it will run: this machine unless a launcher sends it elsewhere)."""
     check_types(config)
     validate(config)
+    check_fits(config, *limits(config))
 
 
 def to_plain(cfg: Any) -> dict[str, Any]:
@@ -303,13 +314,13 @@ def checked(cfg: DictConfig) -> tuple[dict[str, Any], Task]:
     return config, built_task(config)
 
 
-def validated(cfg: DictConfig, label: str = "") -> dict[str, Any]:
-    """The composed `cfg` resolved to plain data and validated; BadInput names the run by `label` (its
-    swept values) when given."""
+def validated(cfg: DictConfig, label: str = "", limits: MemoryLimits = memory_here) -> dict[str, Any]:
+    """The composed `cfg` resolved to plain data and validated (check_config, memory against `limits`);
+    BadInput names the run by `label` (its swept values) when given."""
     prefix = f"{label}: " if label else ""
     try:
         config = to_plain(cfg)
-        check_config(config)
+        check_config(config, limits)
     except ConfigError as err:
         raise BadInput(f"{prefix}{err}") from None
     except OmegaConfBaseException as err:

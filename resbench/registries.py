@@ -36,6 +36,7 @@ LAUNCHER_PLUGINS: dict[str, tuple[str, str]] = {
     "submitit_local": ("hydra_plugins.hydra_submitit_launcher", "resbench[slurm]"),
     "submitit_slurm": ("hydra_plugins.hydra_submitit_launcher", "resbench[slurm]"),
 }
+CLUSTER_LAUNCHERS = ("submitit_slurm",)  # their runs go to other machines: this one's memory says nothing
 
 
 def residual_name(value: object) -> str:

@@ -22,10 +22,12 @@ from . import checkpoint, hydra_adapter, paths, records, schema, sweep_watch
 from .config import (
     COMPOSE_ERRORS,
     BadInput,
+    MemoryLimits,
     built_task,
     check_writable,
     explain,
     given_override,
+    memory_here,
     quoted,
     resolved_dir,
     resumed_overrides,
@@ -34,7 +36,7 @@ from .config import (
     without_key,
 )
 from .jobs import TaskRaised, made_callbacks, train_task
-from .registries import BASIC_LAUNCHER, LAUNCHER_PLUGINS
+from .registries import BASIC_LAUNCHER, CLUSTER_LAUNCHERS, LAUNCHER_PLUGINS
 from .schema import DONE, TB_DIR, Status, override_key
 from .sweep_watch import is_done, pid_alive, usable_cores
 
@@ -237,15 +239,27 @@ def _expand(hydra: Any, base: DictConfig) -> tuple[dict[str, list[str]], list[li
     return values, jobs
 
 
-def _checked_job_config(job_cfg: DictConfig, label: str, checked_tasks: set[str]) -> dict[str, Any]:
-    """One job's resolved config, validated, its task built once per distinct task (it may read a corpus;
-    each run's process builds its own again); a problem is BadInput naming the job by its swept values."""
-    config = validated(job_cfg, label)
+def _checked_job_config(job_cfg: DictConfig, label: str, checked_tasks: set[str],
+                        limits: MemoryLimits) -> dict[str, Any]:
+    """One job's resolved config, validated (its memory against `limits`), its task built once per distinct
+    task (it may read a corpus; each run's process builds its own again); a problem is BadInput naming the
+    job by its swept values."""
+    config = validated(job_cfg, label, limits)
     task_key = json.dumps([config["task"], config["train"]["batch_size"]], sort_keys=True, default=str)
     if task_key not in checked_tasks:
         built_task(config, label)
         checked_tasks.add(task_key)
     return config
+
+
+def _memory_where_runs_go(launcher: str, base: DictConfig) -> MemoryLimits:
+    """This machine's memory, unless the launcher sends the runs to a cluster's nodes: there, the memory each
+    run asks for (`hydra.launcher.mem_gb`) where given, and no GPU check (the nodes' GPUs are not seen here)."""
+    if launcher not in CLUSTER_LAUNCHERS:
+        return memory_here
+    mem_gb = OmegaConf.select(base, "hydra.launcher.mem_gb")
+    asked = (int(mem_gb * 2**30), f"hydra.launcher.mem_gb={mem_gb}") if mem_gb else None
+    return lambda config: (asked, None)
 
 
 def _plan(hydra: Any, base: DictConfig, overrides: list[str], sweep_dir: Path, resume: bool) -> SweepPlan:
@@ -270,7 +284,8 @@ def _plan(hydra: Any, base: DictConfig, overrides: list[str], sweep_dir: Path, r
     hydra_adapter.add_hydra_overrides(base, pins, sweep_dir)
     made_callbacks(base)  # a callback that cannot be made is refused now, not once the sweep dir is written
 
-    runs = _planned_runs(hydra_adapter.JobConfigs(hydra, base), jobs, swept_keys, sweep_dir, resume)
+    runs = _planned_runs(hydra_adapter.JobConfigs(hydra, base), jobs, swept_keys, sweep_dir, resume,
+                         _memory_where_runs_go(launcher, base))
     shared = [name for name, count in Counter(run.name for run in runs).items() if count > 1]
     if shared:
         raise BadInput(f"two runs would share the run dir '{shared[0]}': is a value listed twice?")
@@ -298,7 +313,7 @@ def _plan(hydra: Any, base: DictConfig, overrides: list[str], sweep_dir: Path, r
 
 
 def _planned_runs(job_configs: hydra_adapter.JobConfigs, jobs: list[list[str]], swept_keys: list[str], sweep_dir: Path,
-                  resume: bool) -> list[PlannedRun]:
+                  resume: bool, limits: MemoryLimits) -> list[PlannedRun]:
     """Each job's config composed and checked, its run dir named (resume: found by config hash)."""
     runs: list[PlannedRun] = []
     checked_tasks: set[str] = set()
@@ -309,7 +324,7 @@ def _planned_runs(job_configs: hydra_adapter.JobConfigs, jobs: list[list[str]], 
         job_values = {override_key(o): o.split("=", 1)[1] for o in job}
         swept = {key: job_values[key] for key in swept_keys}
         label = " ".join(f"{key}={value}" for key, value in swept.items())
-        config = _checked_job_config(job_cfg, label, checked_tasks)
+        config = _checked_job_config(job_cfg, label, checked_tasks, limits)
         run_dir = sweep_dir / name
         try:
             paths.checked(run_dir, f"the run dir of {label or 'the run'}")

@@ -8,7 +8,6 @@ function of the plain config dict alone.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -135,44 +134,6 @@ VALUE_BYTES = 8  # a batch's numbers: int64 token ids, or float32 pixels with in
 OPTIMIZER_STATES = {"adam": 2, "adamw": 2, "sgd": 0}  # numbers an optimizer keeps per parameter
 
 
-def physical_memory() -> int | None:
-    """Bytes of RAM on this machine, where the OS tells."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
-# The memory limit of a container (cgroup v2, then v1): "max" or an absurd number when there is none.
-CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
-
-
-def memory_limit() -> tuple[int, str] | None:
-    """The most memory a run here may use, and what sets it: this machine's RAM, a container's cgroup
-    limit, or the process's `ulimit -v`, whichever is least; None where nothing tells."""
-    limits = []
-    if (memory := physical_memory()) is not None:
-        limits.append((memory, "this machine's memory"))
-    for path in CGROUP_LIMITS:
-        try:
-            with open(path, encoding="ascii") as handle:
-                text = handle.read().strip()
-        except (OSError, ValueError):
-            continue
-        if text.isdigit():
-            limits.append((int(text), "this container's memory limit"))
-        break
-    try:
-        import resource
-
-        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-        if soft != resource.RLIM_INFINITY:
-            limits.append((soft, "the address space limit (ulimit -v)"))
-    except (ImportError, ValueError, OSError):
-        pass
-    return min(limits) if limits else None
-
-
 def memory_estimate(config: dict[str, Any]) -> dict[str, int]:
     """Bytes a run of `config` needs, by part: the weights with their gradients and optimizer state,
     the activations the training step keeps for its backward pass (blocks × batch × tokens × the
@@ -192,19 +153,31 @@ def memory_estimate(config: dict[str, Any]) -> dict[str, int]:
     }
 
 
-def _check_run_fits_in_memory(config: dict[str, Any]) -> None:
-    """Refuse a run whose estimate (memory_estimate) exceeds what this process may use: it would fail
-    late, swap for ever or be killed, rather than say so."""
-    limit = memory_limit()
+# The parts of memory_estimate a run on a GPU holds there; the batches stay in the host's memory.
+ON_DEVICE = ("weights, gradients and optimizer state", "activations")
+Limit = tuple[int, str]  # bytes, and what sets them ("this machine's memory", …)
+
+
+def check_fits(config: dict[str, Any], host: Limit | None, device: Limit | None = None) -> None:
+    """Refuse (ConfigError) a run whose estimate (memory_estimate) exceeds the memory it will have: with a
+    `device` limit (a GPU's) the ON_DEVICE parts against it and the rest against `host`, else all of it
+    against `host`; a limit of None checks nothing. It would fail late, swap for ever or be killed, rather
+    than say so. The limits are those of the machine the run will run on (config.memory_limits)."""
     parts = memory_estimate(config)
-    needed = sum(parts.values())
-    if limit is None or needed <= limit[0]:
-        return
-    model = model_keys(config)
-    detail = ", ".join(f"{part} {_gib(size)}" for part, size in parts.items())
-    raise ConfigError(f"depth={model['depth']} width={model['width']} train.batch_size="
-                      f"{config['train']['batch_size']}: the run needs about {_gib(needed)} ({detail}), more "
-                      f"than the {_gib(limit[0])} of {limit[1]}")
+    if device is None:
+        budgets = [(parts, host)]
+    else:
+        budgets = [({part: parts[part] for part in ON_DEVICE}, device),
+                   ({part: size for part, size in parts.items() if part not in ON_DEVICE}, host)]
+    for counted, limit in budgets:
+        needed = sum(counted.values())
+        if limit is None or needed <= limit[0]:
+            continue
+        model = model_keys(config)
+        detail = ", ".join(f"{part} {_gib(size)}" for part, size in counted.items())
+        raise ConfigError(f"depth={model['depth']} width={model['width']} train.batch_size="
+                          f"{config['train']['batch_size']}: the run needs about {_gib(needed)} ({detail}), more "
+                          f"than the {_gib(limit[0])} of {limit[1]}")
 
 
 def _gib(size: int) -> str:
@@ -223,7 +196,6 @@ def validate(config: dict[str, Any]) -> None:
     if model["ffn_mult"] == 0 and model["name"] != "transformer":
         raise ConfigError(f"model.ffn_mult=0 (no FFN sublayer) needs model=transformer; model={model['name']} "
                           "has no other sublayer (use model.ffn_mult >= 1)")
-    _check_run_fits_in_memory(config)
     _as_config_error(resolve_init, model["init"], model["norm"])
     _as_config_error(check_depth_param, model, config["train"]["optimizer"])
     task_name = config["task"]["name"]

@@ -26,6 +26,7 @@ import torch
 from test_checkpoint import interrupted_run, run_files, signal_at  # noqa: F401 - a fixture
 from test_train_cli import killed_on_exit, resbench, wait_for_rows
 
+from resbench import api, runtime
 from resbench.checkpoint import CHECKPOINT_PT
 
 
@@ -558,6 +559,46 @@ def test_a_run_too_large_for_this_machine_is_one_line_naming_the_estimate_and_th
     assert re.search(r"the run needs about [\d,.]+ [GT]iB \(weights, gradients and optimizer state .*activations .*"
                      r"batches .*\), more than the [\d,.]+ GiB of ", result.stderr), result.stderr
     assert not (tmp_path / "sweep").exists()
+
+
+GIB = 2**30
+BIG_RUN = ["depth=24", "width=512", "train.batch_size=64"]  # about 3.1 GiB: 1.1 of weights, 2.0 of activations
+
+
+def small_host(monkeypatch, gpu: tuple[int, str] | None = None) -> None:
+    """This process may use 1 GiB; `gpu`: the GPU a run with device=auto or cuda would use here."""
+    monkeypatch.setattr(runtime, "memory_limit", lambda: (GIB, "the address space limit (ulimit -v)"))
+    monkeypatch.setattr(runtime, "gpu_memory", lambda device: None if device == "cpu" else gpu)
+
+
+def test_a_run_on_a_gpu_is_measured_against_the_gpu_and_its_batches_against_the_host(monkeypatch) -> None:
+    """The weights and activations of a GPU run live on the GPU: the host's memory refused a run that
+    fitted a large GPU, and let through one too large for a small GPU."""
+    small_host(monkeypatch, gpu=(140 * GIB, "the GPU's memory (a large one)"))
+    assert api.compose([*BIG_RUN, "device=auto"])["depth"] == 24  # fits the GPU; its batches fit the host
+    with pytest.raises(ValueError, match=r"^depth=24 .*more than the 1.0 GiB of the address space limit"):
+        api.compose([*BIG_RUN, "device=cpu"])  # the same run on the CPU: all of it in the host's memory
+    small_host(monkeypatch, gpu=(2 * GIB, "the GPU's memory (a small one)"))
+    with pytest.raises(ValueError, match=r"needs about 3.1 GiB \(weights, gradients and optimizer state 1.1 GiB, "
+                                         r"activations 2.0 GiB\), more than the 2.0 GiB of the GPU's memory"):
+        api.compose([*BIG_RUN, "device=cuda"])
+
+
+@pytest.mark.parametrize("mem_gb, refused", [(None, False), (8, False), (2, True)])
+def test_a_sweep_for_a_cluster_is_measured_against_what_its_runs_ask_for_not_this_machine(
+        cli, tmp_path, monkeypatch, mem_gb, refused) -> None:
+    """submitit_slurm runs on the cluster's nodes: the submitting machine's memory refused runs it could not
+    hold itself; the memory each run asks for (hydra.launcher.mem_gb) is what counts there."""
+    small_host(monkeypatch)
+    asked = [] if mem_gb is None else [f"hydra.launcher.mem_gb={mem_gb}"]
+    result = cli("sweep", "--dry-run", *BIG_RUN, "seed=0,1", "hydra/launcher=submitit_slurm", *asked,
+                 f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    if refused:
+        assert result.exit_code == 2 and one_line(result.stderr), (result.stderr, result.exception)
+        assert "more than the 2.0 GiB of hydra.launcher.mem_gb=2" in result.stderr
+    else:
+        assert result.exit_code == 0, (result.output, result.exception)
+    assert cli("sweep", "--dry-run", *BIG_RUN, "seed=0,1", f"hydra.sweep.dir={tmp_path / 'here'}").exit_code == 2
 
 
 # A TensorBoard that is installed but cannot run (no protobuf): found by a search for its package, it

@@ -46,3 +46,7 @@ def test_a_logger_without_its_extra_is_unavailable(monkeypatch):
     assert registries.logger_available("none")
     monkeypatch.setitem(registries.LOGGER_MODULES, "tensorboard", ("resbench_no_such_module",))
     assert not registries.logger_available("tensorboard")
+
+
+def test_cluster_launchers_are_launchers() -> None:
+    assert set(registries.CLUSTER_LAUNCHERS) <= set(registries.LAUNCHER_PLUGINS)
