@@ -229,6 +229,17 @@ def test_run_dirs_of_older_resbench_with_model_key_copies_read_as_today(tmp_path
     assert aggregate.group_keys(run_set) == ["depth", "norm"]
 
 
+def test_a_key_only_some_runs_have_keeps_them_apart(tmp_path):
+    """A key one run lacks (a watch run's own config, a key added with + in one sweep) differs from every
+    value: reading its absence as NaN, the groups merged the two runs."""
+    write_run(tmp_path / "runs" / "plain", {"depth": 2})
+    write_run(tmp_path / "runs" / "scaled", {"depth": 2, "branch_scale": 0.5})
+    run_set = load.load([tmp_path / "runs"])
+    assert aggregate.group_keys(run_set) == ["branch_scale"]
+    keys = aggregate.group_keys(run_set)
+    assert len(aggregate.group_summary(aggregate.per_run(run_set, keys), keys)) == 2
+
+
 def test_runs_csv_header_gives_the_swept_keys_when_sweep_json_is_absent(tmp_path):
     runs = small_grid(depth=[4], norm=["pre", "post"])  # `depth=4` swept with one value: kept as a key
     sweep = write_sweep(tmp_path / "sweep", runs, swept_keys=["depth", "norm"], sweep_json=False)

@@ -63,17 +63,14 @@ def varying_keys(runs: pd.DataFrame, config_keys: list[str]) -> list[str]:
     A group choice changes several leaves at once (`model=mlp` sets `model.name`, `model.ffn_mult` and
     `width`): keep one key per distinct partition of the runs, preferring top-level keys and `*.name`.
     """
-    candidates = []
-    for key in config_keys:
-        if key in NOT_GROUPING:
-            continue
-        values = runs[key].astype(str)
-        if values.nunique() > 1:
-            candidates.append(key)
+    # Values as shown (format_value): a run without the key reads "—", a value of its own, not a NaN
+    # that counting distinct values would drop.
+    shown = {key: runs[key].map(format_value) for key in config_keys if key not in NOT_GROUPING}
+    candidates = [key for key, values in shown.items() if values.nunique() > 1]
     preference = sorted(candidates, key=lambda k: (k.count(".") - k.endswith(".name") * 0.5, key_rank(k)))
     partitions, kept = set(), []
     for key in preference:
-        partition = pd.factorize(runs[key].astype(str))[0].tobytes()
+        partition = pd.factorize(shown[key])[0].tobytes()
         if partition not in partitions:
             partitions.add(partition)
             kept.append(key)
