@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pandas as pd
 import pytest
 from report_fixtures import grid, write_sweep
@@ -115,6 +117,39 @@ def test_coinciding_lines_are_named_under_their_panel_with_why():
     assert notes["at end"] == []
     assert notes["at init"] == [f"depth=6, depth=12 and depth=24 coincide ({build.SAME_START})"]
     assert inside(figure.axes[0].texts[0].get_window_extent(renderer), figure.bbox)
+
+
+def test_many_lines_in_several_coinciding_sets_get_one_short_note_and_a_legend_that_fits():
+    """The depth_transfer preset: 24 groups, three sets of 8 identical at init. One note per set printed the
+    notes on top of one another, each naming all 8; the 24-entry legend was taller than the figure (matplotlib:
+    "constrained_layout not applied because axes sizes collapsed to zero")."""
+    names = [f"depth_param={param},train.lr={lr:g}" for param in ("completep", "depth_mup", "standard")
+             for lr in (6.25e-5, 1.25e-4, 2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3, 8e-3)]
+    start = {name: [1.0 + names.index(name) // 8, 1.1, 1.2] for name in names}  # three sets of 8
+    end = {name: [1.0, 1.5 + i / 10, 2.0 + i / 10] for i, name in enumerate(names)}
+    data = pd.concat([curve(start, "at init"), curve(end, "at end")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the collapsed layout's warning fails the test
+        figure, renderer = laid_out(plots.draw_lines(data, title="t", x_label="block", y_label="rms", ncols=2,
+                                                     coincide_reasons={"at init": build.SAME_START}))
+    notes = [text for axis in figure.axes for text in axis.texts]
+    assert len(notes) == 1, [note.get_text() for note in notes]
+    assert notes[0].get_text().replace("\n", " ") == (
+        "24 lines coincide in 3 sets of 8, e.g. depth_param=completep,train.lr=6.25e-05 … "
+        f"depth_param=completep,train.lr=0.008 ({build.SAME_START})")
+    assert plots.coincide_note([["a", "b"], list("cdefg")], None) == "a and b coincide. 5 lines coincide (c … g)"
+    assert inside(notes[0].get_window_extent(renderer), figure.bbox)
+    assert inside(figure.legends[0].get_window_extent(renderer), figure.bbox)
+
+
+def test_a_loss_axis_from_zero_stays_log_where_the_losses_span_decades():
+    """case_study's final loss vs depth: a y axis from 0 on a log scale ("Attempt to set non-positive ylim")."""
+    data = curve({"plain": [2.3, 2.3, 2.3], "skips": [0.01, 0.002, 0.001]}, x=[2, 8, 32])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        figure, _ = laid_out(plots.draw_lines(data, title="t", x_label="depth", y_label="loss", y_from_zero=True))
+    axis = figure.axes[0]
+    assert axis.get_yscale() == "log" and 0 < axis.get_ylim()[0] <= 0.001
 
 
 def test_coinciding_needs_two_common_points_within_the_tolerance():

@@ -23,6 +23,9 @@ MAX_HEATMAPS = 36  # more groups than this: the first 36, said in the title
 LOG_SPAN = 20.0  # log axis when positive data span more than this factor
 SIDE_STYLES = {"": "-", "A": "-", "B": "--"}
 COINCIDE_RTOL = 1e-3  # two lines closer than this (relative) at every common x are drawn on one another
+LEGEND_PAD = 0.4  # inches above and below an outside legend that sets the figure's height
+MAX_NAMED = 3  # coinciding lines named one by one in a panel's note; more are counted
+MAX_SETS = 2  # sets of coinciding lines said one by one in a panel's note; more are counted
 NOTE_CHARS = 70  # a panel's note wraps at this many characters (font size 8 on a 5-inch panel)
 COLOUR_BAR_FRACTION, COLOUR_BAR_PAD = 0.03, 0.01  # of the figure's width, for each colour bar
 INIT_WIDTH = 0.04  # the heatmap's init column is drawn at least this fraction of the training steps' width
@@ -96,7 +99,11 @@ def _legend(figure, axes, handles: dict[str, object], inside: bool) -> None:
         return
     legend = figure.legend(handles.values(), handles.keys(), loc="outside right center", fontsize=8, frameon=False,
                            ncols=max(1, math.ceil(len(handles) / 32)))
-    figure.set_figwidth(figure.get_figwidth() + legend.get_window_extent(_renderer(figure)).width / figure.dpi)
+    extent = legend.get_window_extent(_renderer(figure))
+    figure.set_figwidth(figure.get_figwidth() + extent.width / figure.dpi)
+    # A legend taller than the panels (many groups in one row of panels) gets the height it needs: else
+    # constrained layout gives up on the whole figure ("axes sizes collapsed to zero").
+    figure.set_figheight(max(figure.get_figheight(), extent.height / figure.dpi + LEGEND_PAD))
 
 
 def _plain(value: float, _position: object = None) -> str:
@@ -152,6 +159,25 @@ def coinciding(lines: dict[str, pd.Series]) -> list[list[str]]:
     return [members for members in sets.values() if len(members) > 1]
 
 
+def _members_text(members: list[str]) -> str:
+    return name_list(members) if len(members) <= MAX_NAMED else f"{members[0]} … {members[-1]}"
+
+
+def coincide_note(sets: list[list[str]], reason: str | None) -> str:
+    """One caption for every set of coinciding lines of a panel (a note per set printed them on top of one
+    another): up to MAX_SETS sets each said, more counted with the first as an example; a set of more than
+    MAX_NAMED lines is counted and its first and last named."""
+    if len(sets) <= MAX_SETS:
+        said = ". ".join(f"{_members_text(members)} coincide" if len(members) <= MAX_NAMED
+                         else f"{len(members)} lines coincide ({_members_text(members)})" for members in sets)
+    else:
+        sizes = sorted({len(members) for members in sets})
+        size = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]} to {sizes[-1]}"
+        said = (f"{sum(map(len, sets))} lines coincide in {len(sets)} sets of {size}, e.g. "
+                f"{_members_text(sets[0])}")
+    return said + (f" ({reason})" if reason else "")
+
+
 def name_list(names: list[str]) -> str:
     """`a, b and c`; `a; b and c` when a name holds a comma itself (`depth=6,norm=pre`)."""
     comma = "; " if any("," in name for name in names) else ", "
@@ -193,7 +219,7 @@ def draw_lines(
 
     `curves` columns: panel, line, side, x, y (and y_err with `error_bars`: a bar of ± y_err where it is
     known); panels keep their order. `log_x` puts x on a log axis (with `x_at_values`), so power laws read
-    as straight lines. `share_y=False` gives each panel its own y range; `y_from_zero` starts y at 0.
+    as straight lines. `share_y=False` gives each panel its own y range; `y_from_zero` starts a linear y axis at 0.
     Lines that coincide are named under their panel, with `coincide_reasons[panel]` when given.
     """
     panels = list(curves["panel"].drop_duplicates())  # (not a loop over every row: a big report has 10⁵)
@@ -214,13 +240,13 @@ def draw_lines(
         axis.set_xlabel(x_label, fontsize=9)
         axis.set_ylabel(y_label, fontsize=9)
         _few_ticks(axis, scale[panel], curves["y"] if share_y else curves.loc[curves["panel"].eq(panel), "y"])
-        if y_from_zero:  # up to the highest point or error bar, plus the headroom autoscaling would leave
+        if y_from_zero and not scale[panel]:  # up to the highest point or error bar, plus autoscaling's headroom
+            # (a log axis has no 0: losses spanning over LOG_SPAN, e.g. plain nets at chance beside skips)
             shown = curves if share_y else curves[curves["panel"].eq(panel)]
             top = shown["y"] + (shown["y_err"].fillna(0) if "y_err" in shown else 0)
             axis.set_ylim(0, top.max() * (1 + 2 * axis.margins()[1]))
-        for members in coinciding(drawn_lines):
-            reason = (coincide_reasons or {}).get(panel)
-            _note(axis, f"{name_list(members)} coincide" + (f" ({reason})" if reason else ""))
+        if sets := coinciding(drawn_lines):
+            _note(axis, coincide_note(sets, (coincide_reasons or {}).get(panel)))
     if x_at_values:  # depths: a tick at each one, on a log2 axis when they span a factor 4 or more (or log_x)
         ticks = sorted(curves["x"].unique())
         if (log_x and ticks[0] > 0) or ticks[-1] >= 4 * ticks[0] > 0:
