@@ -269,6 +269,8 @@ def test_coinciding_lines_are_named_once_with_every_panel_and_counted_past_a_few
     assert note.startswith("a and b coincide (within 0.1%) in train, validation: why.")
     many = {f"panel {i}": {f"x{i}": same, f"y{i}": same} for i in range(5)}
     assert f"{5 - html.MAX_NOTES} more sets of lines coincide." in html.coinciding_note(many)
+    one_more = dict(list(many.items())[:html.MAX_NOTES + 1])
+    assert "1 more set of lines coincides." in html.coinciding_note(one_more)
     assert html.coinciding_note({"": {"a": same, "b": same * 2}}) == ""
 
 
@@ -293,3 +295,13 @@ def test_the_lr_transfer_twin_stars_each_optimum_hollow_at_the_grids_end():
 ])
 def test_a_log_colour_bar_labels_at_least_three_round_numbers(low, high, ticks):
     assert html.colour_ticks(math.log10(low), math.log10(high)) == pytest.approx(ticks)
+
+
+@pytest.mark.parametrize("low, high, ticks", [
+    (0.2, 0.36, {}),  # under a decade: Plotly's own labels (0.2, 0.22, … 0.36) do not collide
+    (0.015, 0.65, {"dtick": "D2"}),  # the default sweep's gradient norms: every digit piled up under 0.1
+    (1e-4, 0.1, {"dtick": "D2"}),
+    (1e-20, 1.0, {"dtick": 3}),  # whole decades, at most MAX_LOG_LABELS of them
+])
+def test_a_log_axis_labels_few_enough_ticks_not_to_overlap(low, high, ticks):
+    assert html._log_ticks(pd.Series([low, (low * high) ** 0.5, high, math.nan, 0.0])) == ticks

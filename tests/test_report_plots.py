@@ -135,9 +135,9 @@ def test_many_lines_in_several_coinciding_sets_get_one_short_note_and_a_legend_t
     notes = [text for axis in figure.axes for text in axis.texts]
     assert len(notes) == 1, [note.get_text() for note in notes]
     assert notes[0].get_text().replace("\n", " ") == (
-        "24 lines coincide in 3 sets of 8, e.g. depth_param=completep,train.lr=6.25e-05 … "
-        f"depth_param=completep,train.lr=0.008 ({build.SAME_START})")
-    assert plots.coincide_note([["a", "b"], list("cdefg")], None) == "a and b coincide. 5 lines coincide (c … g)"
+        "24 lines coincide in 3 sets of 8, e.g. 8 lines (depth_param=completep,train.lr=6.25e-05 … "
+        f"depth_param=completep,train.lr=0.008) ({build.SAME_START})")
+    assert plots.coincide_note([["a", "b"], list("cdefg")], None) == "a and b coincide. 5 lines (c … g) coincide"
     assert inside(notes[0].get_window_extent(renderer), figure.bbox)
     assert inside(figure.legends[0].get_window_extent(renderer), figure.bbox)
 

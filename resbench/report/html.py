@@ -26,7 +26,14 @@ import numpy as np
 import pandas as pd
 
 from resbench.report.markdown import findings_lines
-from resbench.report.plots import COINCIDE_RTOL, coinciding, heatmap_edges, name_list, short_lr, use_log_scale
+from resbench.report.plots import (
+    COINCIDE_RTOL,
+    coinciding,
+    heatmap_edges,
+    members_text,
+    short_lr,
+    use_log_scale,
+)
 from resbench.report.render import PlotJob
 from resbench.report.tables import Table, to_markdown
 from resbench.report.verdict import Finding
@@ -35,6 +42,7 @@ SIGNIFICANT = 4  # digits a number keeps on the page (hover shows 4; the files k
 MAX_SLIDER_STEPS = 60  # a profile's slider visits at most this many logged steps, evenly spread
 MAX_HEATMAP_STEPS = 200  # a heatmap row holds at most this many logged steps, evenly spread
 PANEL_HEIGHT = 300  # px per row of panels
+LOG_DECADES_2_5, MAX_LOG_LABELS = 4, 8  # a log axis labels 1, 2 and 5 per decade up to 4 decades; then decades
 HEATMAP_ROW_HEIGHT = 240
 MAX_COLUMNS = 3  # panels side by side
 COLUMN_WIDTH = 600  # px: the widest a column of panels is drawn (plus LEGEND_WIDTH), however wide the window
@@ -170,6 +178,17 @@ def _fixed_range(values: pd.Series, log: bool) -> list[float] | None:
     return [float(low - pad), float(high + pad)]
 
 
+def _log_ticks(values: pd.Series) -> dict:
+    """Ticks of a log y axis over `values`. Left to itself, Plotly labels every digit of a decade, and on a
+    PANEL_HEIGHT panel the labels near a decade's bottom print on top of one another: from one decade up,
+    1, 2 and 5 of each decade; beyond LOG_DECADES_2_5 decades, whole decades (at most MAX_LOG_LABELS)."""
+    positive = values[np.isfinite(values) & (values > 0)]
+    decades = float(np.log10(positive.max() / positive.min())) if len(positive) else 0.0
+    if decades < 1:
+        return {}
+    return {"dtick": "D2"} if decades <= LOG_DECADES_2_5 else {"dtick": math.ceil(decades / MAX_LOG_LABELS)}
+
+
 # ---------------------------------------------------------------------------------------------
 # figures
 
@@ -204,8 +223,10 @@ def line_chart(job: PlotJob) -> Chart:
     ticks = sorted(curves["x"].unique()) if options.get("x_at_values") else None
     log_x = bool(ticks) and ticks[0] > 0 and (options.get("log_x") or ticks[-1] >= 4 * ticks[0])
     for index in range(len(panels)):
+        panel_y = curves["y"] if share_y else curves.loc[curves["panel"].astype(str).eq(panels[index]), "y"]
         layout[_axis(index, "y")].update(type="log" if log_y[panels[index]] else "linear", rangemode="tozero"
-                                         if options.get("y_from_zero") else "normal")
+                                         if options.get("y_from_zero") else "normal",
+                                         **(_log_ticks(panel_y) if log_y[panels[index]] else {}))
         layout[_axis(index, "x")].update(type="log" if log_x else "linear", **({"matches": "x"} if index else {}))
         if ticks:
             layout[_axis(index, "x")].update(tickvals=rounded(ticks), ticktext=[f"{tick:g}" for tick in ticks])
@@ -366,7 +387,8 @@ def _profile_chart(rows: pd.DataFrame, quantity: str, title: str, y_label: str, 
     for index, panel in enumerate(panels):
         in_panel = rows["panel"].eq(panel)
         layout[_axis(index, "y")].update(type="log" if log else "linear",
-                                         range=_fixed_range(rows.loc[in_panel, quantity], log))
+                                         range=_fixed_range(rows.loc[in_panel, quantity], log),
+                                         **(_log_ticks(rows.loc[in_panel, quantity]) if log else {}))
         layout[_axis(index, "x")].update(_block_ticks(rows.loc[in_panel, "layer"]))
     frames = [{"name": str(step), "data": [{"y": lines[name][1][i]} for name in names]} for i, step in enumerate(steps)]
     layout.update(_slider(steps))
@@ -401,11 +423,13 @@ def coinciding_note(panels: dict[str, dict[str, pd.Series]], reasons: dict[str, 
     sentences = []
     for members, found in where.items():
         why = {(reasons or {}).get(panel, "") for panel in found}
-        sentences.append(f"{name_list(list(members))} coincide (within {COINCIDE_RTOL:.1%})"
+        sentences.append(f"{members_text(list(members))} coincide (within {COINCIDE_RTOL:.1%})"
                          + (f" in {', '.join(found)}" if any(found) else "")
                          + (f": {why.pop()}" if len(why) == 1 and "" not in why else "") + ".")
     if len(sentences) > MAX_NOTES:
-        sentences = sentences[:MAX_NOTES] + [f"{len(sentences) - MAX_NOTES} more sets of lines coincide."]
+        more = len(sentences) - MAX_NOTES
+        counted = f"{more} more sets of lines coincide." if more > 1 else "1 more set of lines coincides."
+        sentences = [*sentences[:MAX_NOTES], counted]
     return " ".join(sentences + ["Hide a line in the legend to see those under it."]) if sentences else ""
 
 

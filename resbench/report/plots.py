@@ -159,22 +159,20 @@ def coinciding(lines: dict[str, pd.Series]) -> list[list[str]]:
     return [members for members in sets.values() if len(members) > 1]
 
 
-def _members_text(members: list[str]) -> str:
-    return name_list(members) if len(members) <= MAX_NAMED else f"{members[0]} … {members[-1]}"
+def members_text(members: list[str]) -> str:
+    """A set of lines: each named up to MAX_NAMED, else counted with the first and the last named."""
+    return name_list(members) if len(members) <= MAX_NAMED else f"{len(members)} lines ({members[0]} … {members[-1]})"
 
 
 def coincide_note(sets: list[list[str]], reason: str | None) -> str:
     """One caption for every set of coinciding lines of a panel (a note per set printed them on top of one
-    another): up to MAX_SETS sets each said, more counted with the first as an example; a set of more than
-    MAX_NAMED lines is counted and its first and last named."""
+    another): up to MAX_SETS sets each said, more counted with the first as an example."""
     if len(sets) <= MAX_SETS:
-        said = ". ".join(f"{_members_text(members)} coincide" if len(members) <= MAX_NAMED
-                         else f"{len(members)} lines coincide ({_members_text(members)})" for members in sets)
+        said = ". ".join(f"{members_text(members)} coincide" for members in sets)
     else:
         sizes = sorted({len(members) for members in sets})
         size = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]} to {sizes[-1]}"
-        said = (f"{sum(map(len, sets))} lines coincide in {len(sets)} sets of {size}, e.g. "
-                f"{_members_text(sets[0])}")
+        said = f"{sum(map(len, sets))} lines coincide in {len(sets)} sets of {size}, e.g. {members_text(sets[0])}"
     return said + (f" ({reason})" if reason else "")
 
 
