@@ -2,7 +2,8 @@
 TensorBoard event writer.
 
 A logger is a step listener: the trainer (or `resbench.watch`) hands it the rows it has just appended to
-metrics.csv, grad_norms.csv and layers.csv (as dicts by column name) and closes it with the summary.
+metrics.csv, grad_norms.csv and layers.csv (as dicts by column name) on the steps it flushes (logged,
+evaluated, diverging: metrics.csv's rows of the other steps are the file's alone) and closes it with the summary.
 `resbench report DIR --tensorboard` rebuilds the same events later from those CSVs through this same
 writer (resbench/report/tensorboard.py), so a run logged live and one converted later hold the same events.
 
@@ -174,13 +175,17 @@ class TensorBoardLogger:
     written to the CSVs), a histogram of the per-parameter gradient norms on logged steps, and the
     Custom Scalars layout."""
 
-    def __init__(self, log_dir: Path, n_blocks: int = 0):
+    def __init__(self, log_dir: Path):
         self.writer = EventWriter(log_dir)
-        self.n_blocks = n_blocks
+        # The tags' digits: the most blocks a stack has, read off the first step with block rows (every logged
+        # step has a row per block), so a live run and its CSVs converted later name the blocks alike.
+        self.n_blocks = 0
         self._layout_written = False
 
     def log(self, metrics: Row, grad_norms: Sequence[Row], layers: Sequence[Row]) -> None:
         step = int(metrics["step"])
+        if not self.n_blocks and layers:
+            self.n_blocks = 1 + max(int(row["layer"]) for row in layers)
         if not self._layout_written:
             stacks = sorted({str(row.get("stack") or "") for row in layers}) or [""]
             self.writer.add(layout_summary(stacks), step)
@@ -196,7 +201,7 @@ class TensorBoardLogger:
 
 
 def tensorboard_logger(run_dir: Path, config: Row) -> StepListener:
-    return TensorBoardLogger(Path(run_dir) / TB_DIR, int(config.get("depth") or 0))
+    return TensorBoardLogger(Path(run_dir) / TB_DIR)
 
 
 # Keyed by registries.LOGGERS.

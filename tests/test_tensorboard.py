@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +17,9 @@ from report_fixtures import grid, write_sweep
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams import plugin_data_pb2
+
+from resbench import loggers
+from resbench.report.tensorboard import export, write_run_events
 
 PROBES = ("grad_norm", "hidden_rms", "act_grad_norm", "update_ratio", "rank_residual")
 
@@ -31,7 +35,8 @@ def scalars(accumulator: EventAccumulator, tag: str) -> dict[int, float]:
 
 
 def check_against_csvs(run_dir: Path) -> EventAccumulator:
-    """Every layers.csv and metrics.csv number is an event at its step under its tag, and nothing else is."""
+    """Every layers.csv number, and every metrics.csv number of a step the logger hears (logged, evaluated or
+    diverging: metrics.csv has a row every step), is an event at its step under its tag, and nothing else is."""
     found = events(run_dir / "tb")
     layers = pd.read_csv(run_dir / "layers.csv")
     for probe in PROBES:
@@ -40,6 +45,7 @@ def check_against_csvs(run_dir: Path) -> EventAccumulator:
             expected = {step: value for step, value in expected.items() if pd.notna(value)}
             assert scalars(found, f"{probe}/block_{layer:02d}") == pytest.approx(expected, rel=1e-6), (probe, layer)
     metrics = pd.read_csv(run_dir / "metrics.csv")
+    metrics = metrics[metrics["step"].isin(layers["step"]) | metrics["val_loss"].notna() | metrics["loss"].isna()]
     for column, tag in (("loss", "loss/train"), ("val_loss", "loss/val"), ("lr", "lr"), ("grad_norm", "grad_norm/global")):
         expected = {step: value for step, value in zip(metrics["step"], metrics[column]) if pd.notna(value)}
         assert expected and scalars(found, tag) == pytest.approx(expected, rel=1e-6), tag
@@ -64,6 +70,37 @@ def test_logger_writes_the_csv_numbers_as_events_with_one_chart_per_quantity(tra
     for probe in PROBES:
         pattern = charts[f"{probe} per block"]
         assert sorted(t for t in block_tags if re.search(pattern, t)) == [f"{probe}/block_00", f"{probe}/block_01"]
+
+
+def all_scalars(log_dir: Path) -> dict[str, dict[int, float]]:
+    found = events(log_dir)
+    return {tag: scalars(found, tag) for tag in found.Tags()["scalars"] if not tag.startswith("hparams/")}
+
+
+def test_a_run_converted_later_holds_the_events_it_logged_live(train_cli, tmp_path: Path):
+    """metrics.csv has a row every step, the logger hears the logged and evaluated ones: so does the conversion."""
+    run = train_cli("logger=tensorboard", "log_every=4", "train.steps=10", "train.eval_every=5")
+    assert run.exit_code == 0, run.stderr
+    live = all_scalars(run.dir / "tb")
+    assert sorted(live["loss/train"]) == [0, 4, 8, 9] and len(pd.read_csv(run.dir / "metrics.csv")) == 10
+    converted = shutil.copytree(run.dir, tmp_path / "converted")
+    export([converted])
+    assert all_scalars(converted / "tb") == live
+
+
+def test_block_tags_are_as_wide_as_the_longest_stack_live_and_converted(tmp_path: Path):
+    """A decoder deeper than `depth` (the encoder's): three digits for every block of both stacks, both ways."""
+    layers = [{"step": 0, "layer": layer, "stack": stack, "grad_norm": 1.0}
+              for stack, depth in (("encoder", 2), ("decoder", 101)) for layer in range(depth)]
+    metrics = [{"step": 0, "loss": 1.0}]
+    config = {"logger": "tensorboard", "depth": 2, "model": {"name": "seq2seq", "decoder_depth": 101}}
+    [live] = loggers.build(config, tmp_path / "live")
+    live.log(metrics[0], [], layers)
+    live.close({})
+    write_run_events(tmp_path / "converted", metrics, [], layers)
+    tags = sorted(all_scalars(tmp_path / "live" / "tb"))
+    assert tags == sorted(all_scalars(tmp_path / "converted" / "tb"))
+    assert {"grad_norm/encoder_block_000", "grad_norm/decoder_block_005", "grad_norm/decoder_block_100"} <= set(tags)
 
 
 def test_no_logger_writes_no_event_files(train_cli):

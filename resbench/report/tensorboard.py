@@ -73,8 +73,14 @@ def write_hparams(run_dir: Path, hparams: Mapping[str, Any], summary: Row) -> Pa
     return log_dir
 
 
-def write_run_events(run_dir: Path, metrics: Sequence[Row], grad_norms: Sequence[Row], layers: Sequence[Row],
-                     n_blocks: int) -> Path:
+def heard(metrics: Row, logged: bool) -> bool:
+    """Whether the trainer handed this metrics.csv row to its listeners (trainer.Trainer.record): a logged step's
+    (`logged`: it has probe rows), an evaluated one's (a validation loss) or the diverging one's (no finite
+    loss). metrics.csv has a row every step; the others are the file's alone."""
+    return logged or finite_number(metrics.get("val_loss")) is not None or finite_number(metrics.get("loss")) is None
+
+
+def write_run_events(run_dir: Path, metrics: Sequence[Row], grad_norms: Sequence[Row], layers: Sequence[Row]) -> Path:
     """`<run>/tb/` rebuilt from a run's CSV rows, as the live logger would have written it, and swapped in
     whole (records.replaced_dir): a fault or an interrupt leaves the old events whole."""
     target = Path(run_dir) / TB_DIR
@@ -84,10 +90,12 @@ def write_run_events(run_dir: Path, metrics: Sequence[Row], grad_norms: Sequence
     for row in layers:
         by_step.setdefault(int(row["step"]), ([], []))[1].append(row)
     with replaced_dir(target) as fresh:
-        logger = TensorBoardLogger(fresh, n_blocks)
+        logger = TensorBoardLogger(fresh)
         for row in metrics:
-            step_grads, step_layers = by_step.get(int(row["step"]), ([], []))
-            logger.log(row, step_grads, step_layers)
+            step = int(row["step"])
+            if heard(row, step in by_step):
+                step_grads, step_layers = by_step.get(step, ([], []))
+                logger.log(row, step_grads, step_layers)
         logger.close({})
     return target
 
@@ -113,10 +121,9 @@ def export(dirs: Sequence[Path]) -> list[Path]:
     metrics, layers = _rows_by_run(run_set.metrics), _rows_by_run(run_set.layers)
     written = []
     for run in _records(run_set.runs):
-        path, run_layers = Path(run["path"]), layers.get(run["run"], [])
-        n_blocks = 1 + max((int(row["layer"]) for row in run_layers), default=-1)
+        path = Path(run["path"])
         grad_norms = _records(load.read_grad_norms(path))
-        written.append(write_run_events(path, metrics.get(run["run"], []), grad_norms, run_layers, n_blocks))
+        written.append(write_run_events(path, metrics.get(run["run"], []), grad_norms, layers.get(run["run"], [])))
         write_hparams(path, {key: run[key] for key in keys}, _summary(run))
     return written
 
