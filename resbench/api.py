@@ -38,7 +38,8 @@ class Results:
     `runs`: one row per run (`run`, `name`, `path`, `status` and the other summary.json fields, and every
     config leaf under its dotted key: `depth`, `train.lr`, `model.name`, …). `metrics`, `layers` and
     `grad_norms`: the run files' rows in long format, each with `run`, `name` and the swept `keys` as
-    columns, so `results.layers.groupby(["norm", "depth", "layer"])` needs no join. `init_draws` and
+    columns, so `results.layers.groupby(["norm", "depth", "layer"])` needs no join (a key named as one of a
+    file's columns, like a watch run's `lr`, leaves that frame the file's column; `runs` has the key). `init_draws` and
     `init_draw_grad_norms`: step 0 of every init draw (init_layers.csv, init_grad_norms.csv), in the same
     long format with `draw` for `step`; a run without those files has its own step 0 as draw 0.
     """
@@ -72,7 +73,9 @@ def load(*dirs: str | Path) -> Results:
     def tidy(frame: pd.DataFrame) -> pd.DataFrame:
         if frame.empty:
             return pd.DataFrame(columns=[*RUN_KEYS, *keys])
-        front = labels.merge(frame, on="run", how="inner", validate="one_to_many")
+        # A key named as one of the file's columns (a watch run's config={"lr": …}) is in `runs`; the column stays.
+        front = labels.drop(columns=[key for key in keys if key in frame]).merge(frame, on="run", how="inner",
+                                                                                 validate="one_to_many")
         return front.reset_index(drop=True)
 
     grad_norms = [report_load.read_grad_norms(Path(path)).assign(run=run)
@@ -144,7 +147,8 @@ def train(overrides_or_config: Sequence[str] | Config | None = None, run_dir: st
 def build_model(overrides_or_config: Sequence[str] | Config | None = None) -> nn.Module:
     """The initialised model a run of this config starts from (same seed, same weights as `train`'s).
 
-    Its residual blocks are `model.blocks`; `resbench.watch(model, blocks=model.blocks)` probes it.
+    Its residual blocks are `model.blocks` (an encoder–decoder's: `model.encoder.blocks`, `model.decoder.blocks`);
+    `resbench.watch(model, blocks=model.blocks)` probes it.
     """
     import torch
 
@@ -152,5 +156,5 @@ def build_model(overrides_or_config: Sequence[str] | Config | None = None) -> nn
 
     config = _config(overrides_or_config)
     torch.manual_seed(config["seed"])  # the trainer's order: seed, task, model
-    task = tasks.build(config["task"], config["train"]["batch_size"])
+    task = models.task_for(config["model"]["name"], tasks.build(config["task"], config["train"]["batch_size"]))
     return models.build(models.model_keys(config), task.spec)

@@ -88,13 +88,32 @@ def test_train_takes_an_edited_config_dict(tmp_path: Path):
     assert not (tmp_path / "bad").exists(), "bad input writes nothing"
 
 
-def test_build_model_starts_from_the_weights_the_trainer_starts_from(tmp_path: Path):
-    config = resbench.compose([*TINY, "seed=3"])
+def test_load_keeps_the_file_columns_a_key_is_named_as(tmp_path: Path):
+    """A watch run's config key named as a metrics.csv column (`lr`) leaves that frame the file's `lr` column."""
+    for lr in (0.1, 0.05):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+        with resbench.watch(model, blocks=list(model), run_dir=tmp_path / f"lr{lr}", log_every=2,
+                            config={"lr": lr}) as watch:
+            for _ in range(3):
+                watch.step(model(torch.randn(8, 4)).square().mean(), optimizer)
+    results = resbench.load(tmp_path)
+    assert results.keys == ["lr"] and list(results.metrics.columns) == ["run", "name", *pd.read_csv(
+        tmp_path / "lr0.1" / "metrics.csv").columns]
+    for name, rows in results.metrics.groupby("name"):
+        assert rows["lr"].tolist() == pd.read_csv(tmp_path / name / "metrics.csv")["lr"].tolist()
+    assert set(results.layers["lr"]) == {0.1, 0.05}  # layers.csv has no lr: the key is there
+
+
+@pytest.mark.parametrize("overrides", [[], ["model=seq2seq", "task=reverse"]], ids=["transformer", "seq2seq"])
+def test_build_model_starts_from_the_weights_the_trainer_starts_from(tmp_path: Path, overrides: list[str]):
+    config = resbench.compose([*TINY, *overrides, "seed=3"])
     model = resbench.build_model(config)
     run = trainer.Trainer(config, tmp_path / "run")
     run.setup()
-    assert len(model.blocks) == 2
+    assert len(getattr(model, "decoder", model).blocks) == 2
     mine, theirs = model.state_dict(), run.model.state_dict()
     assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
-    other = resbench.build_model([*TINY, "seed=4"]).state_dict()
+    other = resbench.build_model([*TINY, *overrides, "seed=4"]).state_dict()
     assert not all(torch.equal(mine[k], other[k]) for k in mine)
