@@ -164,10 +164,11 @@ class DeferredSignals:
         self._restore()
 
 
-def check_resumable(run_dir: Path, config: dict[str, Any], task: Task) -> None:
+def check_resumable(run_dir: Path, config: dict[str, Any]) -> None:
     """Raise CheckpointError (one line) unless `run_dir` holds a run of this config that can go on: one
-    that did not end with a result, whose checkpoint (if any) passes `state_to_continue`. A run killed
-    before its first summary.json (Hydra's record is there) starts over."""
+    that did not end with a result. Its summary is read, not its checkpoint: `state_to_continue` reads that
+    once, under the run dir's lock. A run killed before its first summary.json (Hydra's record is there)
+    starts over."""
     this_hash = config_hash(config)
     summary = read_json(run_dir / SUMMARY_JSON)
     if summary is None and (run_dir / SUMMARY_JSON).exists():
@@ -183,7 +184,19 @@ def check_resumable(run_dir: Path, config: dict[str, Any], task: Task) -> None:
     if summary.get("config_hash") != this_hash:
         raise CheckpointError(f"the run at {run_dir} is of another config (hash {summary.get('config_hash')}, "
                               f"these overrides give {this_hash}): resume with the run's own overrides")
-    state_to_continue(run_dir, config, task)
+
+
+class Continuation:
+    """What a resumed run goes on from, its checkpoint read and checked once by whoever holds the run dir's
+    lock, for the trainer to restore without reading it again. The state is handed over once (`take`): a
+    model's worth of weights and optimizer moments is not kept beside the model for the whole run."""
+
+    def __init__(self, state: dict[str, Any] | None) -> None:
+        self._state = state  # None: the run wrote no checkpoint, it starts over at step 0
+
+    def take(self) -> dict[str, Any] | None:
+        state, self._state = self._state, None
+        return state
 
 
 def _recorded_hash(run_dir: Path, this_hash: str) -> str | None:

@@ -3,8 +3,8 @@ run can end recorded in its dir, a sweep's run skipped or continued on resume, a
 stop signals and of a controlling process that is gone. `run_train` is one run in this process.
 
 What the task function needs from its caller (the in-process display, the launching pid, resume, the task
-already built) is bound to it with functools.partial, so that what a launcher pickles for a worker holds
-only plain values.
+already built, the checkpoint already checked) is bound to it with functools.partial, so that what a launcher
+pickles for a worker holds only plain values.
 """
 
 from __future__ import annotations
@@ -52,32 +52,35 @@ class TaskRaised:
 
 
 def train_task(cfg: DictConfig, progress: trainer.Progress | None = None, launching_pid: int | None = None,
-               resume: bool = False, task: Task | None = None,
-               command: list[str] | None = None) -> dict[str, Any] | TaskRaised:
+               resume: bool = False, task: Task | None = None, command: list[str] | None = None,
+               continuation: checkpoint.Continuation | None = None) -> dict[str, Any] | TaskRaised:
     """Hydra's task function: one run in Hydra's job dir. Module-level so launchers can pickle it.
     progress: whoever watches runs in this process (never bound for a launcher's worker). launching_pid:
     the process that launched the sweep (a job in any other runs in a worker). resume (`train --resume`):
     continue the run in that dir from its checkpoint. task: the run's task, already built by the check.
-    command: the command line that launched the sweep (a worker's own argv is the launcher's)."""
+    command: the command line that launched the sweep (a worker's own argv is the launcher's).
+    continuation: what a resume goes on from, its checkpoint already read and checked under the run dir's lock."""
     run_dir, sweep_dir = hydra_adapter.running_job()
     config = to_plain(cfg)
     try:
         if sweep_dir is None:
             set_threads(config, in_sweep=False)
-            return recorded_run(config, run_dir, progress, resume=resume, task=task)
+            return recorded_run(config, run_dir, progress, resume=resume, task=task, continuation=continuation)
         return sweep_job(config, run_dir, sweep_dir, progress, launching_pid, command)
     except Exception as err:  # noqa: BLE001 - handed to the caller, see TaskRaised
         return TaskRaised(err)
 
 
 def recorded_run(config: dict[str, Any], run_dir: Path, progress: trainer.Progress | None = None,
-                 resume: bool = False, task: Task | None = None, command: list[str] | None = None) -> dict[str, Any]:
+                 resume: bool = False, task: Task | None = None, command: list[str] | None = None,
+                 continuation: checkpoint.Continuation | None = None) -> dict[str, Any]:
     """trainer.run, with every way it can end recorded in summary.json once the run dir exists: an
     exception the trainer could not record itself (e.g. while building a model too large to allocate)
     ends the run `failed` with its error; an interrupt before the trainer's own handling ends it
     `interrupted` (then re-raised), never left `running`."""
     try:
-        return trainer.run(config, run_dir, progress=progress, job=job_facts(command), resume=resume, task=task)
+        return trainer.run(config, run_dir, progress=progress, job=job_facts(command), resume=resume, task=task,
+                           continuation=continuation)
     except KeyboardInterrupt:
         record_end(config, run_dir, schema.Status.INTERRUPTED)
         raise
@@ -211,12 +214,15 @@ def run_train(overrides: list[str], progress: trainer.Progress | None,
         cfg = compose_run(hydra, overrides)
         run_dir = pin_dir(cfg, "hydra.run.dir")
         config, task = checked(cfg)
-        _check_runnable_here(config, task, run_dir, resume_dir)
+        _check_runnable_here(config, run_dir, resume_dir)
         callbacks = made_callbacks(cfg)
-        task_function = functools.partial(train_task, progress=progress, resume=resume_dir is not None, task=task)
         # One writer per run dir (a second train or resume is refused); Hydra writes .hydra/ first.
         with records.dir_lock(run_dir, "run dir", "a train or resume"), records.no_space_named(run_dir):
-            _check_runnable_here(config, task, run_dir, resume_dir)  # again: another writer may have come meanwhile
+            _check_runnable_here(config, run_dir, resume_dir)  # again: another writer may have come meanwhile
+            # The checkpoint is read and checked once, now that no other writer can replace it.
+            continuation = _continuation(config, task, resume_dir)
+            task_function = functools.partial(train_task, progress=progress, resume=resume_dir is not None,
+                                              task=task, continuation=continuation)
             job = hydra_adapter.run_one_job(hydra, cfg, task_function, callbacks)
     if isinstance(job.return_value, TaskRaised):
         raise job.return_value.error
@@ -242,8 +248,9 @@ def made_callbacks(cfg: DictConfig) -> Any:
         raise BadInput(f"{where}: cannot make this callback: {reason}") from None
 
 
-def _check_runnable_here(config: dict[str, Any], task: Task, run_dir: Path, resume_dir: Path | None) -> None:
-    """Refuse, before anything is written, a run this machine cannot do or a dir it must not write."""
+def _check_runnable_here(config: dict[str, Any], run_dir: Path, resume_dir: Path | None) -> None:
+    """Refuse, before anything is written, a run this machine cannot do or a dir it must not write. A
+    resume's summary is checked here, its checkpoint by `_continuation`."""
     try:  # the run is on this machine: device=cuda needs a GPU here, and bf16 one that runs it
         pick_precision(config["precision"], trainer.pick_device(config["device"]))
     except (RuntimeError, ValueError) as err:
@@ -252,10 +259,21 @@ def _check_runnable_here(config: dict[str, Any], task: Task, run_dir: Path, resu
         check_writable(run_dir, "hydra.run.dir")
     else:
         try:
-            checkpoint.check_resumable(resume_dir, config, task)
+            checkpoint.check_resumable(resume_dir, config)
         except checkpoint.CheckpointError as err:
             raise BadInput(str(err)) from None
         check_writable(resume_dir, "--resume", empty=False)  # the run goes on writing there
+
+
+def _continuation(config: dict[str, Any], task: Task, resume_dir: Path | None) -> checkpoint.Continuation | None:
+    """What the resume of the run in `resume_dir` goes on from (None: not a resume). A checkpoint that
+    cannot be read, or does not fit the run, is refused (BadInput) before anything of the run is written."""
+    if resume_dir is None:
+        return None
+    try:
+        return checkpoint.Continuation(checkpoint.state_to_continue(resume_dir, config, task))
+    except checkpoint.CheckpointError as err:
+        raise BadInput(str(err)) from None
 
 
 def resume_overrides(run_dir: Path, given: list[str]) -> list[str]:

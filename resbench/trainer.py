@@ -111,7 +111,8 @@ class Trainer:
     """One run: build task and model, loop, record. `run()` returns the summary it also writes."""
 
     def __init__(self, config: dict[str, Any], run_dir: Path, progress: Progress | None = None,
-                 job: dict[str, Any] | None = None, resume: bool = False, task: tasks.Task | None = None):
+                 job: dict[str, Any] | None = None, resume: bool = False, task: tasks.Task | None = None,
+                 continuation: checkpoint.Continuation | None = None):
         self.config = config
         self.built_task = task  # the config's task when the caller built it already (else setup builds it)
         self.train_cfg = config["train"]
@@ -119,6 +120,7 @@ class Trainer:
         self.progress = progress or Silent()
         self.job = job or {}  # facts about where the run executes (slurm_job_id, requeues, command, ...)
         self.resume = resume  # continue the run in run_dir from its checkpoint (from step 0 if it has none)
+        self.continuation = continuation  # that checkpoint when the caller read and checked it already
         self.checkpoint_path = self.run_dir / checkpoint.CHECKPOINT_PT
         self.signals = checkpoint.DeferredSignals()
 
@@ -171,6 +173,8 @@ class Trainer:
     def checkpoint_to_continue(self, task: tasks.Task) -> dict[str, Any] | None:
         """The checkpoint a resumed run goes on from, every field checked (None: none was written, start
         over at step 0)."""
+        if self.continuation is not None:  # read and checked by the caller, which holds the run dir's lock
+            return self.continuation.take()
         if not self.checkpoint_path.exists():
             return None
         if self.resume:
@@ -454,8 +458,10 @@ def previous_resumes(run_dir: Path) -> int:
 
 
 def run(config: dict[str, Any], run_dir: Path | str, progress: Progress | None = None,
-        job: dict[str, Any] | None = None, resume: bool = False, task: tasks.Task | None = None) -> dict[str, Any]:
+        job: dict[str, Any] | None = None, resume: bool = False, task: tasks.Task | None = None,
+        continuation: checkpoint.Continuation | None = None) -> dict[str, Any]:
     """Train one run of `config` (a resolved config as a plain dict) into `run_dir`; return its summary.
     `resume`: continue the run already in `run_dir` from its checkpoint (from step 0 when it has none).
-    `task`: the config's task, when the caller built it already (checking the config)."""
-    return Trainer(config, Path(run_dir), progress, job, resume, task).run()
+    `task`: the config's task, when the caller built it already (checking the config). `continuation`: with
+    `resume`, the checkpoint when the caller read and checked it already (else the trainer reads it)."""
+    return Trainer(config, Path(run_dir), progress, job, resume, task, continuation).run()

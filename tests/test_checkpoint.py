@@ -178,6 +178,23 @@ def test_a_resume_override_outside_the_hash_is_taken(cli, interrupted_run: Path)
     assert summary(interrupted_run)["status"] == "completed"
 
 
+def test_a_resume_reads_its_checkpoint_once(cli, interrupted_run: Path, monkeypatch) -> None:
+    """Read and checked once, under the run dir's lock, then handed to the trainer: a checkpoint is as large
+    as the model and its optimizer, and each check passes over every weight."""
+    loads = []
+    load = torch.load
+
+    def counted_load(*args, **kwargs):
+        loads.append(args[0] if args else kwargs.get("f"))
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counted_load)
+    result = cli("train", "--quiet", "--resume", str(interrupted_run))
+    assert result.exit_code == 0, result.stderr
+    assert summary(interrupted_run)["status"] == "completed" and summary(interrupted_run)["resumes"] == 1
+    assert loads == [interrupted_run / CHECKPOINT_PT]
+
+
 def test_load_reads_tensors_only_and_checks_the_config(tmp_path: Path) -> None:
     path = tmp_path / CHECKPOINT_PT
     checkpoint.save(path, {"config_hash": "abc", "weights": torch.arange(3)})
