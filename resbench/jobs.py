@@ -77,18 +77,19 @@ def recorded_run(config: dict[str, Any], run_dir: Path, progress: trainer.Progre
     """trainer.run, with every way it can end recorded in summary.json once the run dir exists: an
     exception the trainer could not record itself (e.g. while building a model too large to allocate)
     ends the run `failed` with its error; an interrupt before the trainer's own handling ends it
-    `interrupted` (then re-raised), never left `running`."""
+    `interrupted` (then re-raised), never left `running`. An end the trainer recorded itself (an interrupt
+    raised after the run completed) is kept."""
+    run = trainer.Trainer(config, run_dir, progress, job_facts(command), resume, task, continuation)  # builds nothing
     try:
-        return trainer.run(config, run_dir, progress=progress, job=job_facts(command), resume=resume, task=task,
-                           continuation=continuation)
+        return run.run()
     except KeyboardInterrupt:
-        record_end(config, run_dir, schema.Status.INTERRUPTED)
+        record_end(config, run_dir, schema.Status.INTERRUPTED, recorded=run.ended)
         raise
     except Exception as err:
         if _during_interrupt(err):  # recording an interrupted run broke: still an interrupt, not a failure
-            record_end(config, run_dir, schema.Status.INTERRUPTED)
+            record_end(config, run_dir, schema.Status.INTERRUPTED, recorded=run.ended)
             raise KeyboardInterrupt from err
-        summary = record_end(config, run_dir, schema.Status.FAILED, f"{type(err).__name__}: {err}")
+        summary = record_end(config, run_dir, schema.Status.FAILED, f"{type(err).__name__}: {err}", run.ended)
         if progress is not None:  # the run failed before the display heard of it: say so there
             progress.run_started(config, run_dir)
             progress.run_finished(summary, checkpoint.GradProfile())
@@ -137,12 +138,15 @@ def _during_interrupt(err: BaseException) -> bool:
     return False
 
 
-def record_end(config: dict[str, Any], run_dir: Path, status: str, error: str | None = None) -> dict[str, Any]:
+def record_end(config: dict[str, Any], run_dir: Path, status: str, error: str | None = None,
+               recorded: dict[str, Any] | None = None) -> dict[str, Any]:
     """summary.json of a run that ended outside the trainer's own recording (an exception while building
-    it, an interrupt during setup). A final status this process already wrote for it is kept."""
+    it, an interrupt during setup). `recorded`: the summary this very run's trainer wrote as it ended, which
+    is kept. What the file says is not asked: an end found there may be an earlier run's in the same dir,
+    even one of this process (interrupted, then resumed from a notebook)."""
+    if recorded is not None:
+        return recorded
     found = records.read_json(run_dir / schema.SUMMARY_JSON)
-    if isinstance(found, dict) and found.get("status") in schema.FINAL and found.get("pid") == os.getpid():
-        return found
     summary = schema.Summary.from_dict(found if isinstance(found, dict) else {})
     summary.update(status=status, error=error if error is not None else summary.error,
                    config_hash=records.config_hash(config), slurm_job_id=slurm.job_id(), pid=os.getpid())

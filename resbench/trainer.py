@@ -123,6 +123,9 @@ class Trainer:
         self.continuation = continuation  # that checkpoint when the caller read and checked it already
         self.checkpoint_path = self.run_dir / checkpoint.CHECKPOINT_PT
         self.signals = checkpoint.DeferredSignals()
+        # The summary this run recorded as it ended (None: not yet). Set by this object alone, so that who
+        # records an end the trainer missed never mistakes an earlier run's end in the same dir for this one's.
+        self.ended: dict[str, Any] | None = None
 
     def setup(self) -> None:
         records.remove_stale_temporaries(self.run_dir)  # a killed run's checkpoint or summary being written
@@ -207,7 +210,7 @@ class Trainer:
     def finish(self, status: Status, start: float) -> None:
         self.summary.update(status=status, wall_s=round(time.perf_counter() - start, 3))
         self.recorder.close(self.summary)
-        summary = self.summary.to_dict()
+        summary = self.ended = self.summary.to_dict()
         for listener in self.listeners:
             listener.close(summary)
         self.progress.run_finished(summary, self.profile)

@@ -195,6 +195,21 @@ def test_a_resume_reads_its_checkpoint_once(cli, interrupted_run: Path, monkeypa
     assert loads == [interrupted_run / CHECKPOINT_PT]
 
 
+def test_a_resume_that_fails_while_setting_up_is_failed_in_the_process_that_interrupted_it(
+        cli, interrupted_run: Path, monkeypatch) -> None:
+    """The process that interrupted the run (a notebook, this one) resumes it, and the resume breaks before
+    the trainer writes its summary: the run is failed with that error, exit 1, not the earlier interrupt
+    that the same process recorded."""
+    def cannot_start(*args, **kwargs):
+        raise RuntimeError("the logger cannot start")
+
+    monkeypatch.setattr(trainer.loggers, "build", cannot_start)
+    result = cli("train", "--quiet", "--resume", str(interrupted_run))
+    assert result.exit_code == 1, (result.stdout, result.stderr, result.exception)
+    done = summary(interrupted_run)
+    assert done["status"] == "failed" and done["error"] == "RuntimeError: the logger cannot start"
+
+
 def test_load_reads_tensors_only_and_checks_the_config(tmp_path: Path) -> None:
     path = tmp_path / CHECKPOINT_PT
     checkpoint.save(path, {"config_hash": "abc", "weights": torch.arange(3)})
