@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pandas as pd
 import pytest
 from report_fixtures import grid, write_sweep
@@ -150,6 +151,42 @@ def test_a_loss_axis_from_zero_stays_log_where_the_losses_span_decades():
         figure, _ = laid_out(plots.draw_lines(data, title="t", x_label="depth", y_label="loss", y_from_zero=True))
     axis = figure.axes[0]
     assert axis.get_yscale() == "log" and 0 < axis.get_ylim()[0] <= 0.001
+
+
+def _coinciding_pair_by_pair(lines: dict[str, pd.Series]) -> list[list[str]]:
+    """The rule, one pair at a time: joined where both have ≥ 2 common points, all within the tolerance."""
+    names, sets = list(lines), []
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            a, b = lines[first].align(lines[second], join="inner")
+            both = a.notna() & b.notna()
+            if both.sum() >= 2 and np.allclose(a[both], b[both], rtol=plots.COINCIDE_RTOL, atol=0.0):
+                sets.append({first, second})
+    merged = True
+    while merged:  # join sets that share a line
+        merged = False
+        for i in range(len(sets)):
+            for j in range(i + 1, len(sets)):
+                if sets[i] & sets[j]:
+                    sets[i] |= sets.pop(j)
+                    merged = True
+                    break
+            if merged:
+                break
+    return sorted(sorted(members, key=names.index) for members in sets)
+
+
+def test_coinciding_finds_the_sets_the_pairwise_rule_finds():
+    random = np.random.default_rng(0)
+    for _ in range(40):
+        base = {k: random.choice([1.0, 2.0, 5.0], size=6) for k in range(3)}
+        lines = {}
+        for name in range(int(random.integers(2, 12))):
+            xs = np.sort(random.choice(np.arange(8), size=int(random.integers(1, 7)), replace=False))
+            ys = base[int(random.integers(3))][:len(xs)] * (1 + random.choice([0, 5e-4, 1e-2], size=len(xs)))
+            ys[random.random(len(xs)) < 0.1] = np.nan
+            lines[f"line {name}"] = pd.Series(ys, index=xs)
+        assert sorted(plots.coinciding(lines)) == _coinciding_pair_by_pair(lines)
 
 
 def test_coinciding_needs_two_common_points_within_the_tolerance():

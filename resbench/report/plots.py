@@ -140,22 +140,27 @@ def coinciding(lines: dict[str, pd.Series]) -> list[list[str]]:
     """Sets of two or more lines (name → y indexed by x) equal within COINCIDE_RTOL wherever both have a
     point, at two points or more: drawn on top of one another, they look like one line."""
     names = list(lines)
-    joined: dict[str, str] = {name: name for name in names}  # union-find: each name → its set's first name
+    if len(names) < 2:
+        return []
+    columns = {line: y[~y.index.duplicated()] for line, y in enumerate(lines.values())}  # one point per x
+    values = pd.DataFrame(columns).to_numpy(float)  # x by line, NaN where a line has no point
+    present = ~np.isnan(values)
+    joined = list(range(len(names)))  # union-find: each line → a line of its set
 
-    def root(name: str) -> str:
-        while joined[name] != name:
-            name = joined[name]
-        return name
+    def root(line: int) -> int:
+        while joined[line] != line:
+            line = joined[line]
+        return line
 
-    for i, first in enumerate(names):
-        for second in names[i + 1:]:
-            a, b = lines[first].align(lines[second], join="inner")
-            both = a.notna() & b.notna()
-            if both.sum() >= 2 and np.allclose(a[both], b[both], rtol=COINCIDE_RTOL, atol=0.0):
-                joined[root(second)] = root(first)
-    sets: dict[str, list[str]] = {}
-    for name in names:
-        sets.setdefault(root(name), []).append(name)
+    for first in range(len(names) - 1):  # each line against every later one at once (a panel may hold dozens)
+        later = values[:, first + 1:]
+        both = present[:, [first]] & present[:, first + 1:]
+        close = np.isclose(values[:, [first]], later, rtol=COINCIDE_RTOL, atol=0.0) | ~both
+        for second in first + 1 + np.flatnonzero(close.all(axis=0) & (both.sum(axis=0) >= 2)):
+            joined[root(int(second))] = root(first)
+    sets: dict[int, list[str]] = {}
+    for line, name in enumerate(names):
+        sets.setdefault(root(line), []).append(name)
     return [members for members in sets.values() if len(members) > 1]
 
 
