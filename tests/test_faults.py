@@ -26,7 +26,7 @@ import torch
 from test_checkpoint import interrupted_run, run_files, signal_at  # noqa: F401 - a fixture
 from test_train_cli import killed_on_exit, resbench, wait_for_rows
 
-from resbench import api, runtime
+from resbench import api, records, runtime
 from resbench.checkpoint import CHECKPOINT_PT
 
 
@@ -72,6 +72,15 @@ def test_two_ctrl_c_during_the_checkpoint_write_wait_for_it(train_cli, cli, monk
     assert summary(run.dir)["status"] == "completed"
 
 
+def interrupted_sweep(cli, tiny, monkeypatch, sweep_dir, steps: int, at_step: int) -> None:
+    """Seeds 0 and 1 of a `steps`-step sweep into `sweep_dir`, interrupted (Ctrl-C) at step `at_step`."""
+    signal_at(monkeypatch, at_step)
+    first = cli("sweep", "--quiet", *tiny, f"train.steps={steps}", "seed=0,1", "hydra/launcher=basic",
+                f"hydra.sweep.dir={sweep_dir}")
+    monkeypatch.undo()
+    assert first.exit_code == 130, first.stderr
+
+
 # ----------------------------------------------------------------------------- 1. two writers on one run
 @pytest.mark.slow
 def test_a_second_resume_of_a_run_being_resumed_is_refused(train_cli, cli, tmp_path, monkeypatch) -> None:
@@ -100,14 +109,8 @@ def test_a_second_resume_of_a_run_being_resumed_is_refused(train_cli, cli, tmp_p
 def test_a_sweep_run_another_writer_ended_meanwhile_is_not_run_again(cli, tiny, tmp_path, monkeypatch) -> None:
     """A run of a resumed sweep that another writer (`train --resume` of its dir) ended between the sweep's
     look at it and the sweep taking its dir's lock is skipped, as one that had ended before: never run over."""
-    from resbench import records
-
     sweep_dir = tmp_path / "sweep"
-    signal_at(monkeypatch, 1)
-    first = cli("sweep", "--quiet", *tiny, "train.steps=4", "seed=0,1", "hydra/launcher=basic",
-                f"hydra.sweep.dir={sweep_dir}")
-    monkeypatch.undo()
-    assert first.exit_code == 130, first.stderr
+    interrupted_sweep(cli, tiny, monkeypatch, sweep_dir, steps=4, at_step=1)
     run_dir = sweep_dir / "seed=0"
     ended = {**summary(run_dir), "status": "completed"}
     dir_lock = records.dir_lock
@@ -348,11 +351,7 @@ def test_a_checkpoint_that_loads_but_lies_is_one_line_exit_2_and_nothing_written
 
 def test_a_sweep_resume_refuses_a_run_whose_checkpoint_lies(cli, tiny, tmp_path, monkeypatch) -> None:
     sweep_dir = tmp_path / "sweep"
-    signal_at(monkeypatch, 3)
-    first = cli("sweep", "--quiet", *tiny, "train.steps=10", "seed=0,1", "hydra/launcher=basic",
-                f"hydra.sweep.dir={sweep_dir}")
-    monkeypatch.undo()
-    assert first.exit_code == 130, first.stderr
+    interrupted_sweep(cli, tiny, monkeypatch, sweep_dir, steps=10, at_step=3)
     path = sweep_dir / "seed=0" / CHECKPOINT_PT
     torch.save(_lie(torch.load(path, weights_only=True), "a step past train.steps"), path)
     before = run_files(sweep_dir)
@@ -432,14 +431,13 @@ def test_resuming_a_dir_that_cannot_be_written_is_one_line_exit_2(cli, tiny, tmp
     """`train --resume` and `sweep --resume` write into the dir they continue: one they may read but not
     write is refused up front, in one line naming it, never with a traceback."""
     target = tmp_path / command
-    signal_at(monkeypatch, 1)
     if command == "train":
+        signal_at(monkeypatch, 1)
         first = cli("train", "--quiet", *tiny, "train.steps=4", f"hydra.run.dir={target}")
+        monkeypatch.undo()
+        assert first.exit_code == 130, first.stderr
     else:
-        first = cli("sweep", "--quiet", *tiny, "train.steps=4", "seed=0,1", "hydra/launcher=basic",
-                    f"hydra.sweep.dir={target}")
-    monkeypatch.undo()
-    assert first.exit_code == 130, first.stderr
+        interrupted_sweep(cli, tiny, monkeypatch, target, steps=4, at_step=1)
     before = run_files(target)
     with read_only(target):
         result = cli(command, "--quiet", "--resume", str(target))
